@@ -1,0 +1,32 @@
+// deftnn: fp32 GEMM (BLIS-style: packing, per-ISA micro-kernel, portable loops) and ISA dispatch.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace deftnn {
+
+// Instruction-set paths, lowest first. One binary carries all of them; the best one this CPU
+// supports is chosen at start-up. DEFTNN_ISA=portable|avx2|avx512|avx512_bf16 forces a lower one.
+enum class Isa : int { portable = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
+
+const char* isa_name(Isa isa);
+Isa isa_from_name(const std::string& name);   // throws Error on an unknown name
+Isa detected_isa();                           // what the CPU supports (CPUID + OS xsave state)
+Isa active_isa();                             // what GEMM uses now (detected, capped by DEFTNN_ISA)
+// Forces a path (tests, benchmarks). Throws Error if the CPU does not support it.
+void set_active_isa(Isa isa);
+
+// Row-major C[M x N] = alpha * op(A)[M x K] * op(B)[K x N] + beta * C.
+// op(A) = A (lda >= K) or A^T (A stored K x M, lda >= M); same for B (ldb >= N, or ldb >= K when
+// transposed). beta == 0 means C is write-only (NaNs in C are not propagated). Multi-threaded
+// with OpenMP over the calling thread's team size (omp_get_max_threads()).
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc);
+
+// The naive reference: triple loop in double accumulation. Tests compare sgemm against it.
+void sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+               const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+               int64_t ldc);
+
+}  // namespace deftnn

@@ -1,0 +1,81 @@
+// deftnn: a model is a DAG of named layers over one input, with shape inference and a parameter
+// store. Value 0 is the model input; node i produces value i + 1; the last node is the output.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "deftnn/layer.h"
+#include "deftnn/tensor.h"
+
+namespace deftnn {
+
+struct Node {
+  std::string name;
+  std::unique_ptr<Layer> layer;
+  std::vector<int> inputs;   // value ids (0 = model input, i + 1 = output of node i)
+};
+
+// Per-node wall time of the last forward (and backward) call, for `deftnn bench` and the demo.
+struct NodeTiming {
+  double forward_ms = 0;
+  double backward_ms = 0;
+};
+
+class Model {
+ public:
+  // input_shape is one sample's shape without the batch dimension, e.g. {1, 28, 28}.
+  explicit Model(Shape input_shape = {});
+  Model(Model&&) = default;
+  Model& operator=(Model&&) = default;
+
+  // Appends a node; inputs default to the previous value. Checks names are unique and inputs
+  // exist, runs shape inference (throws Error naming the node on a mismatch). Returns its value id.
+  int add(const std::string& name, std::unique_ptr<Layer> layer, std::vector<int> inputs = {});
+  int add(const std::string& name, const std::string& type, const Attrs& attrs,
+          std::vector<int> inputs = {});
+
+  const Shape& input_shape() const { return input_shape_; }
+  const std::vector<Node>& nodes() const { return nodes_; }
+  std::vector<Node>& nodes() { return nodes_; }
+  int find(const std::string& name) const;   // node index, -1 if absent
+  Shape output_shape(int64_t batch = 1) const;
+  // Shapes of every value (index = value id) for a given batch size.
+  std::vector<Shape> value_shapes(int64_t batch) const;
+  int64_t num_params() const;
+  int64_t flops(int64_t batch = 1) const;    // forward FLOPs
+
+  // Initialises every learnable parameter with the layer's filler, deterministically from seed.
+  void init_params(uint64_t seed);
+
+  // Forward over a batch [N, input_shape...]. In training mode the activations are kept for
+  // backward(). Throws Error when the input shape does not match.
+  const Tensor& forward(const Tensor& input, bool training = false, Rng* rng = nullptr);
+  // Back-propagates dL/doutput through the graph, accumulating parameter gradients.
+  void backward(const Tensor& doutput, Rng* rng = nullptr);
+  void zero_grad();
+
+  // Timing of the last forward/backward, per node (filled when timing is enabled).
+  void set_timing(bool on) { timing_ = on; }
+  const std::vector<NodeTiming>& timings() const { return timings_; }
+
+  // Folds every batchnorm that directly follows a conv (its only consumer) into that conv's
+  // weights and bias and removes the batchnorm node. Returns the number folded.
+  int fold_batchnorm();
+
+  // Human-readable summary: one row per node with type, attrs, output shape, params, FLOPs.
+  std::string summary(int64_t batch = 1) const;
+
+ private:
+  void reinfer();
+  Shape input_shape_;
+  std::vector<Node> nodes_;
+  std::vector<Tensor> values_;   // activations of the last forward
+  std::vector<Tensor> grads_;    // gradients w.r.t. values during backward
+  std::vector<NodeTiming> timings_;
+  bool timing_ = false;
+  bool last_training_ = false;
+};
+
+}  // namespace deftnn
