@@ -1,0 +1,272 @@
+// IDX data files (MNIST, Fashion-MNIST): gzip or plain, validated against their headers.
+//
+// An IDX file is a 4-byte big-endian magic 0x0000TTDD (TT = element type, 0x08 for unsigned
+// bytes; DD = number of dimensions), DD big-endian u32 dimensions, then the elements. Nothing in
+// the header is trusted: the payload is read in bounded chunks, so a header that claims more
+// data than the file holds fails as "truncated" after reading only what is there, never by
+// allocating what the header claims.
+#include "deftnn/data.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <sstream>
+
+#include "deftnn/error.h"
+
+namespace deftnn {
+namespace {
+
+constexpr uint32_t kImagesMagic = 0x00000803;
+constexpr uint32_t kLabelsMagic = 0x00000801;
+constexpr int64_t kMaxSamples = int64_t{1} << 31;     // a u32 count can't exceed this anyway
+constexpr int64_t kMaxImageSide = 1 << 14;             // 16384 pixels per side
+constexpr size_t kChunk = size_t{8} << 20;             // read payloads 8 MiB at a time
+
+const char* kHowToGet =
+    "install the Debian package dataset-fashion-mnist (sudo apt-get install "
+    "dataset-fashion-mnist) or set DEFTNN_DATA to a directory holding the IDX files";
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw Error(path + ": " + what);
+}
+
+std::string hex32(uint32_t v) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "0x%08x", v);
+  return buf;
+}
+
+// An open gzip-or-plain file (gzread passes uncompressed files through unchanged).
+class IdxReader {
+ public:
+  explicit IdxReader(const std::string& path) : path_(path) {
+    std::error_code ec;
+    auto st = std::filesystem::status(path, ec);
+    if (!std::filesystem::exists(st))
+      fail(path, std::string("no such file; to get Fashion-MNIST, ") + kHowToGet);
+    if (std::filesystem::is_directory(st)) fail(path, "is a directory, not an IDX file");
+    f_ = gzopen(path.c_str(), "rb");
+    if (!f_) fail(path, std::string("cannot open: ") + std::strerror(errno));
+    gzbuffer(f_, 1 << 17);
+  }
+  ~IdxReader() {
+    if (f_) gzclose(f_);
+  }
+  IdxReader(const IdxReader&) = delete;
+  IdxReader& operator=(const IdxReader&) = delete;
+
+  // Reads up to n bytes; returns how many were read (fewer only at the end of the data).
+  size_t read(void* dst, size_t n) {
+    size_t got = 0;
+    auto* p = static_cast<unsigned char*>(dst);
+    while (got < n) {
+      unsigned want = static_cast<unsigned>(std::min<size_t>(n - got, size_t{1} << 30));
+      int r = gzread(f_, p + got, want);
+      if (r < 0) {
+        int errnum = 0;
+        const char* msg = gzerror(f_, &errnum);
+        fail(path_, std::string("read error (corrupt gzip data?): ") + (msg ? msg : "unknown"));
+      }
+      if (r == 0) {
+        // zlib reports a compressed stream cut short only through gzerror, after the data it
+        // could still decode (which may even be all of the payload).
+        int errnum = Z_OK;
+        gzerror(f_, &errnum);
+        if (errnum == Z_BUF_ERROR)
+          fail(path_, "truncated: the gzip stream ends early (after " + std::to_string(offset_) +
+                          " uncompressed bytes)");
+        break;
+      }
+      got += static_cast<size_t>(r);
+      offset_ += r;
+    }
+    return got;
+  }
+
+  uint32_t read_u32_be(const char* field) {
+    unsigned char b[4];
+    size_t got = read(b, 4);
+    if (got != 4)
+      fail(path_, "truncated: the file ends inside the header (" + std::string(field) +
+                      ", at byte " + std::to_string(offset_) + ")");
+    return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+  }
+
+  // Reads exactly n bytes in bounded chunks; `what` describes the payload for the error.
+  std::vector<unsigned char> read_payload(int64_t n, const std::string& what) {
+    std::vector<unsigned char> buf;
+    size_t have = 0;
+    const size_t want = static_cast<size_t>(n);
+    while (have < want) {
+      size_t chunk = std::min(want - have, kChunk);
+      buf.resize(have + chunk);
+      size_t got = read(buf.data() + have, chunk);
+      have += got;
+      if (got < chunk)
+        fail(path_, "truncated: the header promises " + what + " (" + std::to_string(want) +
+                        " bytes after the header) but the file holds only " +
+                        std::to_string(have));
+    }
+    return buf;
+  }
+
+  // True when the data continues past what has been read.
+  bool has_more() {
+    unsigned char b;
+    return read(&b, 1) == 1;
+  }
+
+  int64_t offset() const { return offset_; }
+
+ private:
+  std::string path_;
+  gzFile f_ = nullptr;
+  int64_t offset_ = 0;   // in the uncompressed data
+};
+
+void check_magic(const std::string& path, uint32_t magic, uint32_t expected) {
+  if (magic == expected) return;
+  std::string what = "not an IDX " + std::string(expected == kImagesMagic ? "image" : "label") +
+                     " file: magic " + hex32(magic) + ", expected " + hex32(expected);
+  if (magic == kImagesMagic) what += " (this is an image file)";
+  if (magic == kLabelsMagic) what += " (this is a label file)";
+  if ((magic >> 16) == 0 && ((magic >> 8) & 0xff) != 0x08)
+    what += " (element type " + hex32((magic >> 8) & 0xff) + " is not unsigned byte)";
+  fail(path, what);
+}
+
+struct ImageHeader {
+  int64_t n, h, w;
+};
+
+ImageHeader read_image_header(IdxReader& r, const std::string& path) {
+  check_magic(path, r.read_u32_be("magic"), kImagesMagic);
+  ImageHeader hd{};
+  hd.n = r.read_u32_be("image count");
+  hd.h = r.read_u32_be("row count");
+  hd.w = r.read_u32_be("column count");
+  if (hd.n > kMaxSamples) fail(path, "absurd image count " + std::to_string(hd.n));
+  if (hd.h < 1 || hd.w < 1 || hd.h > kMaxImageSide || hd.w > kMaxImageSide)
+    fail(path, "absurd image size " + std::to_string(hd.h) + "x" + std::to_string(hd.w) +
+                   " (each side must be in [1, " + std::to_string(kMaxImageSide) + "])");
+  return hd;
+}
+
+int64_t read_label_header(IdxReader& r, const std::string& path) {
+  check_magic(path, r.read_u32_be("magic"), kLabelsMagic);
+  int64_t n = r.read_u32_be("label count");
+  if (n > kMaxSamples) fail(path, "absurd label count " + std::to_string(n));
+  return n;
+}
+
+std::string base_name(const std::string& path) {
+  return std::filesystem::path(path).filename().string();
+}
+
+}  // namespace
+
+Dataset load_idx(const std::string& images_path, const std::string& labels_path, int64_t limit,
+                 int num_classes) {
+  check(num_classes >= 1 && num_classes <= 256,
+        "load_idx: num_classes must be in [1, 256], got " + std::to_string(num_classes));
+  IdxReader ir(images_path);
+  IdxReader lr(labels_path);
+  ImageHeader hd = read_image_header(ir, images_path);
+  int64_t nlabels = read_label_header(lr, labels_path);
+  if (nlabels != hd.n)
+    throw Error(images_path + " holds " + std::to_string(hd.n) + " images but " + labels_path +
+                " holds " + std::to_string(nlabels) + " labels; the counts must match");
+
+  const int64_t n = limit >= 0 ? std::min(limit, hd.n) : hd.n;
+  const int64_t pixels = hd.h * hd.w;
+  std::vector<unsigned char> px =
+      ir.read_payload(n * pixels, std::to_string(n) + " images of " + std::to_string(hd.h) + "x" +
+                                      std::to_string(hd.w));
+  std::vector<unsigned char> lb = lr.read_payload(n, std::to_string(n) + " labels");
+  if (n == hd.n) {
+    if (ir.has_more())
+      fail(images_path, "the file is longer than its header says (" + std::to_string(hd.n) +
+                            " images of " + std::to_string(hd.h) + "x" + std::to_string(hd.w) +
+                            "): extra data after byte " + std::to_string(ir.offset() - 1));
+    if (lr.has_more())
+      fail(labels_path, "the file is longer than its header says (" + std::to_string(n) +
+                            " labels): extra data after byte " + std::to_string(lr.offset() - 1));
+  }
+
+  Dataset d;
+  d.num_classes = num_classes;
+  d.name = base_name(images_path);
+  d.labels.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    if (lb[i] >= num_classes)
+      fail(labels_path, "label " + std::to_string(lb[i]) + " of sample " + std::to_string(i) +
+                            " is out of range [0, " + std::to_string(num_classes) + ")");
+    d.labels[i] = lb[i];
+  }
+  d.images = Tensor({n, 1, hd.h, hd.w});
+  float* out = d.images.data();
+  const float scale = 1.0f / 255.0f;
+  const int64_t total = n * pixels;
+  for (int64_t i = 0; i < total; ++i) out[i] = static_cast<float>(px[i]) * scale;
+  return d;
+}
+
+std::string default_fashion_mnist_dir() {
+  const char* env = std::getenv("DEFTNN_DATA");
+  if (env && *env) return env;
+  return "/usr/share/datasets/fashion-mnist";
+}
+
+Dataset load_fashion_mnist(const std::string& dir_in, bool train, int64_t limit) {
+  const std::string dir = dir_in.empty() ? default_fashion_mnist_dir() : dir_in;
+  const std::string prefix = train ? "train" : "t10k";
+  auto pick = [&](const std::string& stem) {
+    std::filesystem::path gz = std::filesystem::path(dir) / (stem + ".gz");
+    std::filesystem::path plain = std::filesystem::path(dir) / stem;
+    std::error_code ec;
+    if (!std::filesystem::exists(gz, ec) && std::filesystem::exists(plain, ec))
+      return plain.string();
+    return gz.string();   // when neither exists, the error names the canonical .gz name
+  };
+  Dataset d = load_idx(pick(prefix + "-images-idx3-ubyte"), pick(prefix + "-labels-idx1-ubyte"),
+                       limit, 10);
+  d.name = "fashion-mnist/" + prefix;
+  return d;
+}
+
+Dataset pad_images(const Dataset& d, int pad) {
+  check(pad >= 0, "pad_images: negative padding " + std::to_string(pad));
+  check(d.images.ndim() == 4,
+        "pad_images: images must be [N, C, H, W], got " + shape_str(d.images.shape()));
+  const int64_t n = d.images.dim(0), c = d.images.dim(1), h = d.images.dim(2), w = d.images.dim(3);
+  const int64_t oh = h + 2 * pad, ow = w + 2 * pad;
+  Dataset out;
+  out.labels = d.labels;
+  out.num_classes = d.num_classes;
+  out.name = d.name;
+  out.images = Tensor({n, c, oh, ow});   // zero-filled
+  const float* src = d.images.data();
+  float* dst = out.images.data();
+  for (int64_t p = 0; p < n * c; ++p) {
+    const float* s = src + p * h * w;
+    float* t = dst + p * oh * ow + pad * ow + pad;
+    for (int64_t y = 0; y < h; ++y) std::memcpy(t + y * ow, s + y * w, sizeof(float) * w);
+  }
+  return out;
+}
+
+void normalize(Dataset& d, float mean, float stddev) {
+  check(stddev > 0, "normalize: stddev must be > 0, got " + std::to_string(stddev));
+  const float inv = 1.0f / stddev;
+  float* x = d.images.data();
+  const int64_t total = d.images.numel();
+  for (int64_t i = 0; i < total; ++i) x[i] = (x[i] - mean) * inv;
+}
+
+}  // namespace deftnn
