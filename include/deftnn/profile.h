@@ -1,0 +1,36 @@
+// deftnn: timing a model's forward pass per layer and end to end (used by `deftnn bench`).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "deftnn/model.h"
+
+namespace deftnn {
+
+struct LayerTime {
+  std::string name, type;
+  Shape output;
+  int64_t flops = 0;
+  double median_ms = 0, min_ms = 0;
+};
+
+struct ModelProfile {
+  int64_t batch = 0;
+  int threads = 0;
+  int iterations = 0;
+  std::vector<LayerTime> layers;
+  double median_ms = 0, min_ms = 0;   // whole forward
+  int64_t flops = 0;
+};
+
+// Runs `warmup` untimed then `iterations` timed forward passes on a deterministic random input
+// and reports medians and minimums per layer and end to end.
+ModelProfile profile_model(Model& model, int64_t batch, int iterations = 20, int warmup = 3);
+
+double median(std::vector<double> v);
+
+// A fixed-width table of a profile (one row per layer, then the total).
+std::string format_profile(const ModelProfile& p);
+
+}  // namespace deftnn

@@ -1,0 +1,280 @@
+// The deftnn command: train, eval, bench, info, demo. It only parses arguments and prints; the
+// work is done by library calls a user could make themselves.
+#include <omp.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "deftnn/data.h"
+#include "deftnn/error.h"
+#include "deftnn/gemm.h"
+#include "deftnn/io.h"
+#include "deftnn/model.h"
+#include "deftnn/profile.h"
+#include "deftnn/train.h"
+#include "deftnn/zoo.h"
+
+using namespace deftnn;
+using json = nlohmann::json;
+
+namespace {
+
+bool is_zoo_name(const std::string& s) {
+  for (const auto& n : zoo_names())
+    if (n == s) return true;
+  return false;
+}
+
+// MODEL arguments are a model file or a zoo network name (fresh, randomly initialised weights).
+Model open_model(const std::string& spec, const Shape& input, int classes, uint64_t seed = 1) {
+  if (is_zoo_name(spec)) {
+    Model m = build_zoo(spec, ZooOptions{input, classes});
+    m.init_params(seed);
+    return m;
+  }
+  if (access(spec.c_str(), F_OK) != 0)
+    throw Error("'" + spec + "' is neither a model file nor a network name (known networks: lenet, "
+                "cifarnet, caffenet, flickr_style, flowers102, sos)");
+  return load_model(spec);
+}
+
+Shape parse_shape(const std::string& s) {
+  Shape r;
+  if (s.empty()) return r;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find_first_of("x,", pos);
+    std::string tok = s.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    try {
+      size_t used = 0;
+      long long v = std::stoll(tok, &used);
+      if (used != tok.size() || v <= 0 || v > (1 << 20)) throw std::invalid_argument(tok);
+      r.push_back(v);
+    } catch (const std::exception&) {
+      throw Error("--input '" + s + "': expected C,H,W with positive integers, e.g. 1,32,32");
+    }
+    if (end == std::string::npos) break;
+    pos = end + 1;
+  }
+  check(r.size() == 3, "--input '" + s + "': expected three numbers C,H,W");
+  return r;
+}
+
+struct DataOptions {
+  std::string dir;
+  int64_t limit = -1;
+  int pad = -1;   // -1: automatic (pad 28x28 to 32x32 for networks that need 32x32)
+};
+
+void add_data_options(CLI::App* c, DataOptions& d) {
+  c->add_option("--data", d.dir, "Fashion-MNIST directory (default: $DEFTNN_DATA or the Debian "
+                                 "package's /usr/share/datasets/fashion-mnist)");
+  c->add_option("--limit", d.limit, "use only the first N samples of each set")->check(CLI::PositiveNumber);
+  c->add_option("--pad", d.pad, "zero-pad images by P pixels per side (default: 2 for cifarnet, else 0)")
+      ->check(CLI::Range(0, 64));
+}
+
+Dataset load_data(const DataOptions& o, bool train, const std::string& net) {
+  Dataset d = load_fashion_mnist(o.dir, train, o.limit);
+  int pad = o.pad >= 0 ? o.pad : (net == "cifarnet" ? 2 : 0);
+  if (pad > 0) d = pad_images(d, pad);
+  return d;
+}
+
+Shape sample_shape(const Dataset& d) {
+  return Shape(d.images.shape().begin() + 1, d.images.shape().end());
+}
+
+void print_epoch(const EpochStats& s) {
+  std::printf("epoch %2d  lr %.4g  loss %.4f  train %.2f%%  test top-1 %.2f%% top-5 %.2f%%  %.1f s (%.0f img/s)\n",
+              s.epoch, s.lr, s.train_loss, 100 * s.train_top1, 100 * s.test_top1,
+              100 * s.test_top5, s.seconds, s.images_per_second);
+  std::fflush(stdout);
+}
+
+void write_json(const std::string& path, const json& j) {
+  if (path.empty()) return;
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) throw Error("cannot write '" + path + "'");
+    f << j.dump(2) << "\n";
+    if (!f) throw Error("cannot write '" + path + "'");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot write '" + path + "'");
+}
+
+json profile_json(const ModelProfile& p) {
+  json layers = json::array();
+  for (const auto& l : p.layers)
+    layers.push_back({{"name", l.name}, {"type", l.type}, {"output", l.output},
+                      {"flops", l.flops}, {"median_ms", l.median_ms}, {"min_ms", l.min_ms}});
+  return {{"batch", p.batch}, {"threads", p.threads}, {"iterations", p.iterations},
+          {"median_ms", p.median_ms}, {"min_ms", p.min_ms}, {"flops", p.flops},
+          {"isa", isa_name(active_isa())}, {"layers", layers}};
+}
+
+std::vector<EpochStats> run_training(Model& m, const Dataset& tr, const Dataset& te,
+                                     const TrainConfig& cfg) {
+  std::printf("training on %lld images, testing on %lld, batch %lld, %d thread(s), ISA %s\n",
+              static_cast<long long>(tr.size()), static_cast<long long>(te.size()),
+              static_cast<long long>(cfg.batch), omp_get_max_threads(), isa_name(active_isa()));
+  return train(m, tr, &te, cfg, print_epoch);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"deftnn: train, optimise and run convolutional networks fast on the CPU"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "deftnn 0.1.0");
+  int threads = 0;
+  app.add_option("--threads", threads, "worker threads (default: all cores)")->check(CLI::Range(1, 1024));
+
+  // train
+  auto* c_train = app.add_subcommand("train", "train a network on Fashion-MNIST and save it");
+  std::string train_net = "lenet", train_out = "model.deft", train_json;
+  TrainConfig tc;
+  DataOptions train_data;
+  c_train->add_option("--net", train_net, "network: a zoo name or a model file to continue training")
+      ->capture_default_str();
+  c_train->add_option("-o,--out", train_out, "where to save the trained model")->capture_default_str();
+  c_train->add_option("--epochs", tc.epochs, "training epochs")->capture_default_str()->check(CLI::Range(0, 100000));
+  c_train->add_option("--batch", tc.batch, "mini-batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c_train->add_option("--lr", tc.lr, "base learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  c_train->add_option("--momentum", tc.momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 0.9999));
+  c_train->add_option("--weight-decay", tc.weight_decay, "L2 weight decay")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c_train->add_option("--lr-step", tc.lr_step, "multiply lr by --lr-gamma every N epochs (0: never)")->capture_default_str()->check(CLI::Range(0, 100000));
+  c_train->add_option("--lr-gamma", tc.lr_gamma, "learning-rate decay factor")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c_train->add_option("--seed", tc.seed, "seed for initialisation, shuffling and dropout")->capture_default_str();
+  c_train->add_option("--json", train_json, "write per-epoch statistics as JSON");
+  add_data_options(c_train, train_data);
+
+  // eval
+  auto* c_eval = app.add_subcommand("eval", "evaluate a model's top-1/top-5 accuracy on the Fashion-MNIST test set");
+  std::string eval_model, eval_json;
+  int64_t eval_batch = 256;
+  DataOptions eval_data;
+  c_eval->add_option("model", eval_model, "model file")->required();
+  c_eval->add_option("--batch", eval_batch, "batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c_eval->add_option("--json", eval_json, "write the result as JSON");
+  add_data_options(c_eval, eval_data);
+
+  // bench
+  auto* c_bench = app.add_subcommand("bench", "time a model's forward pass per layer and end to end");
+  std::string bench_model, bench_json, bench_input;
+  std::vector<int64_t> bench_batches{1};
+  int bench_iters = 20, bench_warmup = 3, bench_classes = 0;
+  c_bench->add_option("model", bench_model, "model file or zoo network name")->required();
+  c_bench->add_option("--batch", bench_batches, "batch sizes (e.g. --batch 1 32)")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  c_bench->add_option("--iters", bench_iters, "timed iterations (medians reported)")->capture_default_str()->check(CLI::Range(1, 100000));
+  c_bench->add_option("--warmup", bench_warmup, "untimed warm-up iterations")->capture_default_str()->check(CLI::Range(0, 100000));
+  c_bench->add_option("--input", bench_input, "input shape C,H,W for a zoo network");
+  c_bench->add_option("--classes", bench_classes, "classes for a zoo network")->check(CLI::Range(1, 1 << 20));
+  c_bench->add_option("--json", bench_json, "write the results as JSON");
+
+  // info
+  auto* c_info = app.add_subcommand("info", "show a model's layers, shapes, parameters and FLOPs");
+  std::string info_model, info_input;
+  int64_t info_batch = 1;
+  int info_classes = 0;
+  c_info->add_option("model", info_model, "model file or zoo network name")->required();
+  c_info->add_option("--batch", info_batch, "batch size for shapes and FLOPs")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c_info->add_option("--input", info_input, "input shape C,H,W for a zoo network");
+  c_info->add_option("--classes", info_classes, "classes for a zoo network")->check(CLI::Range(1, 1 << 20));
+
+  // demo
+  auto* c_demo = app.add_subcommand("demo", "train LeNet on Fashion-MNIST, evaluate it, and time each layer");
+  TrainConfig dc;
+  dc.epochs = 3;
+  std::string demo_out = "lenet-fashion.deft";
+  DataOptions demo_data;
+  c_demo->add_option("--epochs", dc.epochs, "training epochs")->capture_default_str()->check(CLI::Range(1, 1000));
+  c_demo->add_option("-o,--out", demo_out, "where to save the trained model")->capture_default_str();
+  add_data_options(c_demo, demo_data);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (threads > 0) omp_set_num_threads(threads);
+
+    if (c_train->parsed()) {
+      Dataset tr = load_data(train_data, true, train_net);
+      Dataset te = load_data(train_data, false, train_net);
+      Model m = is_zoo_name(train_net) ? build_zoo(train_net, ZooOptions{sample_shape(tr), 10})
+                                       : load_model(train_net);
+      if (is_zoo_name(train_net)) m.init_params(tc.seed);
+      auto hist = run_training(m, tr, te, tc);
+      save_model(m, train_out);
+      std::printf("saved %s\n", train_out.c_str());
+      json j = json::array();
+      for (const auto& s : hist)
+        j.push_back({{"epoch", s.epoch}, {"lr", s.lr}, {"train_loss", s.train_loss},
+                     {"train_top1", s.train_top1}, {"test_top1", s.test_top1},
+                     {"test_top5", s.test_top5}, {"seconds", s.seconds}});
+      write_json(train_json, {{"net", train_net}, {"epochs", j}});
+    } else if (c_eval->parsed()) {
+      Model m = load_model(eval_model);
+      Dataset te = load_fashion_mnist(eval_data.dir, false, eval_data.limit);
+      int pad = eval_data.pad >= 0 ? eval_data.pad
+                                   : static_cast<int>((m.input_shape().back() - te.images.dim(3)) / 2);
+      if (pad > 0) te = pad_images(te, pad);
+      EvalResult r = evaluate(m, te, eval_batch, true);
+      std::printf("%s on %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images, %.2f s, %.0f img/s)\n",
+                  eval_model.c_str(), te.name.c_str(), 100 * r.top1, 100 * r.top5, r.loss,
+                  static_cast<long long>(r.count), r.seconds, r.count / std::max(r.seconds, 1e-9));
+      write_json(eval_json, {{"model", eval_model}, {"top1", r.top1}, {"top5", r.top5},
+                             {"loss", r.loss}, {"count", r.count}, {"seconds", r.seconds}});
+    } else if (c_bench->parsed()) {
+      Model m = open_model(bench_model, parse_shape(bench_input), bench_classes);
+      json runs = json::array();
+      for (int64_t b : bench_batches) {
+        ModelProfile p = profile_model(m, b, bench_iters, bench_warmup);
+        std::printf("%s, batch %lld, ISA %s, %d iterations:\n%s\n", bench_model.c_str(),
+                    static_cast<long long>(b), isa_name(active_isa()), bench_iters,
+                    format_profile(p).c_str());
+        runs.push_back(profile_json(p));
+      }
+      write_json(bench_json, {{"model", bench_model}, {"runs", runs}});
+    } else if (c_info->parsed()) {
+      Model m = open_model(info_model, parse_shape(info_input), info_classes);
+      std::printf("%s", m.summary(info_batch).c_str());
+    } else if (c_demo->parsed()) {
+      std::printf("deftnn demo: Caffe LeNet on Fashion-MNIST (%d epochs)\n", dc.epochs);
+      Dataset tr = load_data(demo_data, true, "lenet");
+      Dataset te = load_data(demo_data, false, "lenet");
+      Model m = build_zoo("lenet", ZooOptions{sample_shape(tr), 10});
+      m.init_params(dc.seed);
+      std::printf("%s\n", m.summary(1).c_str());
+      auto t0 = std::chrono::steady_clock::now();
+      run_training(m, tr, te, dc);
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      EvalResult r = evaluate(m, te, 256, true);
+      std::printf("\ntest set (%lld images): top-1 %.2f%%  top-5 %.2f%%  (training + evaluation %.1f s)\n",
+                  static_cast<long long>(r.count), 100 * r.top1, 100 * r.top5, secs);
+      save_model(m, demo_out);
+      std::printf("saved %s\n\n", demo_out.c_str());
+      for (int64_t b : {int64_t{1}, int64_t{64}}) {
+        ModelProfile p = profile_model(m, b, 50, 5);
+        std::printf("per-layer inference time, batch %lld, ISA %s:\n%s\n", static_cast<long long>(b),
+                    isa_name(active_isa()), format_profile(p).c_str());
+      }
+    }
+  } catch (const Error& e) {
+    std::fprintf(stderr, "deftnn: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "deftnn: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,271 @@
+#include "deftnn/model.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <set>
+#include <sstream>
+
+#include "deftnn/error.h"
+
+namespace deftnn {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+Shape with_batch(int64_t batch, const Shape& s) {
+  Shape r{batch};
+  r.insert(r.end(), s.begin(), s.end());
+  return r;
+}
+}  // namespace
+
+Model::Model(Shape input_shape) : input_shape_(std::move(input_shape)) {
+  for (int64_t d : input_shape_)
+    check(d > 0, "model input shape " + shape_str(input_shape_) + " must be positive");
+}
+
+int Model::find(const std::string& name) const {
+  for (size_t i = 0; i < nodes_.size(); ++i)
+    if (nodes_[i].name == name) return static_cast<int>(i);
+  return -1;
+}
+
+int Model::add(const std::string& name, std::unique_ptr<Layer> layer, std::vector<int> inputs) {
+  check(layer != nullptr, "Model::add: null layer for node '" + name + "'");
+  check(!name.empty(), "Model::add: empty node name");
+  check(find(name) < 0, "Model::add: duplicate node name '" + name + "'");
+  int next = static_cast<int>(nodes_.size()) + 1;
+  if (inputs.empty()) inputs.push_back(next - 1);
+  for (int v : inputs)
+    check(v >= 0 && v < next, "node '" + name + "': input value id " + std::to_string(v) +
+                                  " does not exist (values 0.." + std::to_string(next - 1) + ")");
+  std::vector<Shape> shapes = value_shapes(1);
+  std::vector<Shape> in;
+  for (int v : inputs) in.push_back(shapes[v]);
+  try {
+    layer->infer(in);
+  } catch (const Error& e) {
+    throw Error("node '" + name + "' (" + layer->type() + "): " + e.what());
+  }
+  nodes_.push_back(Node{name, std::move(layer), std::move(inputs)});
+  return next;
+}
+
+int Model::add(const std::string& name, const std::string& type, const Attrs& attrs,
+               std::vector<int> inputs) {
+  std::unique_ptr<Layer> layer;
+  try {
+    layer = make_layer(type, attrs);
+  } catch (const Error& e) {
+    throw Error("node '" + name + "': " + e.what());
+  }
+  return add(name, std::move(layer), std::move(inputs));
+}
+
+std::vector<Shape> Model::value_shapes(int64_t batch) const {
+  std::vector<Shape> shapes;
+  shapes.reserve(nodes_.size() + 1);
+  shapes.push_back(with_batch(batch, input_shape_));
+  for (const Node& n : nodes_) {
+    std::vector<Shape> in;
+    for (int v : n.inputs) in.push_back(shapes[v]);
+    try {
+      shapes.push_back(n.layer->infer(in));
+    } catch (const Error& e) {
+      throw Error("node '" + n.name + "' (" + n.layer->type() + "): " + e.what());
+    }
+  }
+  return shapes;
+}
+
+Shape Model::output_shape(int64_t batch) const { return value_shapes(batch).back(); }
+
+int64_t Model::num_params() const {
+  int64_t n = 0;
+  for (const Node& node : nodes_)
+    for (const Param& p : node.layer->params()) n += p.value.numel();
+  return n;
+}
+
+int64_t Model::flops(int64_t batch) const {
+  std::vector<Shape> shapes = value_shapes(batch);
+  int64_t f = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    std::vector<Shape> in;
+    for (int v : nodes_[i].inputs) in.push_back(shapes[v]);
+    f += nodes_[i].layer->flops(in, shapes[i + 1]);
+  }
+  return f;
+}
+
+void Model::init_params(uint64_t seed) {
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    // One stream per node, so adding a node does not change the others' initial weights.
+    Rng rng(seed * 1000003ull + i);
+    nodes_[i].layer->init_params(rng);
+  }
+}
+
+const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
+  check(!nodes_.empty(), "Model::forward: the model has no layers");
+  check(input.ndim() == static_cast<int>(input_shape_.size()) + 1,
+        "model input must be [N, " + shape_str(input_shape_).substr(1) + ", got " +
+            shape_str(input.shape()));
+  for (size_t i = 0; i < input_shape_.size(); ++i)
+    check(input.shape()[i + 1] == input_shape_[i],
+          "model input must be [N, " + shape_str(input_shape_).substr(1) + ", got " +
+              shape_str(input.shape()));
+  values_.resize(nodes_.size() + 1);
+  timings_.resize(nodes_.size());
+  values_[0] = input;
+  RunContext ctx{training, rng};
+  std::vector<const Tensor*> in;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& n = nodes_[i];
+    in.clear();
+    for (int v : n.inputs) in.push_back(&values_[v]);
+    auto t0 = Clock::now();
+    try {
+      n.layer->forward(in, values_[i + 1], ctx);
+    } catch (const Error& e) {
+      throw Error("node '" + n.name + "' (" + n.layer->type() + "): " + e.what());
+    }
+    if (timing_) timings_[i].forward_ms = ms_since(t0);
+  }
+  last_training_ = training;
+  return values_.back();
+}
+
+void Model::backward(const Tensor& doutput, Rng* rng) {
+  check(last_training_ && values_.size() == nodes_.size() + 1,
+        "Model::backward needs a preceding forward(training = true)");
+  check(doutput.shape() == values_.back().shape(),
+        "Model::backward: gradient shape " + shape_str(doutput.shape()) + " does not match output " +
+            shape_str(values_.back().shape()));
+  size_t nv = values_.size();
+  grads_.resize(nv);
+  // Which values need a gradient: every value produced by a node that has a learnable param
+  // upstream; the model input never does.
+  std::vector<bool> has_grad(nv, false);
+  grads_[nv - 1] = doutput;
+  has_grad[nv - 1] = true;
+  RunContext ctx{true, rng};
+  std::vector<const Tensor*> in;
+  std::vector<Tensor*> din;
+  std::vector<Tensor> scratch;
+  for (size_t i = nodes_.size(); i-- > 0;) {
+    Node& n = nodes_[i];
+    if (!has_grad[i + 1]) continue;
+    in.clear();
+    din.clear();
+    scratch.assign(n.inputs.size(), Tensor());
+    for (size_t j = 0; j < n.inputs.size(); ++j) {
+      int v = n.inputs[j];
+      in.push_back(&values_[v]);
+      // The model input needs no gradient. A value consumed twice accumulates (scratch + add).
+      if (v == 0) din.push_back(nullptr);
+      else if (!has_grad[v]) din.push_back(&grads_[v]);
+      else din.push_back(&scratch[j]);
+    }
+    auto t0 = Clock::now();
+    try {
+      n.layer->backward(in, values_[i + 1], grads_[i + 1], din, ctx);
+    } catch (const Error& e) {
+      throw Error("node '" + n.name + "' (" + n.layer->type() + ") backward: " + e.what());
+    }
+    for (size_t j = 0; j < n.inputs.size(); ++j) {
+      int v = n.inputs[j];
+      if (v == 0) continue;
+      if (din[j] == &scratch[j]) {
+        float* g = grads_[v].data();
+        const float* s = scratch[j].data();
+        for (int64_t k = 0; k < grads_[v].numel(); ++k) g[k] += s[k];
+      }
+      has_grad[v] = true;
+    }
+    if (timing_) timings_[i].backward_ms = ms_since(t0);
+  }
+}
+
+void Model::zero_grad() {
+  for (Node& n : nodes_)
+    for (Param& p : n.layer->params())
+      if (p.trainable) {
+        if (p.grad.shape() != p.value.shape()) p.grad = Tensor(p.value.shape());
+        else p.grad.zero();
+      }
+}
+
+int Model::fold_batchnorm() {
+  int folded = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    Node& bn = nodes_[i];
+    if (bn.layer->type() != "batchnorm" || bn.inputs.size() != 1 || bn.inputs[0] == 0) continue;
+    int conv_idx = bn.inputs[0] - 1;
+    Node& conv = nodes_[conv_idx];
+    if (conv.layer->type() != "conv") continue;
+    int consumers = 0;
+    for (const Node& n : nodes_)
+      for (int v : n.inputs) consumers += (v == conv_idx + 1);
+    if (consumers != 1) continue;
+    Param* w = conv.layer->param("weight");
+    Param* b = conv.layer->param("bias");
+    if (!w || !b) continue;  // a bias-less conv cannot absorb the shift without a new param
+    const Tensor& mean = bn.layer->param("mean")->value;
+    const Tensor& var = bn.layer->param("var")->value;
+    const Tensor& scale = bn.layer->param("scale")->value;
+    const Tensor& shift = bn.layer->param("shift")->value;
+    double eps = bn.layer->attrs().get_float("eps", 1e-5);
+    int64_t oc = w->value.dim(0), per = w->value.numel() / oc;
+    for (int64_t c = 0; c < oc; ++c) {
+      float f = scale[c] / std::sqrt(var[c] + static_cast<float>(eps));
+      for (int64_t k = 0; k < per; ++k) w->value[c * per + k] *= f;
+      b->value[c] = (b->value[c] - mean[c]) * f + shift[c];
+    }
+    // Rewire consumers of the batchnorm to the conv, then drop the batchnorm node.
+    int bn_value = static_cast<int>(i) + 1;
+    for (Node& n : nodes_)
+      for (int& v : n.inputs) {
+        if (v == bn_value) v = conv_idx + 1;
+        else if (v > bn_value) --v;
+      }
+    nodes_.erase(nodes_.begin() + static_cast<long>(i));
+    --i;
+    ++folded;
+  }
+  values_.clear();
+  grads_.clear();
+  return folded;
+}
+
+std::string Model::summary(int64_t batch) const {
+  std::vector<Shape> shapes = value_shapes(batch);
+  std::ostringstream os;
+  os << "input " << shape_str(shapes[0]) << "\n";
+  os << std::left << std::setw(12) << "layer" << std::setw(10) << "type" << std::setw(22)
+     << "output" << std::right << std::setw(12) << "params" << std::setw(14) << "MFLOPs"
+     << "  attributes\n";
+  int64_t total_p = 0, total_f = 0;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const Node& n = nodes_[i];
+    std::vector<Shape> in;
+    for (int v : n.inputs) in.push_back(shapes[v]);
+    int64_t p = 0;
+    for (const Param& pr : n.layer->params()) p += pr.value.numel();
+    int64_t f = n.layer->flops(in, shapes[i + 1]);
+    total_p += p;
+    total_f += f;
+    os << std::left << std::setw(12) << n.name << std::setw(10) << n.layer->type() << std::setw(22)
+       << shape_str(shapes[i + 1]) << std::right << std::setw(12) << p << std::setw(14)
+       << std::fixed << std::setprecision(2) << f / 1e6 << "  " << n.layer->attrs().str() << "\n";
+  }
+  os << "total: " << total_p << " parameters, " << std::fixed << std::setprecision(2)
+     << total_f / 1e6 << " MFLOPs per forward at batch " << batch << "\n";
+  return os.str();
+}
+
+}  // namespace deftnn

@@ -1,0 +1,88 @@
+#include "deftnn/profile.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+
+#include "deftnn/error.h"
+
+namespace deftnn {
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+ModelProfile profile_model(Model& model, int64_t batch, int iterations, int warmup) {
+  check(batch > 0, "bench: batch size must be positive");
+  check(iterations > 0, "bench: iterations must be positive");
+  Shape s{batch};
+  s.insert(s.end(), model.input_shape().begin(), model.input_shape().end());
+  Tensor x(s);
+  Rng rng(42);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(0.0f, 1.0f);
+  model.set_timing(true);
+  std::vector<Shape> shapes = model.value_shapes(batch);
+  const auto& nodes = model.nodes();
+  std::vector<std::vector<double>> per(nodes.size());
+  std::vector<double> total;
+  for (int it = 0; it < warmup + iterations; ++it) {
+    auto t0 = std::chrono::steady_clock::now();
+    model.forward(x, false);
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (it < warmup) continue;
+    total.push_back(ms);
+    for (size_t i = 0; i < nodes.size(); ++i) per[i].push_back(model.timings()[i].forward_ms);
+  }
+  model.set_timing(false);
+  ModelProfile p;
+  p.batch = batch;
+  p.threads = omp_get_max_threads();
+  p.iterations = iterations;
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    LayerTime lt;
+    lt.name = nodes[i].name;
+    lt.type = nodes[i].layer->type();
+    lt.output = shapes[i + 1];
+    std::vector<Shape> in;
+    for (int v : nodes[i].inputs) in.push_back(shapes[v]);
+    lt.flops = nodes[i].layer->flops(in, shapes[i + 1]);
+    lt.median_ms = median(per[i]);
+    lt.min_ms = *std::min_element(per[i].begin(), per[i].end());
+    p.flops += lt.flops;
+    p.layers.push_back(lt);
+  }
+  p.median_ms = median(total);
+  p.min_ms = *std::min_element(total.begin(), total.end());
+  return p;
+}
+
+std::string format_profile(const ModelProfile& p) {
+  std::ostringstream os;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-10s %-10s %-20s %10s %10s %9s %7s\n", "layer", "type",
+                "output", "median ms", "min ms", "GFLOP/s", "share");
+  os << line;
+  double sum = 0;
+  for (const LayerTime& l : p.layers) sum += l.median_ms;
+  for (const LayerTime& l : p.layers) {
+    double gf = l.median_ms > 0 ? l.flops / (l.median_ms * 1e6) : 0;
+    std::snprintf(line, sizeof line, "%-10s %-10s %-20s %10.3f %10.3f %9.1f %6.1f%%\n",
+                  l.name.c_str(), l.type.c_str(), shape_str(l.output).c_str(), l.median_ms,
+                  l.min_ms, gf, sum > 0 ? 100.0 * l.median_ms / sum : 0.0);
+    os << line;
+  }
+  double gf = p.median_ms > 0 ? p.flops / (p.median_ms * 1e6) : 0;
+  std::snprintf(line, sizeof line, "%-10s %-10s %-20s %10.3f %10.3f %9.1f\n", "total", "",
+                ("batch " + std::to_string(p.batch) + ", " + std::to_string(p.threads) + " thr").c_str(),
+                p.median_ms, p.min_ms, gf);
+  os << line;
+  return os.str();
+}
+
+}  // namespace deftnn
