@@ -15,6 +15,13 @@ Isa detected_isa();                           // what the CPU supports (CPUID + 
 Isa active_isa();                             // what GEMM uses now (detected, capped by DEFTNN_ISA)
 // Forces a path (tests, benchmarks). Throws Error if the CPU does not support it.
 void set_active_isa(Isa isa);
+// The ISA GEMM should use given DEFTNN_ISA's value (nullptr or "" when unset) and the detected
+// ISA. The variable only caps: an unknown name, or a path above `detected`, falls back to
+// `detected` with a warning in *why (which also says what was chosen; may be nullptr).
+// active_isa() applies this once at first use and prints *why to stderr when it is a warning.
+Isa resolve_isa(const char* env_value, Isa detected, std::string* why);
+// Name of the micro-kernel / GEMV kernel the active ISA uses (for logs and benchmarks).
+const char* active_gemm_kernel();
 
 // Row-major C[M x N] = alpha * op(A)[M x K] * op(B)[K x N] + beta * C.
 // op(A) = A (lda >= K) or A^T (A stored K x M, lda >= M); same for B (ldb >= N, or ldb >= K when

@@ -1,27 +1,239 @@
-// TEMPORARY stand-in until the blocked GEMM lands: forwards to the reference.
-#include "deftnn/gemm.h"
+// deftnn fp32 GEMM: the BLIS five loops around a per-ISA micro-kernel, OpenMP threading, and
+// the memory-bound GEMV path for N == 1 / M == 1. Kernels and block sizes come from config.cpp.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
 #include "deftnn/error.h"
+#include "deftnn/gemm.h"
+#include "deftnn/tensor.h"
+#include "gemm/pack.h"
+#include "gemm/ukernel.h"
 
 namespace deftnn {
-const char* isa_name(Isa isa) {
-  switch (isa) {
-    case Isa::portable: return "portable";
-    case Isa::avx2: return "avx2";
-    case Isa::avx512: return "avx512";
-    case Isa::avx512_bf16: return "avx512_bf16";
+namespace gemm {
+namespace {
+
+int64_t g_kc_override = 0, g_mc_override = 0, g_nc_override = 0;
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+// A grow-only, 64-byte aligned buffer. One per thread (thread_local) for packed A and for
+// packed B, so buffers are allocated on the first call and reused by every later one.
+struct Buffer {
+  float* p = nullptr;
+  int64_t cap = 0;
+  ~Buffer() { aligned_free(p); }
+  float* get(int64_t n) {
+    if (n > cap) {
+      aligned_free(p);
+      p = aligned_alloc_floats(n);
+      cap = n;
+    }
+    return p;
   }
-  return "?";
+};
+thread_local Buffer t_pack_a;
+thread_local Buffer t_pack_b;   // owned by the calling thread, shared by its team
+thread_local Buffer t_vec;      // GEMV: contiguous x / y copies
+
+// C[m x n] = beta * C (beta == 0: zero, not read).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f)
+      std::fill(c, c + N, 0.0f);
+    else if (beta != 1.0f)
+      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+  }
 }
-Isa isa_from_name(const std::string& n) {
-  for (Isa i : {Isa::portable, Isa::avx2, Isa::avx512, Isa::avx512_bf16})
-    if (n == isa_name(i)) return i;
-  throw Error("unknown ISA '" + n + "' (expected portable, avx2, avx512 or avx512_bf16)");
+
+// Threads for a problem of this many flops: below ~1 MFLOP the fork/barriers cost more.
+int team_size(int64_t M, int64_t N, int64_t K) {
+  if (omp_in_parallel()) return 1;
+  const int nt = omp_get_max_threads();
+  const double flops = 2.0 * static_cast<double>(M) * N * K;
+  if (flops < 2.0e5) return 1;
+  return std::max(1, nt);
 }
-Isa detected_isa() { return Isa::portable; }
-Isa active_isa() { return Isa::portable; }
-void set_active_isa(Isa) {}
-void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
-  sgemm_ref(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+
+// ---- the five loops -------------------------------------------------------------------------
+
+struct Problem {
+  bool ta, tb;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+};
+
+// Splits nt threads into a tm x tn grid over (MR strips, NR panels) of an nc-wide block:
+// minimises the largest per-thread tile count; prefers splitting M (B panel shared, A not
+// packed twice).
+void thread_grid(int nt, int64_t strips, int64_t panels, int* tm, int* tn) {
+  int64_t best = -1;
+  for (int m = nt; m >= 1; --m) {
+    if (nt % m) continue;
+    const int n = nt / m;
+    const int64_t cost = ceil_div(strips, m) * ceil_div(panels, n) * 16 + (n - 1);
+    if (best < 0 || cost < best) {
+      best = cost;
+      *tm = m;
+      *tn = n;
+    }
+  }
 }
+
+void blocked(const Problem& p, const GemmConfig& cfg, int nt) {
+  const int MR = cfg.mr, NR = cfg.nr;
+  const int64_t KC = g_kc_override ? g_kc_override : cfg.kc;
+  const int64_t MC = round_up(g_mc_override ? g_mc_override : cfg.mc, MR);
+  const int64_t NC = round_up(g_nc_override ? g_nc_override : cfg.nc, NR);
+  const int64_t kc_max = std::min(KC, p.K);
+  const int64_t nc_pad = round_up(std::min(NC, p.N), NR);
+  // Two B panels: the team packs panel (pc & 1) while slower threads may still read the other,
+  // so one barrier per KC block suffices.
+  const int64_t b_size = kc_max * nc_pad;
+  float* bbuf = t_pack_b.get(2 * b_size);
+  const int64_t a_size = std::min(MC, round_up(p.M, MR)) * kc_max;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num();
+    const int team = omp_get_num_threads();
+    float* abuf = t_pack_a.get(a_size);
+    int64_t iter = 0;
+    for (int64_t jc = 0; jc < p.N; jc += NC) {
+      const int64_t nc = std::min(NC, p.N - jc);
+      const int64_t panels = ceil_div(nc, NR);
+      const int64_t strips = ceil_div(p.M, MR);
+      int tm = 1, tn = 1;
+      thread_grid(team, strips, panels, &tm, &tn);
+      const int ti = tid % tm, tj = tid / tm;
+      const int64_t s0 = strips * ti / tm, s1 = strips * (ti + 1) / tm;
+      const int64_t q0 = panels * tj / tn, q1 = panels * (tj + 1) / tn;
+      const int64_t m0 = s0 * MR, m1 = std::min(p.M, s1 * MR);
+      for (int64_t pc = 0; pc < p.K; pc += KC, ++iter) {
+        const int64_t kc = std::min(KC, p.K - pc);
+        float* bp = bbuf + (iter & 1) * b_size;
+        // Pack op(B)[pc:pc+kc, jc:jc+nc], panels split between the team.
+        {
+          const int64_t b0 = panels * tid / team, b1 = panels * (tid + 1) / team;
+          const float* bsrc = p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
+          pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, b0, b1, bp);
+        }
+        if (team > 1) {
+#pragma omp barrier
+        }
+        const float beta = pc == 0 ? p.beta : 1.0f;
+        for (int64_t ic = m0; ic < m1; ic += MC) {
+          const int64_t mc = std::min(MC, m1 - ic);
+          const float* asrc = p.ta ? p.A + pc * p.lda + ic : p.A + ic * p.lda + pc;
+          pack_a(p.ta, mc, kc, asrc, p.lda, MR, abuf);
+          for (int64_t q = q0; q < q1; ++q) {
+            const int64_t j = q * NR;
+            const int n = static_cast<int>(std::min<int64_t>(NR, nc - j));
+            const float* bpanel = bp + j * kc;
+            for (int64_t ir = 0; ir < mc; ir += MR) {
+              const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+              cfg.ukernel(kc, abuf + ir * kc, bpanel, p.C + (ic + ir) * p.ldc + jc + j, p.ldc, m,
+                          n, p.alpha, beta);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- GEMV: y = alpha * op(Mat) x + beta * y -------------------------------------------------
+// "n" form: y[i] = sum_k Mat[i * ld + k] x[k], i < rows.   "t" form: y[j] = sum_k Mat[k * ld + j] x[k].
+void gemv(const GemmConfig& cfg, bool t_form, int64_t rows, int64_t K, float alpha,
+          const float* mat, int64_t ld, const float* x, int64_t incx, float beta, float* y,
+          int64_t incy) {
+  const int nt = team_size(rows, 1, K * 8);   // memory-bound: worth threads from ~25 KFLOP
+  float* buf = t_vec.get(K + rows + 32);
+  const float* xc = x;
+  if (incx != 1) {
+    for (int64_t k = 0; k < K; ++k) buf[k] = x[k * incx];
+    xc = buf;
+  }
+  float* yc = y;
+  const bool copy_y = t_form && incy != 1;
+  if (copy_y) {
+    yc = buf + round_up(K, 16);
+    if (beta != 0.0f)
+      for (int64_t j = 0; j < rows; ++j) yc[j] = y[j * incy];
+  }
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    // Split rows in units of 16 (one vector of y for the t form, 4-row blocks for the n form).
+    const int64_t units = ceil_div(rows, 16);
+    const int64_t r0 = std::min(rows, units * tid / team * 16);
+    const int64_t r1 = std::min(rows, units * (tid + 1) / team * 16);
+    if (r1 > r0) {
+      if (t_form)
+        cfg.gemv_t(K, r1 - r0, alpha, mat + r0, ld, xc, beta, yc + r0);
+      else
+        cfg.gemv_n(r1 - r0, K, alpha, mat + r0 * ld, ld, xc, beta, y + r0 * incy, incy);
+    }
+  }
+  if (copy_y)
+    for (int64_t j = 0; j < rows; ++j) y[j * incy] = yc[j];
+}
+
+}  // namespace
+
+void set_blocking_override(int64_t kc, int64_t mc, int64_t nc) {
+  g_kc_override = kc;
+  g_mc_override = mc;
+  g_nc_override = nc;
+}
+
+}  // namespace gemm
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  check(M >= 0 && N >= 0 && K >= 0,
+        "sgemm: negative size M=" + std::to_string(M) + " N=" + std::to_string(N) +
+            " K=" + std::to_string(K));
+  check(lda >= std::max<int64_t>(1, trans_a ? M : K) && ldb >= std::max<int64_t>(1, trans_b ? K : N) &&
+            ldc >= std::max<int64_t>(1, N),
+        "sgemm: leading dimension too small (M=" + std::to_string(M) + " N=" + std::to_string(N) +
+            " K=" + std::to_string(K) + " lda=" + std::to_string(lda) + " ldb=" +
+            std::to_string(ldb) + " ldc=" + std::to_string(ldc) + ")");
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) {
+    gemm::scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  const gemm::GemmConfig& cfg = gemm::gemm_config(active_isa());
+  if (N == 1) {
+    // C[:, 0] = op(A) op(B)[:, 0]. op(A) rows are A's rows (n form) or A's columns (t form).
+    const float* x = B;
+    const int64_t incx = trans_b ? 1 : ldb;
+    gemm::gemv(cfg, trans_a, M, K, alpha, A, lda, x, incx, beta, C, ldc);
+    return;
+  }
+  if (M == 1) {
+    // C[0, :]^T = op(B)^T op(A)[0, :]^T.
+    const float* x = A;
+    const int64_t incx = trans_a ? lda : 1;
+    gemm::gemv(cfg, !trans_b, N, K, alpha, B, ldb, x, incx, beta, C, 1);
+    return;
+  }
+  gemm::Problem p{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
+  gemm::blocked(p, cfg, gemm::team_size(M, N, K));
+}
+
 }  // namespace deftnn

@@ -1,0 +1,141 @@
+// deftnn GEMM packing (portable C++; the fixed-width inner loops auto-vectorise).
+#include "gemm/pack.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace deftnn::gemm {
+namespace {
+
+// One MR x kc strip of A with rows [0, m) valid.
+template <int MR>
+void pack_a_strip(bool trans_a, int m, int64_t kc, const float* a, int64_t lda, float* dst) {
+  if (m == MR) {
+    if (trans_a) {
+      // op(A)(i, k) = a[k * lda + i]: MR contiguous floats per k.
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = a + k * lda;
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = src[i];
+      }
+    } else {
+      // op(A)(i, k) = a[i * lda + k]: MR row streams, interleaved. Blocks of 8 k keep each
+      // row's reads within one cache line.
+      const float* rows[MR];
+      for (int i = 0; i < MR; ++i) rows[i] = a + i * lda;
+      int64_t k = 0;
+      for (; k + 8 <= kc; k += 8) {
+#pragma GCC unroll 8
+        for (int kk = 0; kk < 8; ++kk)
+#pragma GCC unroll 16
+          for (int i = 0; i < MR; ++i) dst[(k + kk) * MR + i] = rows[i][k + kk];
+      }
+      for (; k < kc; ++k)
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; ++i) dst[k * MR + i] = rows[i][k];
+    }
+    return;
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    for (int i = 0; i < MR; ++i)
+      dst[k * MR + i] = i < m ? (trans_a ? a[k * lda + i] : a[i * lda + k]) : 0.0f;
+  }
+}
+
+template <int MR>
+void pack_a_t(bool trans_a, int64_t mc, int64_t kc, const float* a, int64_t lda, float* dst) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+    const int m = static_cast<int>(std::min<int64_t>(MR, mc - i0));
+    const float* src = trans_a ? a + i0 : a + i0 * lda;
+    pack_a_strip<MR>(trans_a, m, kc, src, lda, dst + i0 * kc);
+  }
+}
+
+void pack_a_generic(bool trans_a, int64_t mc, int64_t kc, const float* a, int64_t lda, int mr,
+                    float* dst) {
+  for (int64_t i0 = 0; i0 < mc; i0 += mr) {
+    float* d = dst + i0 * kc;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int i = 0; i < mr; ++i) {
+        const int64_t r = i0 + i;
+        d[k * mr + i] = r < mc ? (trans_a ? a[k * lda + r] : a[r * lda + k]) : 0.0f;
+      }
+  }
+}
+
+// One kc x NR panel of B with columns [0, n) valid.
+template <int NR>
+void pack_b_panel(bool trans_b, int n, int64_t kc, const float* b, int64_t ldb, float* dst) {
+  if (n == NR && !trans_b) {
+    for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * NR, b + k * ldb, NR * sizeof(float));
+    return;
+  }
+  if (n == NR) {
+    // op(B)(k, j) = b[j * ldb + k]: NR column streams, in blocks of 16 k.
+    const float* cols[NR];
+    for (int j = 0; j < NR; ++j) cols[j] = b + j * ldb;
+    int64_t k = 0;
+    for (; k + 16 <= kc; k += 16) {
+#pragma GCC unroll 4
+      for (int kk = 0; kk < 16; ++kk)
+#pragma GCC unroll 32
+        for (int j = 0; j < NR; ++j) dst[(k + kk) * NR + j] = cols[j][k + kk];
+    }
+    for (; k < kc; ++k)
+      for (int j = 0; j < NR; ++j) dst[k * NR + j] = cols[j][k];
+    return;
+  }
+  for (int64_t k = 0; k < kc; ++k)
+    for (int j = 0; j < NR; ++j)
+      dst[k * NR + j] = j < n ? (trans_b ? b[j * ldb + k] : b[k * ldb + j]) : 0.0f;
+}
+
+template <int NR>
+void pack_b_t(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb, int64_t p0,
+              int64_t p1, float* dst) {
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t j0 = p * NR;
+    const int n = static_cast<int>(std::min<int64_t>(NR, nc - j0));
+    const float* src = trans_b ? b + j0 * ldb : b + j0;
+    pack_b_panel<NR>(trans_b, n, kc, src, ldb, dst + j0 * kc);
+  }
+}
+
+void pack_b_generic(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb, int nr,
+                    int64_t p0, int64_t p1, float* dst) {
+  for (int64_t p = p0; p < p1; ++p) {
+    float* d = dst + p * nr * kc;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int j = 0; j < nr; ++j) {
+        const int64_t c = p * nr + j;
+        d[k * nr + j] = c < nc ? (trans_b ? b[c * ldb + k] : b[k * ldb + c]) : 0.0f;
+      }
+  }
+}
+
+}  // namespace
+
+void pack_a(bool trans_a, int64_t mc, int64_t kc, const float* a, int64_t lda, int mr,
+            float* dst) {
+  switch (mr) {
+    case 6: return pack_a_t<6>(trans_a, mc, kc, a, lda, dst);
+    case 8: return pack_a_t<8>(trans_a, mc, kc, a, lda, dst);
+    case 12: return pack_a_t<12>(trans_a, mc, kc, a, lda, dst);
+    case 14: return pack_a_t<14>(trans_a, mc, kc, a, lda, dst);
+    case 16: return pack_a_t<16>(trans_a, mc, kc, a, lda, dst);
+    default: return pack_a_generic(trans_a, mc, kc, a, lda, mr, dst);
+  }
+}
+
+void pack_b(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb, int nr,
+            int64_t p0, int64_t p1, float* dst) {
+  switch (nr) {
+    case 8: return pack_b_t<8>(trans_b, kc, nc, b, ldb, p0, p1, dst);
+    case 16: return pack_b_t<16>(trans_b, kc, nc, b, ldb, p0, p1, dst);
+    case 32: return pack_b_t<32>(trans_b, kc, nc, b, ldb, p0, p1, dst);
+    case 48: return pack_b_t<48>(trans_b, kc, nc, b, ldb, p0, p1, dst);
+    default: return pack_b_generic(trans_b, kc, nc, b, ldb, nr, p0, p1, dst);
+  }
+}
+
+}  // namespace deftnn::gemm

@@ -1,0 +1,70 @@
+// sgemm micro-kernel, 12 x 32 tile, AVX-512F: 24 zmm accumulators, two B vectors per k, A
+// broadcast from the packed strip. Edge tiles use masked loads/stores (no scalar tail); a
+// right-edge tile with n <= 16 runs only the 12 x 16 half. Contract: see ukernel.h.
+// Compiled with -mavx512f...; only called after dispatch (config.cpp) checked the CPU.
+// GCC 12 reports false 'maybe-uninitialized' inside its own AVX-512 intrinsics (the
+// _mm512_undefined_ps() they pass as a don't-care source), which -Werror would make fatal.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "gemm/ukernel.h"
+
+namespace deftnn::gemm {
+namespace {
+
+constexpr int MR = 12;
+constexpr int NR = 32;
+
+template <int NV>
+inline void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n,
+                 float alpha, float beta) {
+  __m512 acc[MR][NV];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + k * NR + 16 * v);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      const __m512 ai = _mm512_set1_ps(a[k * MR + i]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+  }
+  __mmask16 mask[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    const int left = n - 16 * v;
+    mask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF)
+              : left <= 0 ? static_cast<__mmask16>(0)
+                          : static_cast<__mmask16>((1u << left) - 1u);
+  }
+  const __m512 va = _mm512_set1_ps(alpha);
+  const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    if (i >= m) break;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      float* p = c + i * ldc + 16 * v;
+      __m512 r = _mm512_mul_ps(va, acc[i][v]);
+      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], p), r);
+      _mm512_mask_storeu_ps(p, mask[v], r);
+    }
+  }
+}
+
+}  // namespace
+
+void sgemm_ukernel_12x32__avx512(int64_t kc, const float* a, const float* b, float* c,
+                                 int64_t ldc, int m, int n, float alpha, float beta) {
+  if (n <= 16)
+    tile<1>(kc, a, b, c, ldc, m, n, alpha, beta);
+  else
+    tile<2>(kc, a, b, c, ldc, m, n, alpha, beta);
+}
+
+}  // namespace deftnn::gemm

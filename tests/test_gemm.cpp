@@ -1,0 +1,264 @@
+// Tests of the blocked sgemm (every ISA path this CPU supports, 1 and 2 threads) against the
+// double-accumulating reference sgemm_ref, plus ISA detection / DEFTNN_ISA parsing.
+//
+// Error metric: |C - C_ref| <= tol * (alpha * sum_k |a_ik| |b_kj| + |beta * C0_ij|) + tiny, with
+// tol = 4e-7 * sqrt(K) + 2e-7: fp32 FMA accumulation in blocked order has a rounding error per
+// step of at most 2^-24 (~6e-8) of the running |sum|, and random-sign errors grow like sqrt(K)
+// (the worst case ~K * 6e-8 is far too pessimistic for these sizes); the factor ~6 margin covers
+// the final alpha/beta roundings. A wrong index or a missed edge gives errors of O(1) relative.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "deftnn/error.h"
+#include "deftnn/gemm.h"
+#include "gemm/ukernel.h"
+
+namespace deftnn {
+namespace {
+
+struct Case {
+  bool ta, tb;
+  int64_t M, N, K;
+  float alpha, beta;
+  int64_t pad;   // extra leading-dimension columns
+};
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> v;
+  for (int i = 0; i <= static_cast<int>(detected_isa()); ++i) v.push_back(static_cast<Isa>(i));
+  return v;
+}
+
+// Restores the active ISA, thread count and blocking after each test.
+class GemmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    saved_isa_ = active_isa();
+    saved_threads_ = omp_get_max_threads();
+  }
+  void TearDown() override {
+    set_active_isa(saved_isa_);
+    omp_set_num_threads(saved_threads_);
+    gemm::set_blocking_override(0, 0, 0);
+  }
+  Isa saved_isa_{};
+  int saved_threads_ = 1;
+};
+
+// Runs one case and compares; returns a description of the first failure, or "".
+std::string run_case(const Case& c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  const int64_t arows = c.ta ? c.K : c.M, acols = c.ta ? c.M : c.K;
+  const int64_t brows = c.tb ? c.N : c.K, bcols = c.tb ? c.K : c.N;
+  const int64_t lda = acols + c.pad, ldb = bcols + c.pad, ldc = c.N + c.pad;
+  std::vector<float> A(arows * lda), B(brows * ldb), C0(c.M * ldc);
+  for (auto& x : A) x = u(rng);
+  for (auto& x : B) x = u(rng);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (auto& x : C0) x = c.beta == 0.0f ? nan : u(rng);
+  std::vector<float> C = C0, R = C0;
+  sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta, C.data(), ldc);
+  sgemm_ref(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta, R.data(),
+            ldc);
+  const double tol = 4e-7 * std::sqrt(static_cast<double>(c.K)) + 2e-7;
+  for (int64_t i = 0; i < c.M; ++i) {
+    for (int64_t j = 0; j < c.N; ++j) {
+      double mag = 0.0;
+      for (int64_t k = 0; k < c.K; ++k) {
+        const float a = c.ta ? A[k * lda + i] : A[i * lda + k];
+        const float b = c.tb ? B[j * ldb + k] : B[k * ldb + j];
+        mag += std::fabs(static_cast<double>(a) * b);
+      }
+      mag = std::fabs(c.alpha) * mag + (c.beta == 0.0f ? 0.0 : std::fabs(c.beta * C0[i * ldc + j]));
+      const double err = std::fabs(static_cast<double>(C[i * ldc + j]) - R[i * ldc + j]);
+      if (!(err <= tol * mag + 1e-30)) {
+        return "C(" + std::to_string(i) + "," + std::to_string(j) + ")=" +
+               std::to_string(C[i * ldc + j]) + " ref=" + std::to_string(R[i * ldc + j]);
+      }
+    }
+    // Padding columns of C are never written.
+    for (int64_t j = c.N; j < ldc; ++j) {
+      const float x = C[i * ldc + j], y = C0[i * ldc + j];
+      if (!(x == y || (std::isnan(x) && std::isnan(y)))) return "padding column written";
+    }
+  }
+  return "";
+}
+
+std::string describe(const Case& c, Isa isa, int threads) {
+  return std::string(isa_name(isa)) + " threads=" + std::to_string(threads) + " ta=" +
+         std::to_string(c.ta) + " tb=" + std::to_string(c.tb) + " M=" + std::to_string(c.M) +
+         " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) +
+         " alpha=" + std::to_string(c.alpha) + " beta=" + std::to_string(c.beta) +
+         " pad=" + std::to_string(c.pad);
+}
+
+// A combinatorial subset of sizes: every size appears in every position, with all four
+// transpose combinations and rotating alpha/beta/padding.
+std::vector<Case> odd_cases() {
+  const int64_t sizes[] = {1, 2, 7, 16, 17, 31, 63, 64, 65, 255};
+  const float alphas[] = {1.0f, -0.5f, 2.0f};
+  const float betas[] = {0.0f, 1.0f, -1.5f, 0.0f};
+  std::vector<Case> cases;
+  int r = 0;
+  for (int64_t M : sizes)
+    for (int64_t N : sizes) {
+      // Two K values per (M, N), chosen by rotation so all K appear with all M and N shapes.
+      for (int t = 0; t < 2; ++t) {
+        const int64_t K = sizes[(r * 3 + t * 5 + M + N) % 10];
+        const int combo = (r + t) % 4;
+        cases.push_back({(combo & 1) != 0, (combo & 2) != 0, M, N, K, alphas[r % 3],
+                         betas[(r + t) % 4], (r % 5 == 0) ? 3 : 0});
+        ++r;
+      }
+    }
+  return cases;
+}
+
+TEST_F(GemmTest, OddSizesAllIsasAllTransposes) {
+  const auto cases = odd_cases();
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      uint32_t seed = 1;
+      for (const Case& c : cases) {
+        const std::string err = run_case(c, seed++);
+        ASSERT_EQ(err, "") << describe(c, isa, threads);
+      }
+    }
+  }
+}
+
+// Small KC / MC / NC force several blocks in every loop (K and N splits, beta = 1 on later
+// KC blocks, B panel double-buffering across the team).
+TEST_F(GemmTest, SmallBlockingManyBlocks) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    const auto& cfg = gemm::gemm_config(isa);
+    gemm::set_blocking_override(16, cfg.mr * 2, cfg.nr * 2);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      uint32_t seed = 100;
+      for (int combo = 0; combo < 4; ++combo) {
+        for (const Case& c : {Case{false, false, 67, 131, 77, 1.0f, 0.0f, 0},
+                              Case{false, false, 100, 70, 50, 0.5f, 2.0f, 5},
+                              Case{false, false, 5, 300, 33, -1.0f, 1.0f, 1}}) {
+          Case cc = c;
+          cc.ta = combo & 1;
+          cc.tb = combo & 2;
+          const std::string err = run_case(cc, seed++);
+          ASSERT_EQ(err, "") << describe(cc, isa, threads);
+        }
+      }
+    }
+  }
+}
+
+// The CaffeNet shapes' edge structure (N = 169, M = 96 / 128) at reduced K, multi-threaded.
+TEST_F(GemmTest, SkinnyConvShapes) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    omp_set_num_threads(2);
+    uint32_t seed = 7;
+    for (const Case& c : {Case{false, false, 128, 169, 200, 1.0f, 0.0f, 0},
+                          Case{false, false, 96, 301, 363, 1.0f, 0.0f, 0},
+                          Case{false, true, 192, 169, 100, 1.0f, 1.0f, 0}}) {
+      const std::string err = run_case(c, seed++);
+      ASSERT_EQ(err, "") << describe(c, isa, 2);
+    }
+  }
+}
+
+// N == 1 and M == 1 (GEMV path: fully connected at batch 1, and training backward shapes).
+TEST_F(GemmTest, GemvPathsNEqualsOneAndMEqualsOne) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      uint32_t seed = 11;
+      for (int combo = 0; combo < 4; ++combo) {
+        for (const Case& c : {Case{false, false, 300, 1, 1000, 1.0f, 0.0f, 0},
+                              Case{false, false, 257, 1, 33, -2.0f, 0.5f, 3},
+                              Case{false, false, 1, 301, 999, 1.0f, 0.0f, 0},
+                              Case{false, false, 1, 130, 17, 0.5f, 1.0f, 2},
+                              Case{false, false, 1, 1, 100, 1.0f, 1.0f, 0}}) {
+          Case cc = c;
+          cc.ta = combo & 1;
+          cc.tb = combo & 2;
+          const std::string err = run_case(cc, seed++);
+          ASSERT_EQ(err, "") << describe(cc, isa, threads);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(GemmTest, ZeroKAndZeroAlphaScaleC) {
+  std::vector<float> C = {std::numeric_limits<float>::quiet_NaN(), 2.0f, 3.0f, 4.0f};
+  float dummy = 0.0f;
+  sgemm(false, false, 2, 2, 0, 1.0f, &dummy, 1, &dummy, 2, 0.0f, C.data(), 2);
+  EXPECT_EQ(C, (std::vector<float>{0.0f, 0.0f, 0.0f, 0.0f}));
+  C = {1.0f, 2.0f, 3.0f, 4.0f};
+  std::vector<float> A(4, 1.0f), B(4, 1.0f);
+  sgemm(false, false, 2, 2, 2, 0.0f, A.data(), 2, B.data(), 2, 2.0f, C.data(), 2);
+  EXPECT_EQ(C, (std::vector<float>{2.0f, 4.0f, 6.0f, 8.0f}));
+}
+
+TEST_F(GemmTest, RejectsBadArguments) {
+  float x[4] = {};
+  EXPECT_THROW(sgemm(false, false, -1, 2, 2, 1.0f, x, 2, x, 2, 0.0f, x, 2), Error);
+  EXPECT_THROW(sgemm(false, false, 2, 2, 2, 1.0f, x, 1, x, 2, 0.0f, x, 2), Error);
+}
+
+TEST(GemmIsa, NamesRoundTripAndJunkIsRejected) {
+  for (Isa i : {Isa::portable, Isa::avx2, Isa::avx512, Isa::avx512_bf16})
+    EXPECT_EQ(isa_from_name(isa_name(i)), i);
+  EXPECT_THROW(isa_from_name("avx3"), Error);
+  EXPECT_THROW(isa_from_name(""), Error);
+  EXPECT_THROW(isa_from_name("AVX2"), Error);
+}
+
+TEST(GemmIsa, EnvironmentValueCapsAndFallsBack) {
+  std::string why;
+  EXPECT_EQ(resolve_isa(nullptr, Isa::avx512, &why), Isa::avx512);
+  EXPECT_EQ(resolve_isa("", Isa::avx2, &why), Isa::avx2);
+  EXPECT_EQ(resolve_isa("avx2", Isa::avx512_bf16, &why), Isa::avx2);
+  EXPECT_EQ(why.rfind("warning", 0), std::string::npos);
+  EXPECT_EQ(resolve_isa("portable", Isa::avx2, &why), Isa::portable);
+  // Above what the CPU has: warning, detected ISA.
+  EXPECT_EQ(resolve_isa("avx512", Isa::avx2, &why), Isa::avx2);
+  EXPECT_EQ(why.rfind("warning", 0), 0u) << why;
+  // Junk: warning, detected ISA.
+  EXPECT_EQ(resolve_isa("fastest", Isa::avx512, &why), Isa::avx512);
+  EXPECT_EQ(why.rfind("warning", 0), 0u) << why;
+  EXPECT_NE(why.find("unknown ISA"), std::string::npos) << why;
+}
+
+TEST(GemmIsa, SetActiveIsaRejectsUnsupportedAndEveryIsaHasAConfig) {
+  const Isa saved = active_isa();
+  for (Isa i : {Isa::portable, Isa::avx2, Isa::avx512, Isa::avx512_bf16}) {
+    const auto& cfg = gemm::gemm_config(i);
+    EXPECT_EQ(cfg.isa, i);
+    EXPECT_GT(cfg.mr, 0);
+    EXPECT_EQ(cfg.nr % 8, 0);
+    if (static_cast<int>(i) > static_cast<int>(detected_isa())) {
+      EXPECT_THROW(set_active_isa(i), Error);
+    } else {
+      set_active_isa(i);
+      EXPECT_EQ(active_isa(), i);
+    }
+  }
+  set_active_isa(saved);
+}
+
+}  // namespace
+}  // namespace deftnn
