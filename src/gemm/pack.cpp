@@ -1,6 +1,8 @@
 // deftnn GEMM packing (portable C++; the fixed-width inner loops auto-vectorise).
 #include "gemm/pack.h"
 
+#include <xmmintrin.h>   // SSE is part of baseline x86-64
+
 #include <algorithm>
 #include <cstring>
 
@@ -24,6 +26,21 @@ void pack_a_strip(bool trans_a, int m, int64_t kc, const float* a, int64_t lda, 
       const float* rows[MR];
       for (int i = 0; i < MR; ++i) rows[i] = a + i * lda;
       int64_t k = 0;
+      if constexpr (MR % 4 == 0) {
+        // 4 x 4 SSE transposes: 4 k of 4 rows per step, MR / 4 row groups.
+        for (; k + 4 <= kc; k += 4) {
+#pragma GCC unroll 4
+          for (int g = 0; g < MR; g += 4) {
+            __m128 r0 = _mm_loadu_ps(rows[g] + k), r1 = _mm_loadu_ps(rows[g + 1] + k);
+            __m128 r2 = _mm_loadu_ps(rows[g + 2] + k), r3 = _mm_loadu_ps(rows[g + 3] + k);
+            _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+            _mm_storeu_ps(dst + k * MR + g, r0);
+            _mm_storeu_ps(dst + (k + 1) * MR + g, r1);
+            _mm_storeu_ps(dst + (k + 2) * MR + g, r2);
+            _mm_storeu_ps(dst + (k + 3) * MR + g, r3);
+          }
+        }
+      }
       for (; k + 8 <= kc; k += 8) {
 #pragma GCC unroll 8
         for (int kk = 0; kk < 8; ++kk)
@@ -75,6 +92,21 @@ void pack_b_panel(bool trans_b, int n, int64_t kc, const float* b, int64_t ldb, 
     const float* cols[NR];
     for (int j = 0; j < NR; ++j) cols[j] = b + j * ldb;
     int64_t k = 0;
+    if constexpr (NR % 4 == 0) {
+      // 4 x 4 SSE transposes: 4 k of 4 columns per step.
+      for (; k + 4 <= kc; k += 4) {
+#pragma GCC unroll 4
+        for (int g = 0; g < NR; g += 4) {
+          __m128 r0 = _mm_loadu_ps(cols[g] + k), r1 = _mm_loadu_ps(cols[g + 1] + k);
+          __m128 r2 = _mm_loadu_ps(cols[g + 2] + k), r3 = _mm_loadu_ps(cols[g + 3] + k);
+          _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+          _mm_storeu_ps(dst + k * NR + g, r0);
+          _mm_storeu_ps(dst + (k + 1) * NR + g, r1);
+          _mm_storeu_ps(dst + (k + 2) * NR + g, r2);
+          _mm_storeu_ps(dst + (k + 3) * NR + g, r3);
+        }
+      }
+    }
     for (; k + 16 <= kc; k += 16) {
 #pragma GCC unroll 4
       for (int kk = 0; kk < 16; ++kk)
