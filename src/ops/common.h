@@ -1,0 +1,71 @@
+// Internal helpers shared by the layers in src/ops: attribute parsing into typed geometry,
+// shape checks with messages that name the layer, parameter creation, thread-local scratch.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "deftnn/error.h"
+#include "deftnn/layer.h"
+#include "deftnn/tensor.h"
+
+namespace deftnn::ops {
+
+[[noreturn]] void fail(const std::string& type, const std::string& msg);
+
+// A [h, w] pair read from an int or a list of 1 or 2 ints.
+struct HW {
+  int64_t h = 0, w = 0;
+};
+HW get_hw(const Attrs& a, const std::string& type, const std::string& key);
+HW get_hw(const Attrs& a, const std::string& type, const std::string& key, HW def);
+
+// Padding: `pad` (int or [ph, pw], symmetric) or `pads` ([top, left, bottom, right], ONNX order
+// for 2-D is [top, left, bottom, right] = [h_begin, w_begin, h_end, w_end]).
+struct Pads {
+  int64_t t = 0, l = 0, b = 0, r = 0;
+  bool zero() const { return t == 0 && l == 0 && b == 0 && r == 0; }
+  std::string str() const;
+};
+Pads get_pads(const Attrs& a, const std::string& type);
+
+// Input checks, throwing "type: ..." errors.
+void check_num_inputs(const std::string& type, const std::vector<Shape>& in, size_t n);
+void check_min_inputs(const std::string& type, const std::vector<Shape>& in, size_t n);
+void check_rank(const std::string& type, const Shape& s, int rank);
+void check_positive_dims(const std::string& type, const Shape& s);
+int64_t prod(const Shape& s, size_t from, size_t to);   // product of dims [from, to)
+// Normalises a possibly negative axis against rank; throws naming the layer.
+int64_t norm_axis(const std::string& type, int64_t axis, size_t rank);
+
+// Finds a parameter by name, or creates it zero-filled (grad too when trainable). If it exists,
+// checks its shape and throws naming the layer, the parameter and both shapes.
+Param& ensure_param(Layer& layer, const std::string& name, const Shape& shape, bool trainable,
+                    float lr_mult, float decay_mult, const std::string& why);
+
+// Fills `t` with a Caffe filler: "xavier" (uniform +-sqrt(3/fan_in)), "gaussian" (N(0, std)),
+// "msra" (N(0, sqrt(2/fan_in))).
+void fill_weight(Tensor& t, const std::string& filler, double std, int64_t fan_in, Rng& rng);
+void check_filler(const std::string& type, const std::string& filler);
+
+// Forward/backward helpers for checked access to inputs.
+const Tensor& input(const std::string& type, const std::vector<const Tensor*>& in, size_t i);
+
+// Grows-only aligned float buffer (hot paths avoid per-call allocation).
+class Scratch {
+ public:
+  Scratch() = default;
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  Scratch(Scratch&& o) noexcept : p_(o.p_), cap_(o.cap_) { o.p_ = nullptr; o.cap_ = 0; }
+  ~Scratch();
+  float* get(int64_t n);   // at least n floats; contents unspecified
+ private:
+  float* p_ = nullptr;
+  int64_t cap_ = 0;
+};
+
+// Elementwise loops are parallelised only above this many elements.
+constexpr int64_t kParallelMin = 1 << 15;
+
+}  // namespace deftnn::ops

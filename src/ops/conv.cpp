@@ -1,0 +1,268 @@
+#include "ops/conv.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "deftnn/gemm.h"
+#include "ops/layers.h"
+
+namespace deftnn::ops {
+
+Conv::Conv(const Attrs& a) : Layer(a) {
+  const std::string t = "conv";
+  a.check_keys(t, {"out_channels", "kernel", "stride", "pad", "pads", "dilation", "groups", "bias",
+                   "weight_filler", "weight_std", "bias_value"});
+  out_ = a.get_int("out_channels");
+  kernel_ = get_hw(a, t, "kernel");
+  stride_ = get_hw(a, t, "stride", {1, 1});
+  dilation_ = get_hw(a, t, "dilation", {1, 1});
+  pads_ = get_pads(a, t);
+  groups_ = a.get_int("groups", 1);
+  int64_t bias = a.get_int("bias", 1);
+  filler_ = a.get_str("weight_filler", "xavier");
+  weight_std_ = a.get_float("weight_std", 0.01);
+  bias_value_ = a.get_float("bias_value", 0.0);
+  if (out_ <= 0) fail(t, "out_channels must be positive, got " + std::to_string(out_));
+  if (kernel_.h <= 0 || kernel_.w <= 0)
+    fail(t, "kernel must be positive, got " + shape_str({kernel_.h, kernel_.w}));
+  if (stride_.h <= 0 || stride_.w <= 0)
+    fail(t, "stride must be positive, got " + shape_str({stride_.h, stride_.w}));
+  if (dilation_.h <= 0 || dilation_.w <= 0)
+    fail(t, "dilation must be positive, got " + shape_str({dilation_.h, dilation_.w}));
+  if (groups_ <= 0) fail(t, "groups must be positive, got " + std::to_string(groups_));
+  if (out_ % groups_ != 0)
+    fail(t, "out_channels " + std::to_string(out_) + " is not divisible by groups " +
+                std::to_string(groups_));
+  if (bias != 0 && bias != 1) fail(t, "attribute 'bias' must be 0 or 1, got " + std::to_string(bias));
+  bias_ = bias == 1;
+  check_filler(t, filler_);
+  if (weight_std_ < 0) fail(t, "weight_std must be non-negative");
+}
+
+ConvGeom Conv::geometry(const Shape& s) const {
+  const std::string t = type();
+  check_rank(t, s, 4);
+  check_positive_dims(t, s);
+  const int64_t C = s[1], H = s[2], W = s[3];
+  if (C % groups_ != 0)
+    fail(t, "input channels " + std::to_string(C) + " are not divisible by groups " +
+                std::to_string(groups_) + " (input " + shape_str(s) + ")");
+  const int64_t ekh = dilation_.h * (kernel_.h - 1) + 1, ekw = dilation_.w * (kernel_.w - 1) + 1;
+  if (H + pads_.t + pads_.b < ekh || W + pads_.l + pads_.r < ekw) {
+    std::string msg = "input " + shape_str(s) + " is smaller than ";
+    msg += (dilation_.h > 1 || dilation_.w > 1) ? "dilated kernel " + shape_str({ekh, ekw})
+                                                : "kernel " + shape_str({ekh, ekw});
+    if (!pads_.zero()) msg += " even with pads " + pads_.str();
+    fail(t, msg);
+  }
+  ConvGeom g;
+  g.C = C / groups_;
+  g.H = H;
+  g.W = W;
+  g.kh = kernel_.h;
+  g.kw = kernel_.w;
+  g.sh = stride_.h;
+  g.sw = stride_.w;
+  g.pt = pads_.t;
+  g.pl = pads_.l;
+  g.dh = dilation_.h;
+  g.dw = dilation_.w;
+  g.OH = (H + pads_.t + pads_.b - ekh) / stride_.h + 1;
+  g.OW = (W + pads_.l + pads_.r - ekw) / stride_.w + 1;
+  return g;
+}
+
+Shape Conv::infer(const std::vector<Shape>& inputs) {
+  check_num_inputs(type(), inputs, 1);
+  const ConvGeom g = geometry(inputs[0]);
+  const std::string why = "input has " + std::to_string(inputs[0][1]) + " channels";
+  ensure_param(*this, "weight", {out_, g.C, g.kh, g.kw}, true, 1.0f, 1.0f, why);
+  if (bias_ || param("bias")) ensure_param(*this, "bias", {out_}, true, 2.0f, 0.0f, "");
+  return {inputs[0][0], out_, g.OH, g.OW};
+}
+
+const Tensor& Conv::weight_checked(const ConvGeom& g) {
+  Param* w = param("weight");
+  if (!w) fail(type(), "forward called before infer (no weight)");
+  const Shape want{out_, g.C, g.kh, g.kw};
+  if (w->value.shape() != want)
+    fail(type(), "weight is " + shape_str(w->value.shape()) + " but the input needs " +
+                     shape_str(want));
+  return w->value;
+}
+
+int Conv::plan_threads(int64_t N, double flops_per_image) const {
+  const int nt = omp_get_max_threads();
+  if (nt <= 1 || N <= 1 || omp_in_parallel()) return 1;
+  // Large per-image GEMMs with fewer images than threads: let sgemm use the threads instead.
+  if (N < nt && flops_per_image > 2e7) return 1;
+  return static_cast<int>(std::min<int64_t>(nt, N));
+}
+
+template <class Fn>
+int Conv::for_images(int64_t N, double flops_per_image, Fn&& fn) {
+  const int used = plan_threads(N, flops_per_image);
+  if (used == 1) {
+    for (int64_t n = 0; n < N; ++n) fn(n, 0);
+  } else {
+#pragma omp parallel num_threads(used)
+    {
+      const int t = omp_get_thread_num();
+#pragma omp for schedule(static)
+      for (int64_t n = 0; n < N; ++n) fn(n, t);
+    }
+  }
+  return used;
+}
+
+void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
+  (void)ctx;
+  const Tensor& x = input(type(), in, 0);
+  const ConvGeom g = geometry(x.shape());
+  const float* w = weight_checked(g).data();
+  const Param* bp = param("bias");
+  const float* b = bp ? bp->value.data() : nullptr;
+  const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
+  const int64_t K = g.rows(), P = g.cols(), HW = g.H * g.W;
+  out.resize({N, O, g.OH, g.OW});
+  float* y = out.data();
+  const float* xd = x.data();
+  const bool ident = g.identity();
+
+  const double fl = 2.0 * O * P * K;
+  const int used = plan_threads(N, fl);
+  if (!ident) {
+    if (static_cast<int>(col_.size()) < used) col_.resize(used);
+    for (int t = 0; t < used; ++t) col_[t].get(K * P);
+  }
+  for_images(N, fl, [&](int64_t n, int t) {
+    for (int64_t gi = 0; gi < groups_; ++gi) {
+      const float* xg = xd + (n * C + gi * g.C) * HW;
+      float* yg = y + (n * O + gi * Og) * P;
+      const float* wg = w + gi * Og * K;
+      const float* B = xg;
+      if (!ident) {
+        float* col = col_[t].get(K * P);
+        im2col(g, xg, col);
+        B = col;
+      }
+      float beta = 0.0f;
+      if (b) {
+        for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * Og + o]);
+        beta = 1.0f;
+      }
+      sgemm(false, false, Og, P, K, 1.0f, wg, K, B, P, beta, yg, P);
+    }
+  });
+}
+
+void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, const Tensor& dout,
+                    const std::vector<Tensor*>& din, const RunContext& ctx) {
+  (void)ctx;
+  const Tensor& x = input(type(), in, 0);
+  const ConvGeom g = geometry(x.shape());
+  const float* w = weight_checked(g).data();
+  const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
+  const int64_t K = g.rows(), P = g.cols(), HW = g.H * g.W;
+  const Shape yshape{N, O, g.OH, g.OW};
+  if (dout.shape() != yshape)
+    fail(type(), "dout is " + shape_str(dout.shape()) + ", expected " + shape_str(yshape));
+  (void)out;
+  const float* dy = dout.data();
+  const float* xd = x.data();
+  const bool ident = g.identity();
+
+  Param* wp = param("weight");
+  float* dw = (wp->trainable && wp->grad.numel() == wp->value.numel()) ? wp->grad.data() : nullptr;
+  Param* bp = param("bias");
+  if (bp && bp->trainable && bp->grad.numel() == O) {
+    float* db = bp->grad.data();
+#pragma omp parallel for schedule(static) if (N * O * P >= kParallelMin && !omp_in_parallel())
+    for (int64_t o = 0; o < O; ++o) {
+      double s = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const float* r = dy + (n * O + o) * P;
+        float acc = 0.0f;
+        for (int64_t p = 0; p < P; ++p) acc += r[p];
+        s += acc;
+      }
+      db[o] += static_cast<float>(s);
+    }
+  }
+  float* dx = nullptr;
+  if (!din.empty() && din[0]) {
+    din[0]->resize(x.shape());
+    dx = din[0]->data();
+  }
+  if (!dw && !dx) return;
+
+  const double fl = 2.0 * O * P * K * ((dw ? 1 : 0) + (dx ? 1 : 0));
+  const int used = plan_threads(N, fl);
+  const int64_t wn = O * K;
+  if (static_cast<int>(col_.size()) < used) col_.resize(used);
+  if (static_cast<int>(dcol_.size()) < used) dcol_.resize(used);
+  if (static_cast<int>(dw_.size()) < used) dw_.resize(used);
+  for (int t = 0; t < used; ++t) {
+    if (!ident && dw) col_[t].get(K * P);
+    if (!ident && dx) dcol_[t].get(K * P);
+    if (dw && used > 1) std::fill(dw_[t].get(wn), dw_[t].get(wn) + wn, 0.0f);
+  }
+  for_images(N, fl, [&](int64_t n, int t) {
+    for (int64_t gi = 0; gi < groups_; ++gi) {
+      const float* xg = xd + (n * C + gi * g.C) * HW;
+      const float* dyg = dy + (n * O + gi * Og) * P;
+      const float* wg = w + gi * Og * K;
+      if (dw) {
+        const float* B = xg;
+        if (!ident) {
+          float* col = col_[t].get(K * P);
+          im2col(g, xg, col);
+          B = col;
+        }
+        float* acc = (used > 1 ? dw_[t].get(wn) : dw) + gi * Og * K;
+        sgemm(false, true, Og, K, P, 1.0f, dyg, P, B, P, 1.0f, acc, K);
+      }
+      if (dx) {
+        float* dxg = dx + (n * C + gi * g.C) * HW;
+        if (ident) {
+          sgemm(true, false, K, P, Og, 1.0f, wg, K, dyg, P, 0.0f, dxg, P);
+        } else {
+          float* dcol = dcol_[t].get(K * P);
+          sgemm(true, false, K, P, Og, 1.0f, wg, K, dyg, P, 0.0f, dcol, P);
+          col2im(g, dcol, dxg);
+        }
+      }
+    }
+  });
+  if (dw && used > 1) {
+    // Fixed reduction order (thread 0, 1, ...): results do not depend on scheduling.
+    std::vector<const float*> parts(used);
+    for (int t = 0; t < used; ++t) parts[t] = dw_[t].get(wn);
+#pragma omp parallel for schedule(static) if (wn >= kParallelMin)
+    for (int64_t i = 0; i < wn; ++i) {
+      float s = 0.0f;
+      for (int t = 0; t < used; ++t) s += parts[t][i];
+      dw[i] += s;
+    }
+  }
+}
+
+void Conv::init_params(Rng& rng) {
+  Param* w = param("weight");
+  if (!w) fail(type(), "init_params called before infer (no weight yet)");
+  const int64_t fan_in = w->value.numel() / out_;
+  fill_weight(w->value, filler_, weight_std_, fan_in, rng);
+  if (Param* b = param("bias")) b->value.fill(static_cast<float>(bias_value_));
+}
+
+int64_t Conv::flops(const std::vector<Shape>& inputs, const Shape& output) const {
+  if (inputs.empty() || inputs[0].size() != 4 || output.size() != 4) return 0;
+  const int64_t K = inputs[0][1] / groups_ * kernel_.h * kernel_.w;
+  return 2 * output[0] * output[1] * output[2] * output[3] * K;
+}
+
+std::unique_ptr<Layer> make_conv(const Attrs& a) { return std::make_unique<Conv>(a); }
+
+}  // namespace deftnn::ops

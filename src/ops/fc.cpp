@@ -1,0 +1,118 @@
+// Fully connected (inner product): Y[N, O] = X[N, I] * W[O, I]^T + b.
+#include <omp.h>
+
+#include <algorithm>
+
+#include "deftnn/gemm.h"
+#include "ops/common.h"
+#include "ops/layers.h"
+
+namespace deftnn::ops {
+namespace {
+
+class FC final : public Layer {
+ public:
+  explicit FC(const Attrs& a) : Layer(a) {
+    const std::string t = "fc";
+    a.check_keys(t, {"out_features", "bias", "weight_filler", "weight_std", "bias_value"});
+    out_ = a.get_int("out_features");
+    const int64_t bias = a.get_int("bias", 1);
+    filler_ = a.get_str("weight_filler", "xavier");
+    weight_std_ = a.get_float("weight_std", 0.01);
+    bias_value_ = a.get_float("bias_value", 0.0);
+    if (out_ <= 0) fail(t, "out_features must be positive, got " + std::to_string(out_));
+    if (bias != 0 && bias != 1) fail(t, "attribute 'bias' must be 0 or 1, got " + std::to_string(bias));
+    bias_ = bias == 1;
+    check_filler(t, filler_);
+    if (weight_std_ < 0) fail(t, "weight_std must be non-negative");
+  }
+  std::string type() const override { return "fc"; }
+
+  Shape infer(const std::vector<Shape>& inputs) override {
+    check_num_inputs(type(), inputs, 1);
+    const Shape& s = inputs[0];
+    if (s.size() < 2) fail(type(), "expects an input [N, ...] of rank >= 2, got " + shape_str(s));
+    check_positive_dims(type(), s);
+    const int64_t I = prod(s, 1, s.size());
+    ensure_param(*this, "weight", {out_, I}, true, 1.0f, 1.0f,
+                 "input has " + std::to_string(I) + " features per sample");
+    if (bias_ || param("bias")) ensure_param(*this, "bias", {out_}, true, 2.0f, 0.0f, "");
+    return {s[0], out_};
+  }
+
+  void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext&) override {
+    const Tensor& x = input(type(), in, 0);
+    int64_t N, I;
+    const float* w = weight(x, N, I);
+    const Param* bp = param("bias");
+    out.resize({N, out_});
+    float* y = out.data();
+    float beta = 0.0f;
+    if (bp) {
+      const float* b = bp->value.data();
+      for (int64_t n = 0; n < N; ++n) std::copy(b, b + out_, y + n * out_);
+      beta = 1.0f;
+    }
+    sgemm(false, true, N, out_, I, 1.0f, x.data(), I, w, I, beta, y, out_);
+  }
+
+  void backward(const std::vector<const Tensor*>& in, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor*>& din, const RunContext&) override {
+    const Tensor& x = input(type(), in, 0);
+    int64_t N, I;
+    const float* w = weight(x, N, I);
+    if (dout.shape() != Shape{N, out_})
+      fail(type(), "dout is " + shape_str(dout.shape()) + ", expected " + shape_str({N, out_}));
+    const float* dy = dout.data();
+    Param* wp = param("weight");
+    if (wp->trainable && wp->grad.numel() == wp->value.numel())
+      sgemm(true, false, out_, I, N, 1.0f, dy, out_, x.data(), I, 1.0f, wp->grad.data(), I);
+    Param* bp = param("bias");
+    if (bp && bp->trainable && bp->grad.numel() == out_) {
+      float* db = bp->grad.data();
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < out_; ++o) db[o] += dy[n * out_ + o];
+    }
+    if (!din.empty() && din[0]) {
+      din[0]->resize(x.shape());
+      sgemm(false, false, N, I, out_, 1.0f, dy, out_, w, I, 0.0f, din[0]->data(), I);
+    }
+  }
+
+  void init_params(Rng& rng) override {
+    Param* w = param("weight");
+    if (!w) fail(type(), "init_params called before infer (no weight yet)");
+    fill_weight(w->value, filler_, weight_std_, w->value.dim(1), rng);
+    if (Param* b = param("bias")) b->value.fill(static_cast<float>(bias_value_));
+  }
+
+  int64_t flops(const std::vector<Shape>& inputs, const Shape& output) const override {
+    if (inputs.empty() || inputs[0].empty() || output.size() != 2) return 0;
+    return 2 * output[0] * output[1] * prod(inputs[0], 1, inputs[0].size());
+  }
+
+ private:
+  const float* weight(const Tensor& x, int64_t& N, int64_t& I) {
+    const Shape& s = x.shape();
+    if (s.size() < 2) fail(type(), "expects an input [N, ...] of rank >= 2, got " + shape_str(s));
+    N = s[0];
+    I = prod(s, 1, s.size());
+    Param* w = param("weight");
+    if (!w) fail(type(), "forward called before infer (no weight)");
+    if (w->value.shape() != Shape{out_, I})
+      fail(type(), "weight is " + shape_str(w->value.shape()) + " but the input " + shape_str(s) +
+                       " needs " + shape_str({out_, I}));
+    return w->value.data();
+  }
+
+  int64_t out_ = 0;
+  bool bias_ = true;
+  std::string filler_;
+  double weight_std_ = 0.01, bias_value_ = 0.0;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_fc(const Attrs& a) { return std::make_unique<FC>(a); }
+
+}  // namespace deftnn::ops

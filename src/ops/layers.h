@@ -1,0 +1,22 @@
+// Factories of the layers in src/ops (internal; users call deftnn::make_layer).
+#pragma once
+#include <memory>
+
+#include "deftnn/layer.h"
+
+namespace deftnn::ops {
+
+std::unique_ptr<Layer> make_conv(const Attrs& a);
+std::unique_ptr<Layer> make_fc(const Attrs& a);
+std::unique_ptr<Layer> make_relu(const Attrs& a);
+std::unique_ptr<Layer> make_maxpool(const Attrs& a);
+std::unique_ptr<Layer> make_avgpool(const Attrs& a);
+std::unique_ptr<Layer> make_lrn(const Attrs& a);
+std::unique_ptr<Layer> make_dropout(const Attrs& a);
+std::unique_ptr<Layer> make_softmax(const Attrs& a);
+std::unique_ptr<Layer> make_flatten(const Attrs& a);
+std::unique_ptr<Layer> make_batchnorm(const Attrs& a);
+std::unique_ptr<Layer> make_concat(const Attrs& a);
+std::unique_ptr<Layer> make_add(const Attrs& a);
+
+}  // namespace deftnn::ops

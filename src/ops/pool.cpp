@@ -1,0 +1,239 @@
+// Max and average pooling, NCHW, with Caffe's ceil-mode output size and padding rules.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+
+#include "ops/common.h"
+#include "ops/layers.h"
+
+namespace deftnn::ops {
+namespace {
+
+struct PoolGeom {
+  int64_t H, W, kh, kw, sh, sw, pt, pl, pb, pr, OH, OW;
+};
+
+class Pool final : public Layer {
+ public:
+  Pool(const Attrs& a, bool is_max) : Layer(a), max_(is_max) {
+    const std::string t = type();
+    std::vector<std::string> keys{"kernel", "stride", "pad", "pads", "ceil_mode", "global"};
+    if (!max_) keys.push_back("count_include_pad");
+    a.check_keys(t, keys);
+    const int64_t global = a.get_int("global", 0);
+    const int64_t ceil = a.get_int("ceil_mode", 1);
+    const int64_t cip = max_ ? 1 : a.get_int("count_include_pad", 1);
+    if (global != 0 && global != 1) fail(t, "attribute 'global' must be 0 or 1");
+    if (ceil != 0 && ceil != 1) fail(t, "attribute 'ceil_mode' must be 0 or 1");
+    if (cip != 0 && cip != 1) fail(t, "attribute 'count_include_pad' must be 0 or 1");
+    global_ = global == 1;
+    ceil_ = ceil == 1;
+    count_include_pad_ = cip == 1;
+    if (!global_) {
+      kernel_ = get_hw(a, t, "kernel");
+      stride_ = get_hw(a, t, "stride", {1, 1});
+      pads_ = get_pads(a, t);
+      if (kernel_.h <= 0 || kernel_.w <= 0)
+        fail(t, "kernel must be positive, got " + shape_str({kernel_.h, kernel_.w}));
+      if (stride_.h <= 0 || stride_.w <= 0)
+        fail(t, "stride must be positive, got " + shape_str({stride_.h, stride_.w}));
+      if (std::max(pads_.t, pads_.b) >= kernel_.h || std::max(pads_.l, pads_.r) >= kernel_.w)
+        fail(t, "padding " + pads_.str() + " must be smaller than the kernel " +
+                    shape_str({kernel_.h, kernel_.w}));
+    }
+  }
+  std::string type() const override { return max_ ? "maxpool" : "avgpool"; }
+
+  PoolGeom geometry(const Shape& s) const {
+    check_rank(type(), s, 4);
+    check_positive_dims(type(), s);
+    PoolGeom g{};
+    g.H = s[2];
+    g.W = s[3];
+    if (global_) {
+      g.kh = g.H; g.kw = g.W; g.sh = g.sw = 1;
+      g.pt = g.pl = g.pb = g.pr = 0;
+      g.OH = g.OW = 1;
+      return g;
+    }
+    g.kh = kernel_.h; g.kw = kernel_.w; g.sh = stride_.h; g.sw = stride_.w;
+    g.pt = pads_.t; g.pl = pads_.l; g.pb = pads_.b; g.pr = pads_.r;
+    if (g.H + g.pt + g.pb < g.kh || g.W + g.pl + g.pr < g.kw)
+      fail(type(), "input " + shape_str(s) + " is smaller than kernel " +
+                       shape_str({g.kh, g.kw}) + (pads_.zero() ? "" : " even with pads " + pads_.str()));
+    g.OH = out_size(g.H, g.kh, g.sh, g.pt, g.pb);
+    g.OW = out_size(g.W, g.kw, g.sw, g.pl, g.pr);
+    return g;
+  }
+
+  // Caffe: ceil((H + 2p - k) / s) + 1, minus one when the last window would start beyond the
+  // image and its leading pad; floor instead of ceil when ceil_mode = 0.
+  int64_t out_size(int64_t H, int64_t k, int64_t s, int64_t p0, int64_t p1) const {
+    const int64_t span = H + p0 + p1 - k;
+    int64_t o = ceil_ ? (span + s - 1) / s + 1 : span / s + 1;
+    if (ceil_ && (o - 1) * s >= H + p0) --o;
+    return o;
+  }
+
+  Shape infer(const std::vector<Shape>& inputs) override {
+    check_num_inputs(type(), inputs, 1);
+    const PoolGeom g = geometry(inputs[0]);
+    return {inputs[0][0], inputs[0][1], g.OH, g.OW};
+  }
+
+  void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) override {
+    const Tensor& x = input(type(), in, 0);
+    const PoolGeom g = geometry(x.shape());
+    const int64_t N = x.dim(0), C = x.dim(1), planes = N * C;
+    out.resize({N, C, g.OH, g.OW});
+    const float* xd = x.data();
+    float* y = out.data();
+    const int64_t ip = g.H * g.W, op = g.OH * g.OW;
+    const bool big = planes * op * g.kh * g.kw >= kParallelMin && !omp_in_parallel();
+    if (max_) {
+      int32_t* mask = nullptr;
+      mask_valid_ = ctx.training;
+      if (ctx.training) {
+        mask_.resize(static_cast<size_t>(planes * op));
+        mask_shape_ = x.shape();
+        mask = mask_.data();
+      }
+#pragma omp parallel for schedule(static) if (big)
+      for (int64_t pl = 0; pl < planes; ++pl)
+        max_plane(g, xd + pl * ip, y + pl * op, mask ? mask + pl * op : nullptr);
+    } else {
+#pragma omp parallel for schedule(static) if (big)
+      for (int64_t pl = 0; pl < planes; ++pl) avg_plane(g, xd + pl * ip, y + pl * op);
+    }
+  }
+
+  void backward(const std::vector<const Tensor*>& in, const Tensor&, const Tensor& dout,
+                const std::vector<Tensor*>& din, const RunContext&) override {
+    if (din.empty() || !din[0]) return;
+    const Tensor& x = input(type(), in, 0);
+    const PoolGeom g = geometry(x.shape());
+    const int64_t N = x.dim(0), C = x.dim(1), planes = N * C;
+    const Shape yshape{N, C, g.OH, g.OW};
+    if (dout.shape() != yshape)
+      fail(type(), "dout is " + shape_str(dout.shape()) + ", expected " + shape_str(yshape));
+    din[0]->resize(x.shape());
+    const int64_t ip = g.H * g.W, op = g.OH * g.OW;
+    const float* dy = dout.data();
+    float* dx = din[0]->data();
+    const float* xd = x.data();
+    const bool big = planes * op * g.kh * g.kw >= kParallelMin && !omp_in_parallel();
+    if (max_) {
+      const bool have_mask = mask_valid_ && mask_shape_ == x.shape();
+      if (!have_mask) {
+        // Forward ran without training: recompute the argmax (same tie rule: first maximum).
+        mask_.resize(static_cast<size_t>(planes * op));
+        scratch_y_.resize(static_cast<size_t>(planes * op));
+#pragma omp parallel for schedule(static) if (big)
+        for (int64_t pl = 0; pl < planes; ++pl)
+          max_plane(g, xd + pl * ip, scratch_y_.data() + pl * op, mask_.data() + pl * op);
+      }
+      const int32_t* mask = mask_.data();
+#pragma omp parallel for schedule(static) if (big)
+      for (int64_t pl = 0; pl < planes; ++pl) {
+        float* d = dx + pl * ip;
+        std::fill(d, d + ip, 0.0f);
+        const float* s = dy + pl * op;
+        const int32_t* m = mask + pl * op;
+        for (int64_t o = 0; o < op; ++o) d[m[o]] += s[o];
+      }
+    } else {
+#pragma omp parallel for schedule(static) if (big)
+      for (int64_t pl = 0; pl < planes; ++pl) avg_plane_back(g, dy + pl * op, dx + pl * ip);
+    }
+  }
+
+  int64_t flops(const std::vector<Shape>& inputs, const Shape& output) const override {
+    if (inputs.empty() || inputs[0].size() != 4 || output.size() != 4) return 0;
+    const int64_t k = global_ ? inputs[0][2] * inputs[0][3] : kernel_.h * kernel_.w;
+    return shape_numel(output) * k;
+  }
+
+ private:
+  static void max_plane(const PoolGeom& g, const float* x, float* y, int32_t* mask) {
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      int64_t hs = oh * g.sh - g.pt;
+      const int64_t he = std::min(hs + g.kh, g.H);
+      hs = std::max<int64_t>(hs, 0);
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        int64_t ws = ow * g.sw - g.pl;
+        const int64_t we = std::min(ws + g.kw, g.W);
+        ws = std::max<int64_t>(ws, 0);
+        float m = -std::numeric_limits<float>::infinity();
+        int64_t idx = hs * g.W + ws;
+        for (int64_t h = hs; h < he; ++h)
+          for (int64_t w = ws; w < we; ++w)
+            if (x[h * g.W + w] > m) {
+              m = x[h * g.W + w];
+              idx = h * g.W + w;
+            }
+        y[oh * g.OW + ow] = m;
+        if (mask) mask[oh * g.OW + ow] = static_cast<int32_t>(idx);
+      }
+    }
+  }
+
+  // The window of output (oh, ow) clipped to the image, and the divisor.
+  void avg_window(const PoolGeom& g, int64_t oh, int64_t ow, int64_t& hs, int64_t& he, int64_t& ws,
+                  int64_t& we, float& inv) const {
+    hs = oh * g.sh - g.pt;
+    he = std::min(hs + g.kh, g.H + g.pb);
+    ws = ow * g.sw - g.pl;
+    we = std::min(ws + g.kw, g.W + g.pr);
+    const int64_t padded = (he - hs) * (we - ws);
+    hs = std::max<int64_t>(hs, 0);
+    ws = std::max<int64_t>(ws, 0);
+    he = std::min(he, g.H);
+    we = std::min(we, g.W);
+    const int64_t real = (he - hs) * (we - ws);
+    inv = 1.0f / static_cast<float>(count_include_pad_ ? padded : real);
+  }
+
+  void avg_plane(const PoolGeom& g, const float* x, float* y) const {
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        int64_t hs, he, ws, we;
+        float inv;
+        avg_window(g, oh, ow, hs, he, ws, we, inv);
+        float s = 0.0f;
+        for (int64_t h = hs; h < he; ++h)
+          for (int64_t w = ws; w < we; ++w) s += x[h * g.W + w];
+        y[oh * g.OW + ow] = s * inv;
+      }
+  }
+
+  void avg_plane_back(const PoolGeom& g, const float* dy, float* dx) const {
+    std::fill(dx, dx + g.H * g.W, 0.0f);
+    for (int64_t oh = 0; oh < g.OH; ++oh)
+      for (int64_t ow = 0; ow < g.OW; ++ow) {
+        int64_t hs, he, ws, we;
+        float inv;
+        avg_window(g, oh, ow, hs, he, ws, we, inv);
+        const float v = dy[oh * g.OW + ow] * inv;
+        for (int64_t h = hs; h < he; ++h)
+          for (int64_t w = ws; w < we; ++w) dx[h * g.W + w] += v;
+      }
+  }
+
+  bool max_;
+  bool global_ = false, ceil_ = true, count_include_pad_ = true;
+  HW kernel_, stride_{1, 1};
+  Pads pads_;
+  std::vector<int32_t> mask_;   // argmax per output (index in the input plane), training only
+  Shape mask_shape_;
+  bool mask_valid_ = false;
+  std::vector<float> scratch_y_;
+};
+
+}  // namespace
+
+std::unique_ptr<Layer> make_maxpool(const Attrs& a) { return std::make_unique<Pool>(a, true); }
+std::unique_ptr<Layer> make_avgpool(const Attrs& a) { return std::make_unique<Pool>(a, false); }
+
+}  // namespace deftnn::ops
