@@ -202,6 +202,50 @@ TEST_F(GemmTest, GemvPathsNEqualsOneAndMEqualsOne) {
   }
 }
 
+// Pre-packed A (inference weights): same results as sgemm on every ISA, with several KC
+// blocks, odd M, both op(A) layouts and both op(B) layouts.
+TEST_F(GemmTest, PackedAMatchesReference) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t kc_override : {int64_t{0}, int64_t{40}}) {
+      gemm::set_blocking_override(kc_override, 0, 0);
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        uint32_t seed = 300;
+        for (const Case& c : {Case{false, false, 37, 70, 131, 1.0f, 0.0f, 0},
+                              Case{true, false, 100, 1, 65, 0.5f, 1.0f, 2},
+                              Case{false, true, 13, 169, 255, -1.0f, 2.0f, 1}}) {
+          std::mt19937 rng(seed++);
+          std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+          const int64_t lda = (c.ta ? c.M : c.K) + c.pad, ldb = (c.tb ? c.K : c.N) + c.pad;
+          const int64_t ldc = c.N + c.pad;
+          std::vector<float> A((c.ta ? c.K : c.M) * lda), B((c.tb ? c.N : c.K) * ldb);
+          std::vector<float> C(c.M * ldc);
+          for (auto& x : A) x = u(rng);
+          for (auto& x : B) x = u(rng);
+          for (auto& x : C) x = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : u(rng);
+          std::vector<float> R = C;
+          const PackedA pa(c.ta, c.M, c.K, A.data(), lda);
+          EXPECT_EQ(pa.isa(), isa);
+          sgemm_packed(pa, c.tb, c.N, c.alpha, B.data(), ldb, c.beta, C.data(), ldc);
+          sgemm_ref(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, B.data(), ldb, c.beta,
+                    R.data(), ldc);
+          const double tol = 4e-7 * std::sqrt(static_cast<double>(c.K)) + 2e-7;
+          for (int64_t i = 0; i < c.M; ++i)
+            for (int64_t j = 0; j < c.N; ++j) {
+              // |sum a b| <= K for entries in [-1, 1]; scale tolerance by K + |beta C|.
+              const double bound = std::fabs(c.alpha) * c.K + 2.0 * std::fabs(c.beta);
+              ASSERT_NEAR(C[i * ldc + j], R[i * ldc + j], tol * bound)
+                  << describe(c, isa, threads) << " kc_override=" << kc_override << " at " << i
+                  << "," << j;
+            }
+        }
+      }
+    }
+  }
+  EXPECT_THROW(PackedA(false, 0, 5, nullptr, 5), Error);
+}
+
 TEST_F(GemmTest, ZeroKAndZeroAlphaScaleC) {
   std::vector<float> C = {std::numeric_limits<float>::quiet_NaN(), 2.0f, 3.0f, 4.0f};
   float dummy = 0.0f;

@@ -1,6 +1,7 @@
 // deftnn: fp32 GEMM (BLIS-style: packing, per-ISA micro-kernel, portable loops) and ISA dispatch.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace deftnn {
@@ -30,6 +31,35 @@ const char* active_gemm_kernel();
 void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
            const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
            int64_t ldc);
+
+// A left operand packed once (layer weights are constant at inference): op(A) (M x K) stored
+// in the micro-kernel's layout for the ISA active when it was built (its MR and KC blocking),
+// so sgemm_packed skips packing A on every call. Immutable after construction; copies share
+// the storage.
+class PackedA {
+ public:
+  PackedA() = default;
+  PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda);
+  int64_t rows() const { return m_; }
+  int64_t depth() const { return k_; }
+  Isa isa() const { return isa_; }
+  bool empty() const { return data_ == nullptr; }
+  // Layout: for each KC block p (depth kc_p), ceil(M / MR) strips of MR x kc_p, at
+  // data() + p * KC * m_pad + strip * MR * kc_p (see src/gemm/ukernel.h for a strip's layout).
+  const float* data() const { return data_.get(); }
+  int64_t kc() const { return kc_; }
+  int64_t m_pad() const { return m_pad_; }
+
+ private:
+  Isa isa_ = Isa::portable;
+  int64_t m_ = 0, k_ = 0, kc_ = 0, m_pad_ = 0;
+  std::shared_ptr<float> data_;
+};
+
+// C[M x N] = alpha * A * op(B) + beta * C with A pre-packed (M = a.rows(), K = a.depth()).
+// Same semantics and threading as sgemm; runs the kernels of a.isa().
+void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
+                  int64_t ldb, float beta, float* C, int64_t ldc);
 
 // The naive reference: triple loop in double accumulation. Tests compare sgemm against it.
 void sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,

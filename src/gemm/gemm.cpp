@@ -92,9 +92,14 @@ void thread_grid(int nt, int64_t strips, int64_t panels, int* tm, int* tn) {
   }
 }
 
-void blocked(const Problem& p, const GemmConfig& cfg, int nt) {
+int64_t config_kc(const GemmConfig& cfg) { return g_kc_override ? g_kc_override : cfg.kc; }
+
+// The five loops. If prepacked is given, op(A) was packed by PackedA with blocking KC = kc_packed
+// and m_pad rows per KC block, and the ic loop reads it instead of packing.
+void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepacked = nullptr,
+             int64_t kc_packed = 0, int64_t m_pad = 0) {
   const int MR = cfg.mr, NR = cfg.nr;
-  const int64_t KC = g_kc_override ? g_kc_override : cfg.kc;
+  const int64_t KC = prepacked ? kc_packed : config_kc(cfg);
   const int64_t MC = round_up(g_mc_override ? g_mc_override : cfg.mc, MR);
   const int64_t NC = round_up(g_nc_override ? g_nc_override : cfg.nc, NR);
   const int64_t kc_max = std::min(KC, p.K);
@@ -109,7 +114,7 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt) {
   {
     const int tid = omp_get_thread_num();
     const int team = omp_get_num_threads();
-    float* abuf = t_pack_a.get(a_size);
+    float* abuf = prepacked ? nullptr : t_pack_a.get(a_size);
     int64_t iter = 0;
     for (int64_t jc = 0; jc < p.N; jc += NC) {
       const int64_t nc = std::min(NC, p.N - jc);
@@ -136,15 +141,21 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt) {
         const float beta = pc == 0 ? p.beta : 1.0f;
         for (int64_t ic = m0; ic < m1; ic += MC) {
           const int64_t mc = std::min(MC, m1 - ic);
-          const float* asrc = p.ta ? p.A + pc * p.lda + ic : p.A + ic * p.lda + pc;
-          pack_a(p.ta, mc, kc, asrc, p.lda, MR, abuf);
+          const float* ablock;
+          if (prepacked) {
+            ablock = prepacked + pc * m_pad + ic * kc;   // ic is a multiple of MR
+          } else {
+            const float* asrc = p.ta ? p.A + pc * p.lda + ic : p.A + ic * p.lda + pc;
+            pack_a(p.ta, mc, kc, asrc, p.lda, MR, abuf);
+            ablock = abuf;
+          }
           for (int64_t q = q0; q < q1; ++q) {
             const int64_t j = q * NR;
             const int n = static_cast<int>(std::min<int64_t>(NR, nc - j));
             const float* bpanel = bp + j * kc;
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-              cfg.ukernel(kc, abuf + ir * kc, bpanel, p.C + (ic + ir) * p.ldc + jc + j, p.ldc, m,
+              cfg.ukernel(kc, ablock + ir * kc, bpanel, p.C + (ic + ir) * p.ldc + jc + j, p.ldc, m,
                           n, p.alpha, beta);
             }
           }
@@ -234,6 +245,47 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
   }
   gemm::Problem p{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
   gemm::blocked(p, cfg, gemm::team_size(M, N, K));
+}
+
+PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
+  check(M > 0 && K > 0, "PackedA: empty matrix M=" + std::to_string(M) + " K=" + std::to_string(K));
+  check(lda >= (trans_a ? M : K), "PackedA: lda=" + std::to_string(lda) + " too small");
+  isa_ = active_isa();
+  const gemm::GemmConfig& cfg = gemm::gemm_config(isa_);
+  m_ = M;
+  k_ = K;
+  kc_ = gemm::config_kc(cfg);
+  m_pad_ = gemm::round_up(M, cfg.mr);
+  data_ = std::shared_ptr<float>(aligned_alloc_floats(m_pad_ * K), aligned_free);
+  float* dst = data_.get();
+  const int64_t nblocks = gemm::ceil_div(K, kc_);
+  // Each (KC block, MR strip range) is independent: pack them in parallel.
+  const int nt = gemm::team_size(M, 16, K);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const int64_t pc = b * kc_;
+    const int64_t kc = std::min(kc_, K - pc);
+    const float* src = trans_a ? A + pc * lda : A + pc;
+    gemm::pack_a(trans_a, M, kc, src, lda, cfg.mr, dst + pc * m_pad_);
+  }
+}
+
+void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
+                  int64_t ldb, float beta, float* C, int64_t ldc) {
+  check(!a.empty(), "sgemm_packed: empty PackedA");
+  const int64_t M = a.rows(), K = a.depth();
+  check(N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N),
+        "sgemm_packed: bad N/ldb/ldc (M=" + std::to_string(M) + " N=" + std::to_string(N) +
+            " K=" + std::to_string(K) + " ldb=" + std::to_string(ldb) + " ldc=" +
+            std::to_string(ldc) + ")");
+  if (N == 0) return;
+  if (alpha == 0.0f) {
+    gemm::scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  gemm::Problem p{false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc};
+  gemm::blocked(p, gemm::gemm_config(a.isa()), gemm::team_size(M, N, K), a.data(), a.kc(),
+                a.m_pad());
 }
 
 }  // namespace deftnn
