@@ -65,6 +65,8 @@ std::vector<unsigned char> idx_labels(uint32_t n, int classes = 10, uint32_t mag
 }
 
 void write_plain(const std::string& path, const std::vector<unsigned char>& b) {
+  std::error_code ec;
+  fs::remove(path, ec);   // a fresh file: truncating one that holds data is slow on ext4
   std::ofstream f(path, std::ios::binary);
   f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
   ASSERT_TRUE(f.good()) << path;
