@@ -184,19 +184,18 @@ void gemv(const GemmConfig& cfg, bool t_form, int64_t rows, int64_t K, float alp
     if (beta != 0.0f)
       for (int64_t j = 0; j < rows; ++j) yc[j] = y[j * incy];
   }
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    // Split rows in units of 16 (one vector of y for the t form, 4-row blocks for the n form).
-    const int64_t units = ceil_div(rows, 16);
-    const int64_t r0 = std::min(rows, units * tid / team * 16);
-    const int64_t r1 = std::min(rows, units * (tid + 1) / team * 16);
-    if (r1 > r0) {
-      if (t_form)
-        cfg.gemv_t(K, r1 - r0, alpha, mat + r0, ld, xc, beta, yc + r0);
-      else
-        cfg.gemv_n(r1 - r0, K, alpha, mat + r0 * ld, ld, xc, beta, y + r0 * incy, incy);
-    }
+  // Chunks handed out dynamically: on a shared machine a preempted thread does not hold the
+  // other one back (static halves would wait for the slower). 64 rows of the n form (4-row
+  // blocks), 1024 columns of the t form (the AVX-512 kernel's y buffer width).
+  const int64_t unit = t_form ? 1024 : 64;
+  const int64_t chunks = ceil_div(rows, unit);
+#pragma omp parallel for num_threads(nt) if (nt > 1) schedule(dynamic, 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t r0 = c * unit, r1 = std::min(rows, r0 + unit);
+    if (t_form)
+      cfg.gemv_t(K, r1 - r0, alpha, mat + r0, ld, xc, beta, yc + r0);
+    else
+      cfg.gemv_n(r1 - r0, K, alpha, mat + r0 * ld, ld, xc, beta, y + r0 * incy, incy);
   }
   if (copy_y)
     for (int64_t j = 0; j < rows; ++j) y[j * incy] = yc[j];

@@ -1,10 +1,12 @@
 // GEMV kernels for the N == 1 / M == 1 path, AVX-512F (contract: ukernel.h). gemv_n streams
-// 4 rows of A at a time against one load of x (masked k tail); gemv_t keeps a 128-column chunk
-// of y in registers (masked column tail).
+// 4 rows of A at a time against one load of x (masked k tail); gemv_t accumulates up to 1024 columns
+// of y in an L1 buffer while 4 rows of A stream by (masked column tail).
 // GCC 12 reports false 'maybe-uninitialized' inside its own AVX-512 intrinsics (the
 // _mm512_undefined_ps() they pass as a don't-care source), which -Werror would make fatal.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
+
+#include <algorithm>
 
 #include "gemm/ukernel.h"
 
@@ -66,36 +68,56 @@ void sgemv_n__avx512(int64_t m, int64_t k, float alpha, const float* a, int64_t 
 
 void sgemv_t__avx512(int64_t k, int64_t n, float alpha, const float* a, int64_t lda,
                      const float* x, float beta, float* y) {
-  constexpr int NV = 8;  // 128 columns per chunk
+  // Column chunks of up to 1024 accumulate in an L1-resident buffer while 4 rows of A stream
+  // by per step (long contiguous reads per row, unlike a register-only 128-column chunk that
+  // touches only 512 bytes of each row per pass).
+  constexpr int64_t W = 1024;
+  alignas(64) float acc[W];
   const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  for (int64_t j0 = 0; j0 < n; j0 += 16 * NV) {
-    __mmask16 mask[NV];
-    for (int v = 0; v < NV; ++v) mask[v] = tail_mask(n - j0 - 16 * v);
-    __m512 acc[NV];
-    for (int v = 0; v < NV; ++v) acc[v] = _mm512_setzero_ps();
-    if (j0 + 16 * NV <= n) {
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const __m512 xk = _mm512_set1_ps(x[kk]);
-        const float* r = a + kk * lda + j0;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v)
-          acc[v] = _mm512_fmadd_ps(xk, _mm512_loadu_ps(r + 16 * v), acc[v]);
+  for (int64_t j0 = 0; j0 < n; j0 += W) {
+    const int64_t w = std::min(W, n - j0);
+    const int64_t nv = (w + 15) / 16;
+    const __mmask16 last = tail_mask(w - (nv - 1) * 16);
+    for (int64_t v = 0; v < nv; ++v) _mm512_store_ps(acc + 16 * v, _mm512_setzero_ps());
+    int64_t kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+      const float* r0 = a + kk * lda + j0;
+      const float* r1 = r0 + lda;
+      const float* r2 = r1 + lda;
+      const float* r3 = r2 + lda;
+      const __m512 x0 = _mm512_set1_ps(x[kk]), x1 = _mm512_set1_ps(x[kk + 1]);
+      const __m512 x2 = _mm512_set1_ps(x[kk + 2]), x3 = _mm512_set1_ps(x[kk + 3]);
+      int64_t v = 0;
+      for (; v < nv - 1; ++v) {
+        __m512 t = _mm512_load_ps(acc + 16 * v);
+        t = _mm512_fmadd_ps(x0, _mm512_loadu_ps(r0 + 16 * v), t);
+        t = _mm512_fmadd_ps(x1, _mm512_loadu_ps(r1 + 16 * v), t);
+        t = _mm512_fmadd_ps(x2, _mm512_loadu_ps(r2 + 16 * v), t);
+        t = _mm512_fmadd_ps(x3, _mm512_loadu_ps(r3 + 16 * v), t);
+        _mm512_store_ps(acc + 16 * v, t);
       }
-    } else {
-      for (int64_t kk = 0; kk < k; ++kk) {
-        const __m512 xk = _mm512_set1_ps(x[kk]);
-        const float* r = a + kk * lda + j0;
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v)
-          acc[v] = _mm512_fmadd_ps(xk, _mm512_maskz_loadu_ps(mask[v], r + 16 * v), acc[v]);
+      __m512 t = _mm512_load_ps(acc + 16 * v);
+      t = _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(last, r0 + 16 * v), t);
+      t = _mm512_fmadd_ps(x1, _mm512_maskz_loadu_ps(last, r1 + 16 * v), t);
+      t = _mm512_fmadd_ps(x2, _mm512_maskz_loadu_ps(last, r2 + 16 * v), t);
+      t = _mm512_fmadd_ps(x3, _mm512_maskz_loadu_ps(last, r3 + 16 * v), t);
+      _mm512_store_ps(acc + 16 * v, t);
+    }
+    for (; kk < k; ++kk) {
+      const float* r0 = a + kk * lda + j0;
+      const __m512 x0 = _mm512_set1_ps(x[kk]);
+      for (int64_t v = 0; v < nv; ++v) {
+        const __mmask16 m = v == nv - 1 ? last : static_cast<__mmask16>(0xFFFF);
+        _mm512_store_ps(acc + 16 * v, _mm512_fmadd_ps(x0, _mm512_maskz_loadu_ps(m, r0 + 16 * v),
+                                                      _mm512_load_ps(acc + 16 * v)));
       }
     }
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) {
+    for (int64_t v = 0; v < nv; ++v) {
+      const __mmask16 m = v == nv - 1 ? last : static_cast<__mmask16>(0xFFFF);
       float* p = y + j0 + 16 * v;
-      __m512 r = _mm512_mul_ps(va, acc[v]);
-      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], p), r);
-      _mm512_mask_storeu_ps(p, mask[v], r);
+      __m512 r = _mm512_mul_ps(va, _mm512_load_ps(acc + 16 * v));
+      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, p), r);
+      _mm512_mask_storeu_ps(p, m, r);
     }
   }
 }
