@@ -451,6 +451,9 @@ FileRec parse_file(const std::vector<unsigned char>& buf, const std::string& pat
     // Truncated: parse what is there to name the field where it ends.
     Reader r(buf, kHeaderBytes, size, true, path);
     parse_body(r);
+    if (r.remaining() >= kTrailerBytes)
+      fail(path, "corrupt header: it says the file is " + std::to_string(total) + " bytes, but the file is " +
+                     std::to_string(size) + " bytes and its content ends at byte " + std::to_string(r.pos()));
     fail(path, "truncated: the file is " + std::to_string(size) + " bytes but its header says " +
                    std::to_string(total) + "; it ends inside the trailer (length and checksum)");
   }
