@@ -241,7 +241,11 @@ TEST(FormatsBf16, PackPairsIsTheVdpbf16psLayout) {
       Rng rng(static_cast<uint64_t>(K * 100 + N));
       for (auto& x : B) x = static_cast<float>(rng.normal());
       std::vector<uint16_t> got(static_cast<size_t>(bf16_pairs_size(K, N)), 0xDEAD);
-      pack_bf16_pairs(B.data(), ldb, K, N, got.data());
+      pack_bf16_pairs(B.data(), ldb, K, N, got.data());   // vcvtne2ps2bf16 where available
+      std::vector<uint16_t> ref(got.size(), 0xBEEF);
+      pack_bf16_pairs(B.data(), ldb, K, N, ref.data(), Rounding::truncate);
+      for (size_t i = 0; i < got.size(); ++i)   // nearest and truncation differ by <= 1 code
+        ASSERT_LE(std::abs(int(got[i] & 0x7FFF) - int(ref[i] & 0x7FFF)), 1);
       for (int64_t k = 0; k < (K + 1) / 2 * 2; ++k)
         for (int64_t n = 0; n < N; ++n) {
           const uint16_t want = k < K ? bf16_from_float(B[k * ldb + n]) : 0;
@@ -483,6 +487,22 @@ TEST(FormatsSimd, EveryPathEqualsScalarReferenceOnOddLengths) {
       }
     }
   }
+  // The fast paths exist (so the comparison above really exercised them).
+  for (Isa isa : isas_on_this_cpu()) {
+    if (isa == Isa::portable) continue;
+    for (const FormatInfo& fi : all_formats()) {
+      if (fi.format == Format::f32) continue;
+      EXPECT_TRUE(has_simd_decode(isa, fi.format)) << isa_name(isa) << " " << fi.name;
+      if (fi.bits_per_value == 16 && isa != Isa::avx512_bf16) {
+        EXPECT_TRUE(has_simd_encode(isa, fi.format, Rounding::truncate)) << fi.name;
+        EXPECT_TRUE(has_simd_encode(isa, fi.format, Rounding::nearest_even)) << fi.name;
+      }
+    }
+    if (isa == Isa::avx512_bf16) {
+      EXPECT_TRUE(has_simd_encode(isa, Format::bf16, Rounding::nearest_even));
+    }
+  }
+  EXPECT_FALSE(has_simd_encode(Isa::portable, Format::half, Rounding::nearest_even));
   // The default dispatch is one of these paths.
   std::vector<float> x = edge_and_random(100, -10, 10, 8), y(x.size()), z(x.size());
   std::vector<uint16_t> c(x.size());

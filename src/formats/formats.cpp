@@ -409,12 +409,8 @@ void decode_isa(Isa isa, Format f, const void* src, float* dst, int64_t n) {
 
 namespace {
 Isa formats_isa() {
-  static const Isa isa = [] {
-    Isa a = active_isa();
-    if (a != Isa::portable && !cpu_has_f16c()) a = Isa::portable;
-    return a;
-  }();
-  // active_isa() may be changed by set_active_isa() (tests); follow it, never above the CPU.
+  static const Isa isa = cpu_has_f16c() ? detected_isa() : Isa::portable;
+  // active_isa() (DEFTNN_ISA, set_active_isa) picks the path, never above what the CPU has.
   const Isa now = active_isa();
   return static_cast<int>(now) < static_cast<int>(isa) ? now : isa;
 }
