@@ -190,7 +190,10 @@ TEST_F(GemmTest, GemvPathsNEqualsOneAndMEqualsOne) {
                               Case{false, false, 257, 1, 33, -2.0f, 0.5f, 3},
                               Case{false, false, 1, 301, 999, 1.0f, 0.0f, 0},
                               Case{false, false, 1, 130, 17, 0.5f, 1.0f, 2},
-                              Case{false, false, 1, 1, 100, 1.0f, 1.0f, 0}}) {
+                              Case{false, false, 1, 1, 100, 1.0f, 1.0f, 0},
+                              // several dynamic chunks (64 rows / 1024 columns) and tails
+                              Case{false, false, 2100, 1, 37, 1.0f, -1.0f, 1},
+                              Case{false, false, 1, 2100, 37, -1.0f, 0.0f, 0}}) {
           Case cc = c;
           cc.ta = combo & 1;
           cc.tb = combo & 2;
