@@ -28,7 +28,7 @@
 //                * h = +-0 or a subnormal (E = 0): |q| - |h| = lo * 2^-149 <= (2^16-1) * 2^-149
 //                  (< 2^-133): q is an fp32 subnormal (zero only if lo == 0).
 //                * h = +-inf and lo != 0: q is a NaN (!). h = NaN: q is a NaN.
-//              Exact when lo == 0. decode()/deft16q_decode_pair apply this rule; decode_value
+//              Exact when lo == 0. decode()/deft16q_decode_pair apply this rule; format_info().to_float
 //              on a single deft16q code decodes it as the exact lo half (== deft16).
 //   bf16       bfloat16 as the AVX512-BF16 instructions see it: the deft16 layout, but encoding
 //              follows vcvtne2ps2bf16 (round to nearest even; fp32 subnormal inputs become a
