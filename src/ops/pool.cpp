@@ -156,26 +156,87 @@ class Pool final : public Layer {
   }
 
  private:
+  // Max over the window of output (oh, ow) clipped to the image; first maximum wins ties.
+  static void max_window(const PoolGeom& g, const float* x, int64_t oh, int64_t ow, float* y,
+                         int32_t* mask) {
+    int64_t hs = oh * g.sh - g.pt;
+    const int64_t he = std::min(hs + g.kh, g.H);
+    hs = std::max<int64_t>(hs, 0);
+    int64_t ws = ow * g.sw - g.pl;
+    const int64_t we = std::min(ws + g.kw, g.W);
+    ws = std::max<int64_t>(ws, 0);
+    // Two passes (the maximum, then its first position): branch-free on random data.
+    float m = -std::numeric_limits<float>::infinity();
+    for (int64_t h = hs; h < he; ++h)
+      for (int64_t w = ws; w < we; ++w) m = std::max(m, x[h * g.W + w]);
+    int64_t idx = hs * g.W + ws;
+    if (mask) idx = first_of(x, g.W, hs, he, ws, we, m);
+    y[oh * g.OW + ow] = m;
+    if (mask) mask[oh * g.OW + ow] = static_cast<int32_t>(idx);
+  }
+
+  // The first position (row-major) in the window holding m.
+  static int64_t first_of(const float* x, int64_t W, int64_t hs, int64_t he, int64_t ws,
+                          int64_t we, float m) {
+    for (int64_t h = hs; h < he; ++h)
+      for (int64_t w = ws; w < we; ++w)
+        if (x[h * W + w] == m) return h * W + w;
+    return hs * W + ws;   // m is NaN
+  }
+
+  // Outputs [lo, hi) whose windows lie entirely inside the image along one dimension.
+  static void interior(int64_t n_out, int64_t H, int64_t k, int64_t s, int64_t p, int64_t& lo,
+                       int64_t& hi) {
+    lo = std::min(n_out, (p + s - 1) / s);
+    hi = H - k + p < 0 ? 0 : std::min(n_out, (H - k + p) / s + 1);
+    hi = std::max(hi, lo);
+  }
+
   static void max_plane(const PoolGeom& g, const float* x, float* y, int32_t* mask) {
+    int64_t oh0, oh1, ow0, ow1;
+    interior(g.OH, g.H, g.kh, g.sh, g.pt, oh0, oh1);
+    interior(g.OW, g.W, g.kw, g.sw, g.pl, ow0, ow1);
+    const bool k2s2 = g.kh == 2 && g.kw == 2 && g.sw == 2;
     for (int64_t oh = 0; oh < g.OH; ++oh) {
-      int64_t hs = oh * g.sh - g.pt;
-      const int64_t he = std::min(hs + g.kh, g.H);
-      hs = std::max<int64_t>(hs, 0);
-      for (int64_t ow = 0; ow < g.OW; ++ow) {
-        int64_t ws = ow * g.sw - g.pl;
-        const int64_t we = std::min(ws + g.kw, g.W);
-        ws = std::max<int64_t>(ws, 0);
-        float m = -std::numeric_limits<float>::infinity();
-        int64_t idx = hs * g.W + ws;
-        for (int64_t h = hs; h < he; ++h)
-          for (int64_t w = ws; w < we; ++w)
-            if (x[h * g.W + w] > m) {
-              m = x[h * g.W + w];
-              idx = h * g.W + w;
-            }
-        y[oh * g.OW + ow] = m;
-        if (mask) mask[oh * g.OW + ow] = static_cast<int32_t>(idx);
+      if (oh < oh0 || oh >= oh1) {
+        for (int64_t ow = 0; ow < g.OW; ++ow) max_window(g, x, oh, ow, y, mask);
+        continue;
       }
+      for (int64_t ow = 0; ow < ow0; ++ow) max_window(g, x, oh, ow, y, mask);
+      const int64_t h = oh * g.sh - g.pt;
+      float* yr = y + oh * g.OW;
+      int32_t* mr = mask ? mask + oh * g.OW : nullptr;
+      if (k2s2) {
+        // The common 2x2 stride-2 window, unrolled (same tie rule as max_window).
+        const float* r0 = x + h * g.W;
+        const float* r1 = r0 + g.W;
+        // Branch-free: the maximum, then the first position holding it (random data would
+        // mispredict a compare-and-branch chain on every window).
+        const int64_t base = h * g.W - g.pl;
+        for (int64_t ow = ow0; ow < ow1; ++ow) {
+          const int64_t w = 2 * ow - g.pl;
+          const float a = r0[w], b = r0[w + 1], c = r1[w], d = r1[w + 1];
+          const float m = std::max(std::max(a, b), std::max(c, d));
+          yr[ow] = m;
+          if (mr) {
+            const int32_t o = static_cast<int32_t>(base + 2 * ow);
+            const int32_t W = static_cast<int32_t>(g.W);
+            mr[ow] = a == m ? o : b == m ? o + 1 : c == m ? o + W : o + W + 1;
+          }
+        }
+      } else {
+        for (int64_t ow = ow0; ow < ow1; ++ow) {
+          const int64_t w0 = ow * g.sw - g.pl;
+          float m = x[h * g.W + w0];
+          for (int64_t i = 0; i < g.kh; ++i) {
+            const float* r = x + (h + i) * g.W + w0;
+            for (int64_t j = 0; j < g.kw; ++j) m = std::max(m, r[j]);
+          }
+          yr[ow] = m;
+          if (mr) mr[ow] = static_cast<int32_t>(first_of(x, g.W, h, h + g.kh, w0, w0 + g.kw, m));
+        }
+      }
+      for (int64_t ow = ow1; ow < g.OW; ++ow) max_window(g, x, oh, ow, y, mask);
     }
   }
 
