@@ -1,6 +1,7 @@
 // Layers (src/ops): forward against direct formulas, backward against central finite differences,
 // shape inference and its errors.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -280,6 +281,59 @@ TEST(OpsConv, BackwardAccumulatesAndSkipsUnneededInputGradient) {
     ASSERT_NEAR(l->param("bias")->grad[i], 2 * b1[i], 1e-5f * (1 + std::fabs(b1[i])));
 }
 
+TEST(OpsConv, BatchedChunksAndThreadsMatchPerImage) {
+  // Batches are split into chunks of images (side by side in one GEMM) and over threads; every
+  // split must give the per-image results, and dW must be the sum of the per-image dWs.
+  Rng rng(21);
+  for (const ConvCase& c : {ConvCase{7, 4, 9, 8, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},
+                            ConvCase{5, 6, 6, 6, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1}}) {
+    auto l = make_layer("conv", conv_attrs(c));
+    Tensor x = rand_tensor({c.N, c.C, c.H, c.W}, rng);
+    l->infer({x.shape()});
+    l->init_params(rng);
+    for (int64_t i = 0; i < c.O; ++i) l->param("bias")->value[i] = rng.uniform(-1.0f, 1.0f);
+    const int64_t in1 = c.C * c.H * c.W;
+    Tensor y1, dw1(l->param("weight")->value.shape()), dx1(x.shape());
+    Tensor dy;
+    RunContext ctx{true, nullptr};
+    // Per image (batch 1).
+    for (int64_t n = 0; n < c.N; ++n) {
+      Tensor xn({1, c.C, c.H, c.W});
+      std::copy(x.data() + n * in1, x.data() + (n + 1) * in1, xn.data());
+      Tensor yn, dxn;
+      l->forward({&xn}, yn, ctx);
+      if (n == 0) {
+        y1 = Tensor({c.N, yn.dim(1), yn.dim(2), yn.dim(3)});
+        dy = rand_tensor(y1.shape(), rng);
+      }
+      const int64_t on = yn.numel();
+      std::copy(yn.data(), yn.data() + on, y1.data() + n * on);
+      Tensor dyn({1, yn.dim(1), yn.dim(2), yn.dim(3)});
+      std::copy(dy.data() + n * on, dy.data() + (n + 1) * on, dyn.data());
+      l->param("weight")->grad.zero();
+      l->backward({&xn}, yn, dyn, {&dxn}, ctx);
+      std::copy(dxn.data(), dxn.data() + in1, dx1.data() + n * in1);
+      for (int64_t i = 0; i < dw1.numel(); ++i) dw1[i] += l->param("weight")->grad[i];
+    }
+    const int saved = omp_get_max_threads();
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      Tensor y, dx;
+      l->forward({&x}, y, ctx);
+      l->param("weight")->grad.zero();
+      l->backward({&x}, y, dy, {&dx}, ctx);
+      for (int64_t i = 0; i < y.numel(); ++i)
+        ASSERT_NEAR(y[i], y1[i], 1e-5f * (1 + std::fabs(y1[i]))) << "threads " << threads;
+      for (int64_t i = 0; i < dx.numel(); ++i)
+        ASSERT_NEAR(dx[i], dx1[i], 1e-5f * (1 + std::fabs(dx1[i]))) << "threads " << threads;
+      const Tensor& dw = l->param("weight")->grad;
+      for (int64_t i = 0; i < dw.numel(); ++i)
+        ASSERT_NEAR(dw[i], dw1[i], 1e-4f * (1 + std::fabs(dw1[i]))) << "threads " << threads;
+    }
+    omp_set_num_threads(saved);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Fully connected.
 
@@ -416,6 +470,24 @@ TEST(OpsPool, GlobalPooling) {
     }
     EXPECT_NEAR(ya[p], s / 20, 1e-6);
     EXPECT_EQ(ym[p], m);
+  }
+}
+
+TEST(OpsPool, MaxTiesGoToTheFirstPositionInTheWindow) {
+  // Constant planes: every window ties; the gradient goes to the first (row-major) position of
+  // each window, on the unrolled 2x2/s2 path, the general interior path and the clipped border.
+  for (const Attrs& a : {Attrs().set("kernel", 2).set("stride", 2),
+                         Attrs().set("kernel", 3).set("stride", 2)}) {
+    auto l = make_layer("maxpool", a);
+    Tensor x({1, 1, 5, 5}, 1.0f), y, dx;
+    y = run(*l, {x}, true);
+    Tensor dy(y.shape(), 1.0f);
+    l->backward({&x}, y, dy, {&dx}, RunContext{true, nullptr});
+    const int64_t s = 2;
+    std::vector<double> want(25, 0.0);
+    for (int64_t oh = 0; oh < y.dim(2); ++oh)
+      for (int64_t ow = 0; ow < y.dim(3); ++ow) want[(oh * s) * 5 + ow * s] += 1.0;
+    expect_near_all(dx, want, 0, "ties " + a.str());
   }
 }
 

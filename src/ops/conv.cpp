@@ -101,21 +101,44 @@ int Conv::plan_threads(int64_t N, double flops_per_image) const {
   return static_cast<int>(std::min<int64_t>(nt, N));
 }
 
+int64_t Conv::plan_chunk(const ConvGeom& g, int64_t N, int threads) {
+  const int64_t P = g.cols(), K = g.rows();
+  if (P >= 1024) return 1;
+  int64_t c = (1024 + P - 1) / P;
+  c = std::min(c, (N + threads - 1) / threads);              // keep every thread busy
+  c = std::min(c, std::max<int64_t>(1, (int64_t{1} << 22) / std::max<int64_t>(1, K * P)));
+  return std::max<int64_t>(c, 1);
+}
+
 template <class Fn>
-int Conv::for_images(int64_t N, double flops_per_image, Fn&& fn) {
-  const int used = plan_threads(N, flops_per_image);
-  if (used == 1) {
-    for (int64_t n = 0; n < N; ++n) fn(n, 0);
+void Conv::for_chunks(int64_t N, int64_t chunk, int threads, Fn&& fn) {
+  const int64_t nchunks = (N + chunk - 1) / chunk;
+  if (threads == 1) {
+    for (int64_t c = 0; c < nchunks; ++c) fn(c * chunk, std::min(N, (c + 1) * chunk), 0);
   } else {
-#pragma omp parallel num_threads(used)
+#pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
 #pragma omp for schedule(static)
-      for (int64_t n = 0; n < N; ++n) fn(n, t);
+      for (int64_t c = 0; c < nchunks; ++c) fn(c * chunk, std::min(N, (c + 1) * chunk), t);
     }
   }
-  return used;
 }
+
+namespace {
+
+// Writes image x's column matrix (one group) at col + offset, rows ld apart.
+inline void columns(const ConvGeom& g, bool ident, const float* xg, float* col, int64_t ld) {
+  if (!ident) {
+    im2col(g, xg, col, ld);
+    return;
+  }
+  const int64_t P = g.cols();
+  for (int64_t r = 0; r < g.rows(); ++r)
+    std::memcpy(col + r * ld, xg + r * P, sizeof(float) * static_cast<size_t>(P));
+}
+
+}  // namespace
 
 void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
   (void)ctx;
@@ -131,29 +154,48 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const float* xd = x.data();
   const bool ident = g.identity();
 
-  const double fl = 2.0 * O * P * K;
-  const int used = plan_threads(N, fl);
-  if (!ident) {
-    if (static_cast<int>(col_.size()) < used) col_.resize(used);
-    for (int t = 0; t < used; ++t) col_[t].get(K * P);
+  const int used = plan_threads(N, 2.0 * O * P * K);
+  const int64_t chunk = plan_chunk(g, N, used);
+  if (static_cast<int>(col_.size()) < used) col_.resize(used);
+  if (static_cast<int>(ybuf_.size()) < used) ybuf_.resize(used);
+  for (int t = 0; t < used; ++t) {
+    if (!ident || chunk > 1) col_[t].get(K * P * chunk);
+    if (chunk > 1) ybuf_[t].get(Og * P * chunk);
   }
-  for_images(N, fl, [&](int64_t n, int t) {
+  for_chunks(N, chunk, used, [&](int64_t n0, int64_t n1, int t) {
+    const int64_t nb = n1 - n0, L = nb * P;
     for (int64_t gi = 0; gi < groups_; ++gi) {
-      const float* xg = xd + (n * C + gi * g.C) * HW;
-      float* yg = y + (n * O + gi * Og) * P;
       const float* wg = w + gi * Og * K;
-      const float* B = xg;
-      if (!ident) {
-        float* col = col_[t].get(K * P);
-        im2col(g, xg, col);
-        B = col;
+      if (nb == 1) {
+        // One image: the GEMM writes straight into the output.
+        const float* xg = xd + (n0 * C + gi * g.C) * HW;
+        float* yg = y + (n0 * O + gi * Og) * P;
+        const float* B = xg;
+        if (!ident) {
+          B = col_[t].get(K * P);
+          im2col(g, xg, col_[t].get(K * P));
+        }
+        float beta = 0.0f;
+        if (b) {
+          for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * Og + o]);
+          beta = 1.0f;
+        }
+        sgemm(false, false, Og, P, K, 1.0f, wg, K, B, P, beta, yg, P);
+        continue;
       }
-      float beta = 0.0f;
-      if (b) {
-        for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * Og + o]);
-        beta = 1.0f;
-      }
-      sgemm(false, false, Og, P, K, 1.0f, wg, K, B, P, beta, yg, P);
+      // Several images side by side: Ybuf[Og, nb*P] = W_g * [col_0 | col_1 | ...].
+      float* col = col_[t].get(K * P * chunk);
+      float* yb = ybuf_[t].get(Og * P * chunk);
+      for (int64_t i = 0; i < nb; ++i)
+        columns(g, ident, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
+      sgemm(false, false, Og, L, K, 1.0f, wg, K, col, L, 0.0f, yb, L);
+      for (int64_t i = 0; i < nb; ++i)
+        for (int64_t o = 0; o < Og; ++o) {
+          const float* src = yb + o * L + i * P;
+          float* dst = y + ((n0 + i) * O + gi * Og + o) * P;
+          const float bv = b ? b[gi * Og + o] : 0.0f;
+          for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bv;
+        }
     }
   });
 }
@@ -161,6 +203,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
 void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, const Tensor& dout,
                     const std::vector<Tensor*>& din, const RunContext& ctx) {
   (void)ctx;
+  (void)out;
   const Tensor& x = input(type(), in, 0);
   const ConvGeom g = geometry(x.shape());
   const float* w = weight_checked(g).data();
@@ -169,7 +212,6 @@ void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, con
   const Shape yshape{N, O, g.OH, g.OW};
   if (dout.shape() != yshape)
     fail(type(), "dout is " + shape_str(dout.shape()) + ", expected " + shape_str(yshape));
-  (void)out;
   const float* dy = dout.data();
   const float* xd = x.data();
   const bool ident = g.identity();
@@ -198,40 +240,61 @@ void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, con
   }
   if (!dw && !dx) return;
 
-  const double fl = 2.0 * O * P * K * ((dw ? 1 : 0) + (dx ? 1 : 0));
-  const int used = plan_threads(N, fl);
+  const int used = plan_threads(N, 2.0 * O * P * K * ((dw ? 1 : 0) + (dx ? 1 : 0)));
+  const int64_t chunk = dw ? plan_chunk(g, N, used) : 1;
   const int64_t wn = O * K;
   if (static_cast<int>(col_.size()) < used) col_.resize(used);
   if (static_cast<int>(dcol_.size()) < used) dcol_.resize(used);
   if (static_cast<int>(dw_.size()) < used) dw_.resize(used);
+  if (static_cast<int>(ybuf_.size()) < used) ybuf_.resize(used);
   for (int t = 0; t < used; ++t) {
-    if (!ident && dw) col_[t].get(K * P);
+    if (dw && (!ident || chunk > 1)) col_[t].get(K * P * chunk);
+    if (dw && chunk > 1) ybuf_[t].get(Og * P * chunk);
     if (!ident && dx) dcol_[t].get(K * P);
     if (dw && used > 1) std::fill(dw_[t].get(wn), dw_[t].get(wn) + wn, 0.0f);
   }
-  for_images(N, fl, [&](int64_t n, int t) {
+  for_chunks(N, chunk, used, [&](int64_t n0, int64_t n1, int t) {
+    const int64_t nb = n1 - n0, L = nb * P;
     for (int64_t gi = 0; gi < groups_; ++gi) {
-      const float* xg = xd + (n * C + gi * g.C) * HW;
-      const float* dyg = dy + (n * O + gi * Og) * P;
       const float* wg = w + gi * Og * K;
       if (dw) {
-        const float* B = xg;
-        if (!ident) {
-          float* col = col_[t].get(K * P);
-          im2col(g, xg, col);
+        // dW_g += dY_g[Og, nb*P] * [col_0 | col_1 | ...]^T
+        float* acc = (used > 1 ? dw_[t].get(wn) : dw) + gi * Og * K;
+        const float* A;
+        const float* B;
+        if (nb == 1) {
+          const float* xg = xd + (n0 * C + gi * g.C) * HW;
+          A = dy + (n0 * O + gi * Og) * P;
+          B = xg;
+          if (!ident) {
+            im2col(g, xg, col_[t].get(K * P));
+            B = col_[t].get(K * P);
+          }
+        } else {
+          float* col = col_[t].get(K * P * chunk);
+          float* dyb = ybuf_[t].get(Og * P * chunk);
+          for (int64_t i = 0; i < nb; ++i) {
+            columns(g, ident, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
+            for (int64_t o = 0; o < Og; ++o)
+              std::memcpy(dyb + o * L + i * P, dy + ((n0 + i) * O + gi * Og + o) * P,
+                          sizeof(float) * static_cast<size_t>(P));
+          }
+          A = dyb;
           B = col;
         }
-        float* acc = (used > 1 ? dw_[t].get(wn) : dw) + gi * Og * K;
-        sgemm(false, true, Og, K, P, 1.0f, dyg, P, B, P, 1.0f, acc, K);
+        sgemm(false, true, Og, K, L, 1.0f, A, L, B, L, 1.0f, acc, K);
       }
       if (dx) {
-        float* dxg = dx + (n * C + gi * g.C) * HW;
-        if (ident) {
-          sgemm(true, false, K, P, Og, 1.0f, wg, K, dyg, P, 0.0f, dxg, P);
-        } else {
-          float* dcol = dcol_[t].get(K * P);
-          sgemm(true, false, K, P, Og, 1.0f, wg, K, dyg, P, 0.0f, dcol, P);
-          col2im(g, dcol, dxg);
+        for (int64_t n = n0; n < n1; ++n) {
+          const float* dyg = dy + (n * O + gi * Og) * P;
+          float* dxg = dx + (n * C + gi * g.C) * HW;
+          if (ident) {
+            sgemm(true, false, K, P, Og, 1.0f, wg, K, dyg, P, 0.0f, dxg, P);
+          } else {
+            float* dcol = dcol_[t].get(K * P);
+            sgemm(true, false, K, P, Og, 1.0f, wg, K, dyg, P, 0.0f, dcol, P);
+            col2im(g, dcol, dxg);
+          }
         }
       }
     }

@@ -28,11 +28,14 @@ class Conv final : public Layer {
   int64_t groups() const { return groups_; }
 
  private:
-  // Runs fn(n, thread) over the images, in parallel over the batch when the per-image GEMMs
-  // are small (sgemm then runs single-threaded inside the region). Returns the threads used.
+  // Runs fn(n0, n1, thread) over chunks of `chunk` images, in parallel over the chunks when
+  // `threads` > 1 (sgemm then runs single-threaded inside the region).
   template <class Fn>
-  int for_images(int64_t N, double flops_per_image, Fn&& fn);
+  void for_chunks(int64_t N, int64_t chunk, int threads, Fn&& fn);
   int plan_threads(int64_t N, double flops_per_image) const;
+  // Images per GEMM: small per-image GEMMs (few output positions) are batched side by side into
+  // one [K, chunk * OH*OW] column matrix so that packing is amortised and the GEMM is wider.
+  static int64_t plan_chunk(const ConvGeom& g, int64_t N, int threads);
   const Tensor& weight_checked(const ConvGeom& g);
 
   int64_t out_ = 0, groups_ = 1;
@@ -41,7 +44,7 @@ class Conv final : public Layer {
   bool bias_ = true;
   std::string filler_;
   double weight_std_ = 0.01, bias_value_ = 0.0;
-  std::vector<Scratch> col_, dcol_, dw_;   // per thread
+  std::vector<Scratch> col_, dcol_, dw_, ybuf_;   // per thread
 };
 
 }  // namespace deftnn::ops

@@ -76,16 +76,20 @@ void col2im_row(const ConvGeom& g, const float* col_row, int64_t r, float* dx) {
   }
 }
 
-void im2col_range(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* col) {
-  const int64_t n = g.cols();
+void im2col_range(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* col,
+                  int64_t ld) {
+  const int64_t n = ld > 0 ? ld : g.cols();
 #pragma omp parallel for schedule(static) if (par_rows(g, r1 - r0))
   for (int64_t r = r0; r < r1; ++r) im2col_row(g, x, r, col + (r - r0) * n);
 }
 
-void im2col(const ConvGeom& g, const float* x, float* col) { im2col_range(g, x, 0, g.rows(), col); }
+void im2col(const ConvGeom& g, const float* x, float* col, int64_t ld) {
+  im2col_range(g, x, 0, g.rows(), col, ld);
+}
 
-void im2col_rows(const ConvGeom& g, const float* x, const int64_t* rows, int64_t nrows, float* col) {
-  const int64_t n = g.cols();
+void im2col_rows(const ConvGeom& g, const float* x, const int64_t* rows, int64_t nrows, float* col,
+                 int64_t ld) {
+  const int64_t n = ld > 0 ? ld : g.cols();
 #pragma omp parallel for schedule(static) if (par_rows(g, nrows))
   for (int64_t k = 0; k < nrows; ++k) im2col_row(g, x, rows[k], col + k * n);
 }

@@ -30,12 +30,15 @@ void im2col_row(const ConvGeom& g, const float* x, int64_t r, float* out);
 // Adds row r of a column matrix back into image dx [C, H, W] (the transpose of im2col_row).
 void col2im_row(const ConvGeom& g, const float* col_row, int64_t r, float* dx);
 
-// The full column matrix [K, OH * OW].
-void im2col(const ConvGeom& g, const float* x, float* col);
+// The full column matrix [K, OH * OW]. `ld` is the distance between rows of col (0 means
+// OH * OW); a larger ld lets several images sit side by side in one matrix [K, images * OH*OW].
+void im2col(const ConvGeom& g, const float* x, float* col, int64_t ld = 0);
 // Rows [r0, r1) into col [(r1 - r0), OH * OW].
-void im2col_range(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* col);
+void im2col_range(const ConvGeom& g, const float* x, int64_t r0, int64_t r1, float* col,
+                  int64_t ld = 0);
 // Rows rows[0..n) into col [n, OH * OW] (row i of col is geometry row rows[i]).
-void im2col_rows(const ConvGeom& g, const float* x, const int64_t* rows, int64_t n, float* col);
+void im2col_rows(const ConvGeom& g, const float* x, const int64_t* rows, int64_t n, float* col,
+                 int64_t ld = 0);
 // dx [C, H, W] = col2im(col); overwrites dx (zeroes it first).
 void col2im(const ConvGeom& g, const float* col, float* dx);
 
