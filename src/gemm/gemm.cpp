@@ -101,18 +101,12 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
   const int MR = cfg.mr, NR = cfg.nr;
   const int64_t KC = prepacked ? kc_packed : config_kc(cfg);
   const int64_t MC = round_up(g_mc_override ? g_mc_override : cfg.mc, MR);
-  int64_t NC = round_up(g_nc_override ? g_nc_override : cfg.nc, NR);
-  NC = std::min(NC, round_up(p.N, NR));
-  // The team packs op(B)[0:K, jc:jc+nc] for ALL KC blocks at once, then every thread runs its
-  // pc / ic / jr / ir loops with no barrier: one barrier per NC block instead of one per KC
-  // block (the per-block barriers cost ~20% on the 0.3 ms conv shapes). The whole-K panel is
-  // capped at kBPanelFloats (fits L3 with room), which shrinks NC when K is large.
-  constexpr int64_t kBPanelFloats = int64_t{2} << 20;   // 8 MiB
-  if (p.K * NC > kBPanelFloats) NC = std::max<int64_t>(NR, kBPanelFloats / p.K / NR * NR);
+  const int64_t NC = round_up(g_nc_override ? g_nc_override : cfg.nc, NR);
   const int64_t kc_max = std::min(KC, p.K);
-  // Two panels: the team packs panel (jc block & 1) while a slower thread may still compute on
-  // the other, so the barrier after packing is the only one.
-  const int64_t b_size = p.K * NC;
+  const int64_t nc_pad = round_up(std::min(NC, p.N), NR);
+  // Two B panels: the team packs panel (pc & 1) while slower threads may still read the other,
+  // so one barrier per KC block suffices.
+  const int64_t b_size = kc_max * nc_pad;
   float* bbuf = t_pack_b.get(2 * b_size);
   const int64_t a_size = std::min(MC, round_up(p.M, MR)) * kc_max;
 
@@ -122,11 +116,9 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
     const int team = omp_get_num_threads();
     float* abuf = prepacked ? nullptr : t_pack_a.get(a_size);
     int64_t iter = 0;
-    const int64_t kblocks = ceil_div(p.K, KC);
-    for (int64_t jc = 0; jc < p.N; jc += NC, ++iter) {
+    for (int64_t jc = 0; jc < p.N; jc += NC) {
       const int64_t nc = std::min(NC, p.N - jc);
-      const int64_t nc_pad = round_up(nc, NR);
-      const int64_t panels = nc_pad / NR;
+      const int64_t panels = ceil_div(nc, NR);
       const int64_t strips = ceil_div(p.M, MR);
       int tm = 1, tn = 1;
       thread_grid(team, strips, panels, &tm, &tn);
@@ -134,27 +126,18 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
       const int64_t s0 = strips * ti / tm, s1 = strips * (ti + 1) / tm;
       const int64_t q0 = panels * tj / tn, q1 = panels * (tj + 1) / tn;
       const int64_t m0 = s0 * MR, m1 = std::min(p.M, s1 * MR);
-      float* bp = bbuf + (iter & 1) * b_size;
-      // Pack op(B)[0:K, jc:jc+nc]: KC block pb at bp + pb * KC * nc_pad, its panel q at
-      // + q * NR * kc. The (block, panel) units are split evenly between the team.
-      {
-        const int64_t units = kblocks * panels;
-        const int64_t u0 = units * tid / team, u1 = units * (tid + 1) / team;
-        for (int64_t u = u0; u < u1;) {
-          const int64_t pb = u / panels, qa = u % panels;
-          const int64_t qb = std::min(panels, qa + (u1 - u));
-          const int64_t pc = pb * KC, kc = std::min(KC, p.K - pc);
-          const float* bsrc = p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
-          pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, qa, qb, bp + pc * nc_pad);
-          u += qb - qa;
-        }
-      }
-      if (team > 1) {
-#pragma omp barrier
-      }
-      for (int64_t pc = 0; pc < p.K; pc += KC) {
+      for (int64_t pc = 0; pc < p.K; pc += KC, ++iter) {
         const int64_t kc = std::min(KC, p.K - pc);
-        const float* bblock = bp + pc * nc_pad;
+        float* bp = bbuf + (iter & 1) * b_size;
+        // Pack op(B)[pc:pc+kc, jc:jc+nc], panels split between the team.
+        {
+          const int64_t b0 = panels * tid / team, b1 = panels * (tid + 1) / team;
+          const float* bsrc = p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
+          pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, b0, b1, bp);
+        }
+        if (team > 1) {
+#pragma omp barrier
+        }
         const float beta = pc == 0 ? p.beta : 1.0f;
         for (int64_t ic = m0; ic < m1; ic += MC) {
           const int64_t mc = std::min(MC, m1 - ic);
@@ -169,7 +152,7 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
           for (int64_t q = q0; q < q1; ++q) {
             const int64_t j = q * NR;
             const int n = static_cast<int>(std::min<int64_t>(NR, nc - j));
-            const float* bpanel = bblock + j * kc;
+            const float* bpanel = bp + j * kc;
             for (int64_t ir = 0; ir < mc; ir += MR) {
               const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
               cfg.ukernel(kc, ablock + ir * kc, bpanel, p.C + (ic + ir) * p.ldc + jc + j, p.ldc, m,
