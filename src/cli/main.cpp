@@ -18,116 +18,11 @@
 #include "deftnn/profile.h"
 #include "deftnn/train.h"
 #include "deftnn/zoo.h"
+#include "cli/common.h"
 
 using namespace deftnn;
-using json = nlohmann::json;
+using namespace deftnn::cli;
 
-namespace {
-
-bool is_zoo_name(const std::string& s) {
-  for (const auto& n : zoo_names())
-    if (n == s) return true;
-  return false;
-}
-
-// MODEL arguments are a model file or a zoo network name (fresh, randomly initialised weights).
-Model open_model(const std::string& spec, const Shape& input, int classes, uint64_t seed = 1) {
-  if (is_zoo_name(spec)) {
-    Model m = build_zoo(spec, ZooOptions{input, classes});
-    m.init_params(seed);
-    return m;
-  }
-  if (access(spec.c_str(), F_OK) != 0)
-    throw Error("'" + spec + "' is neither a model file nor a network name (known networks: lenet, "
-                "cifarnet, caffenet, flickr_style, flowers102, sos)");
-  return load_model(spec);
-}
-
-Shape parse_shape(const std::string& s) {
-  Shape r;
-  if (s.empty()) return r;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t end = s.find_first_of("x,", pos);
-    std::string tok = s.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
-    try {
-      size_t used = 0;
-      long long v = std::stoll(tok, &used);
-      if (used != tok.size() || v <= 0 || v > (1 << 20)) throw std::invalid_argument(tok);
-      r.push_back(v);
-    } catch (const std::exception&) {
-      throw Error("--input '" + s + "': expected C,H,W with positive integers, e.g. 1,32,32");
-    }
-    if (end == std::string::npos) break;
-    pos = end + 1;
-  }
-  check(r.size() == 3, "--input '" + s + "': expected three numbers C,H,W");
-  return r;
-}
-
-struct DataOptions {
-  std::string dir;
-  int64_t limit = -1;
-  int pad = -1;   // -1: automatic (pad 28x28 to 32x32 for networks that need 32x32)
-};
-
-void add_data_options(CLI::App* c, DataOptions& d) {
-  c->add_option("--data", d.dir, "Fashion-MNIST directory (default: $DEFTNN_DATA or the Debian "
-                                 "package's /usr/share/datasets/fashion-mnist)");
-  c->add_option("--limit", d.limit, "use only the first N samples of each set")->check(CLI::PositiveNumber);
-  c->add_option("--pad", d.pad, "zero-pad images by P pixels per side (default: 2 for cifarnet, else 0)")
-      ->check(CLI::Range(0, 64));
-}
-
-Dataset load_data(const DataOptions& o, bool train, const std::string& net) {
-  Dataset d = load_fashion_mnist(o.dir, train, o.limit);
-  int pad = o.pad >= 0 ? o.pad : (net == "cifarnet" ? 2 : 0);
-  if (pad > 0) d = pad_images(d, pad);
-  return d;
-}
-
-Shape sample_shape(const Dataset& d) {
-  return Shape(d.images.shape().begin() + 1, d.images.shape().end());
-}
-
-void print_epoch(const EpochStats& s) {
-  std::printf("epoch %2d  lr %.4g  loss %.4f  train %.2f%%  test top-1 %.2f%% top-5 %.2f%%  %.1f s (%.0f img/s)\n",
-              s.epoch, s.lr, s.train_loss, 100 * s.train_top1, 100 * s.test_top1,
-              100 * s.test_top5, s.seconds, s.images_per_second);
-  std::fflush(stdout);
-}
-
-void write_json(const std::string& path, const json& j) {
-  if (path.empty()) return;
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    if (!f) throw Error("cannot write '" + path + "'");
-    f << j.dump(2) << "\n";
-    if (!f) throw Error("cannot write '" + path + "'");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot write '" + path + "'");
-}
-
-json profile_json(const ModelProfile& p) {
-  json layers = json::array();
-  for (const auto& l : p.layers)
-    layers.push_back({{"name", l.name}, {"type", l.type}, {"output", l.output},
-                      {"flops", l.flops}, {"median_ms", l.median_ms}, {"min_ms", l.min_ms}});
-  return {{"batch", p.batch}, {"threads", p.threads}, {"iterations", p.iterations},
-          {"median_ms", p.median_ms}, {"min_ms", p.min_ms}, {"flops", p.flops},
-          {"isa", isa_name(active_isa())}, {"layers", layers}};
-}
-
-std::vector<EpochStats> run_training(Model& m, const Dataset& tr, const Dataset& te,
-                                     const TrainConfig& cfg) {
-  std::printf("training on %lld images, testing on %lld, batch %lld, %d thread(s), ISA %s\n",
-              static_cast<long long>(tr.size()), static_cast<long long>(te.size()),
-              static_cast<long long>(cfg.batch), omp_get_max_threads(), isa_name(active_isa()));
-  return train(m, tr, &te, cfg, print_epoch);
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"deftnn: train, optimise and run convolutional networks fast on the CPU"};
@@ -198,6 +93,11 @@ int main(int argc, char** argv) {
   c_demo->add_option("-o,--out", demo_out, "where to save the trained model")->capture_default_str();
   add_data_options(c_demo, demo_data);
 
+  // Commands defined in other files (cmd_*.cpp) register themselves here.
+  Registry registry;
+  register_sve_commands(app, registry);
+  register_onnx_commands(app, registry);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -207,7 +107,14 @@ int main(int argc, char** argv) {
   try {
     if (threads > 0) omp_set_num_threads(threads);
 
-    if (c_train->parsed()) {
+    bool handled = false;
+    for (auto& [cmd, run] : registry.commands)
+      if (cmd->parsed()) {
+        run();
+        handled = true;
+      }
+    if (handled) {
+    } else if (c_train->parsed()) {
       Dataset tr = load_data(train_data, true, train_net);
       Dataset te = load_data(train_data, false, train_net);
       Model m = is_zoo_name(train_net) ? build_zoo(train_net, ZooOptions{sample_shape(tr), 10})
