@@ -38,6 +38,7 @@ struct Buffer {
 };
 thread_local Buffer t_pack_a;
 thread_local Buffer t_pack_b;   // owned by the calling thread, shared by its team
+thread_local Buffer t_pack_b_private;   // a thread's own B panels (team split over N only)
 thread_local Buffer t_vec;      // GEMV: contiguous x / y copies
 
 // C[m x n] = beta * C (beta == 0: zero, not read).
@@ -115,6 +116,7 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
     const int tid = omp_get_thread_num();
     const int team = omp_get_num_threads();
     float* abuf = prepacked ? nullptr : t_pack_a.get(a_size);
+    float* bpriv = nt > 1 ? t_pack_b_private.get(b_size) : nullptr;
     int64_t iter = 0;
     for (int64_t jc = 0; jc < p.N; jc += NC) {
       const int64_t nc = std::min(NC, p.N - jc);
@@ -126,17 +128,25 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
       const int64_t s0 = strips * ti / tm, s1 = strips * (ti + 1) / tm;
       const int64_t q0 = panels * tj / tn, q1 = panels * (tj + 1) / tn;
       const int64_t m0 = s0 * MR, m1 = std::min(p.M, s1 * MR);
+      // When the team splits only N, no two threads use the same B panel: each packs its own,
+      // privately, and the KC loop needs no barrier. When it splits M, the team shares one B
+      // panel (packed cooperatively, one barrier per KC block) rather than packing it twice.
+      const bool private_b = team > 1 && tm == 1;
       for (int64_t pc = 0; pc < p.K; pc += KC, ++iter) {
         const int64_t kc = std::min(KC, p.K - pc);
-        float* bp = bbuf + (iter & 1) * b_size;
-        // Pack op(B)[pc:pc+kc, jc:jc+nc], panels split between the team.
-        {
+        float* bp;
+        const float* bsrc = p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
+        if (private_b) {
+          bp = bpriv;
+          pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, q0, q1, bp);
+        } else {
+          // Pack op(B)[pc:pc+kc, jc:jc+nc], panels split between the team.
+          bp = bbuf + (iter & 1) * b_size;
           const int64_t b0 = panels * tid / team, b1 = panels * (tid + 1) / team;
-          const float* bsrc = p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
           pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, b0, b1, bp);
-        }
-        if (team > 1) {
+          if (team > 1) {
 #pragma omp barrier
+          }
         }
         const float beta = pc == 0 ? p.beta : 1.0f;
         for (int64_t ic = m0; ic < m1; ic += MC) {
