@@ -102,6 +102,8 @@ TEST(Model, RejectsBadGraphs) {
   }
   Tensor wrong({1, 2, 8, 8});
   EXPECT_THROW(m.forward(wrong), Error);
+  // A forged size fails cleanly instead of allocating terabytes.
+  EXPECT_THROW(m.add("huge", "fc", Attrs().set("out_features", int64_t{1} << 40)), Error);
 }
 
 // Whole-graph gradient (through a DAG with a shared value, concat and add) against finite

@@ -99,6 +99,12 @@ Param& ensure_param(Layer& layer, const std::string& name, const Shape& shape, b
     if (p->trainable && p->grad.shape() != shape) p->grad = Tensor(shape);
     return *p;
   }
+  // A layer never needs more than 2^31 weights (8 GiB); a larger request comes from a forged or
+  // mistyped attribute (out_channels=1e12) and must fail before allocating.
+  constexpr int64_t kMaxParamElements = int64_t{1} << 31;
+  if (shape_numel(shape) > kMaxParamElements)
+    fail(layer.type(), "parameter '" + name + "' of shape " + shape_str(shape) +
+                           " is absurdly large (more than 2^31 elements)");
   Param p;
   p.name = name;
   p.value = Tensor(shape);
