@@ -13,7 +13,7 @@ namespace deftnn::ops {
 Conv::Conv(const Attrs& a) : Layer(a) {
   const std::string t = "conv";
   a.check_keys(t, {"out_channels", "kernel", "stride", "pad", "pads", "dilation", "groups", "bias",
-                   "weight_filler", "weight_std", "bias_value"});
+                   "weight_filler", "weight_std", "bias_value", "retained"});
   out_ = a.get_int("out_channels");
   kernel_ = get_hw(a, t, "kernel");
   stride_ = get_hw(a, t, "stride", {1, 1});
@@ -39,6 +39,15 @@ Conv::Conv(const Attrs& a) : Layer(a) {
   bias_ = bias == 1;
   check_filler(t, filler_);
   if (weight_std_ < 0) fail(t, "weight_std must be non-negative");
+  if (a.has("retained")) {
+    retained_ = a.get_ints("retained");
+    const int64_t n = static_cast<int64_t>(retained_.size());
+    if (n == 0 || n % groups_ != 0)
+      fail(t, "attribute 'retained' has " + std::to_string(n) +
+                  " entries; it needs the same positive count for each of the " +
+                  std::to_string(groups_) + " group(s)");
+    kept_ = n / groups_;
+  }
 }
 
 ConvGeom Conv::geometry(const Shape& s) const {
@@ -74,11 +83,36 @@ ConvGeom Conv::geometry(const Shape& s) const {
   return g;
 }
 
+Shape Conv::weight_shape(const ConvGeom& g) const {
+  if (eliminated()) return {out_, kept_};
+  return {out_, g.C, g.kh, g.kw};
+}
+
 Shape Conv::infer(const std::vector<Shape>& inputs) {
   check_num_inputs(type(), inputs, 1);
   const ConvGeom g = geometry(inputs[0]);
-  const std::string why = "input has " + std::to_string(inputs[0][1]) + " channels";
-  ensure_param(*this, "weight", {out_, g.C, g.kh, g.kw}, true, 1.0f, 1.0f, why);
+  std::string why = "input has " + std::to_string(inputs[0][1]) + " channels";
+  if (eliminated()) {
+    const int64_t K = g.rows();
+    if (kept_ > K)
+      fail(type(), "attribute 'retained' keeps " + std::to_string(kept_) +
+                       " rows per group but the input " + shape_str(inputs[0]) + " gives K=" +
+                       std::to_string(K));
+    for (int64_t gi = 0; gi < groups_; ++gi) {
+      std::vector<char> seen(static_cast<size_t>(K), 0);
+      for (int64_t p = 0; p < kept_; ++p) {
+        const int64_t r = retained_[gi * kept_ + p];
+        if (r < 0 || r >= K)
+          fail(type(), "attribute 'retained' has row " + std::to_string(r) + " outside [0, " +
+                           std::to_string(K) + ") for input " + shape_str(inputs[0]));
+        if (seen[r]) fail(type(), "attribute 'retained' repeats row " + std::to_string(r) +
+                                      " in group " + std::to_string(gi));
+        seen[r] = 1;
+      }
+    }
+    why += ", " + std::to_string(kept_) + " of K=" + std::to_string(K) + " rows retained per group";
+  }
+  ensure_param(*this, "weight", weight_shape(g), true, 1.0f, 1.0f, why);
   if (bias_ || param("bias")) ensure_param(*this, "bias", {out_}, true, 2.0f, 0.0f, "");
   return {inputs[0][0], out_, g.OH, g.OW};
 }
@@ -86,7 +120,7 @@ Shape Conv::infer(const std::vector<Shape>& inputs) {
 const Tensor& Conv::weight_checked(const ConvGeom& g) {
   Param* w = param("weight");
   if (!w) fail(type(), "forward called before infer (no weight)");
-  const Shape want{out_, g.C, g.kh, g.kw};
+  const Shape want = weight_shape(g);
   if (w->value.shape() != want)
     fail(type(), "weight is " + shape_str(w->value.shape()) + " but the input needs " +
                      shape_str(want));
@@ -101,8 +135,8 @@ int Conv::plan_threads(int64_t N, double flops_per_image) const {
   return static_cast<int>(std::min<int64_t>(nt, N));
 }
 
-int64_t Conv::plan_chunk(const ConvGeom& g, int64_t N, int threads) {
-  const int64_t P = g.cols(), K = g.rows();
+int64_t Conv::plan_chunk(const ConvGeom& g, int64_t K, int64_t N, int threads) {
+  const int64_t P = g.cols();
   if (P >= 1024) return 1;
   int64_t c = (1024 + P - 1) / P;
   c = std::min(c, (N + threads - 1) / threads);              // keep every thread busy
@@ -140,6 +174,14 @@ inline void columns(const ConvGeom& g, bool ident, const float* xg, float* col, 
 
 }  // namespace
 
+void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float* xg, float* col,
+                         int64_t ld) const {
+  if (eliminated())
+    im2col_rows(g, xg, retained_.data() + gi * kept_, kept_, col, ld);
+  else
+    columns(g, ident, xg, col, ld);
+}
+
 void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
   (void)ctx;
   const Tensor& x = input(type(), in, 0);
@@ -148,14 +190,14 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const Param* bp = param("bias");
   const float* b = bp ? bp->value.data() : nullptr;
   const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
-  const int64_t K = g.rows(), P = g.cols(), HW = g.H * g.W;
+  const int64_t K = depth(g), P = g.cols(), HW = g.H * g.W;
   out.resize({N, O, g.OH, g.OW});
   float* y = out.data();
   const float* xd = x.data();
-  const bool ident = g.identity();
+  const bool ident = !eliminated() && g.identity();
 
   const int used = plan_threads(N, 2.0 * O * P * K);
-  const int64_t chunk = plan_chunk(g, N, used);
+  const int64_t chunk = plan_chunk(g, K, N, used);
   if (static_cast<int>(col_.size()) < used) col_.resize(used);
   if (static_cast<int>(ybuf_.size()) < used) ybuf_.resize(used);
   for (int t = 0; t < used; ++t) {
@@ -173,7 +215,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
         const float* B = xg;
         if (!ident) {
           B = col_[t].get(K * P);
-          im2col(g, xg, col_[t].get(K * P));
+          build_columns(g, false, gi, xg, col_[t].get(K * P), P);
         }
         float beta = 0.0f;
         if (b) {
@@ -187,7 +229,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
       float* col = col_[t].get(K * P * chunk);
       float* yb = ybuf_[t].get(Og * P * chunk);
       for (int64_t i = 0; i < nb; ++i)
-        columns(g, ident, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
+        build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
       sgemm(false, false, Og, L, K, 1.0f, wg, K, col, L, 0.0f, yb, L);
       for (int64_t i = 0; i < nb; ++i)
         for (int64_t o = 0; o < Og; ++o) {
@@ -208,13 +250,13 @@ void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, con
   const ConvGeom g = geometry(x.shape());
   const float* w = weight_checked(g).data();
   const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
-  const int64_t K = g.rows(), P = g.cols(), HW = g.H * g.W;
+  const int64_t K = depth(g), P = g.cols(), HW = g.H * g.W;
   const Shape yshape{N, O, g.OH, g.OW};
   if (dout.shape() != yshape)
     fail(type(), "dout is " + shape_str(dout.shape()) + ", expected " + shape_str(yshape));
   const float* dy = dout.data();
   const float* xd = x.data();
-  const bool ident = g.identity();
+  const bool ident = !eliminated() && g.identity();
 
   Param* wp = param("weight");
   float* dw = (wp->trainable && wp->grad.numel() == wp->value.numel()) ? wp->grad.data() : nullptr;
@@ -241,7 +283,7 @@ void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, con
   if (!dw && !dx) return;
 
   const int used = plan_threads(N, 2.0 * O * P * K * ((dw ? 1 : 0) + (dx ? 1 : 0)));
-  const int64_t chunk = dw ? plan_chunk(g, N, used) : 1;
+  const int64_t chunk = dw ? plan_chunk(g, K, N, used) : 1;
   const int64_t wn = O * K;
   if (static_cast<int>(col_.size()) < used) col_.resize(used);
   if (static_cast<int>(dcol_.size()) < used) dcol_.resize(used);
@@ -267,14 +309,14 @@ void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, con
           A = dy + (n0 * O + gi * Og) * P;
           B = xg;
           if (!ident) {
-            im2col(g, xg, col_[t].get(K * P));
+            build_columns(g, false, gi, xg, col_[t].get(K * P), P);
             B = col_[t].get(K * P);
           }
         } else {
           float* col = col_[t].get(K * P * chunk);
           float* dyb = ybuf_[t].get(Og * P * chunk);
           for (int64_t i = 0; i < nb; ++i) {
-            columns(g, ident, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
+            build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
             for (int64_t o = 0; o < Og; ++o)
               std::memcpy(dyb + o * L + i * P, dy + ((n0 + i) * O + gi * Og + o) * P,
                           sizeof(float) * static_cast<size_t>(P));
@@ -293,7 +335,10 @@ void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, con
           } else {
             float* dcol = dcol_[t].get(K * P);
             sgemm(true, false, K, P, Og, 1.0f, wg, K, dyg, P, 0.0f, dcol, P);
-            col2im(g, dcol, dxg);
+            if (eliminated())
+              col2im_rows(g, dcol, retained_.data() + gi * kept_, kept_, dxg);
+            else
+              col2im(g, dcol, dxg);
           }
         }
       }
@@ -322,7 +367,7 @@ void Conv::init_params(Rng& rng) {
 
 int64_t Conv::flops(const std::vector<Shape>& inputs, const Shape& output) const {
   if (inputs.empty() || inputs[0].size() != 4 || output.size() != 4) return 0;
-  const int64_t K = inputs[0][1] / groups_ * kernel_.h * kernel_.w;
+  const int64_t K = eliminated() ? kept_ : inputs[0][1] / groups_ * kernel_.h * kernel_.w;
   return 2 * output[0] * output[1] * output[2] * output[3] * K;
 }
 

@@ -11,6 +11,14 @@ namespace deftnn::ops {
 
 // 2-D convolution, NCHW, as im2col + sgemm per image and group (Caffe's formulation):
 // Y_g[Og, OH*OW] = W_g[Og, K] * col_g[K, OH*OW] (+ bias), K = C/groups * kh * kw.
+//
+// Synapse vector elimination (paper §4.1.1): with the attribute `retained` (a list of K' * groups
+// ints, groups concatenated; group g's K' entries are original column-matrix rows in [0, K), no
+// repeats within a group) the weight is the truncated, scaled [O, K'] matrix whose column p of
+// group g multiplies original row retained[g * K' + p]. im2col then writes only those K' rows
+// (im2col_rows, no separate gather pass) and the dense GEMM runs on K'. Backward uses the same
+// index: dW is [O, K'] and the input gradient receives nothing through discarded rows. Every
+// group keeps the same count K' (the optimiser pads groups to match).
 class Conv final : public Layer {
  public:
   explicit Conv(const Attrs& a);
@@ -26,6 +34,9 @@ class Conv final : public Layer {
   ConvGeom geometry(const Shape& in) const;
   int64_t out_channels() const { return out_; }
   int64_t groups() const { return groups_; }
+  bool eliminated() const { return !retained_.empty(); }
+  // GEMM depth per group: K' when eliminated, else g.rows().
+  int64_t depth(const ConvGeom& g) const { return eliminated() ? kept_ : g.rows(); }
 
  private:
   // Runs fn(n0, n1, thread) over chunks of `chunk` images, in parallel over the chunks when
@@ -35,8 +46,13 @@ class Conv final : public Layer {
   int plan_threads(int64_t N, double flops_per_image) const;
   // Images per GEMM: small per-image GEMMs (few output positions) are batched side by side into
   // one [K, chunk * OH*OW] column matrix so that packing is amortised and the GEMM is wider.
-  static int64_t plan_chunk(const ConvGeom& g, int64_t N, int threads);
+  static int64_t plan_chunk(const ConvGeom& g, int64_t K, int64_t N, int threads);
   const Tensor& weight_checked(const ConvGeom& g);
+  Shape weight_shape(const ConvGeom& g) const;
+  // Column matrix of image xg (group gi) at col, rows ld apart: the retained rows when
+  // eliminated, else the full matrix (ident: a copy of the input).
+  void build_columns(const ConvGeom& g, bool ident, int64_t gi, const float* xg, float* col,
+                     int64_t ld) const;
 
   int64_t out_ = 0, groups_ = 1;
   HW kernel_, stride_{1, 1}, dilation_{1, 1};
@@ -44,6 +60,8 @@ class Conv final : public Layer {
   bool bias_ = true;
   std::string filler_;
   double weight_std_ = 0.01, bias_value_ = 0.0;
+  std::vector<int64_t> retained_;   // elimination: groups x K' original rows (empty: dense)
+  int64_t kept_ = 0;                // K' per group
   std::vector<Scratch> col_, dcol_, dw_, ybuf_;   // per thread
 };
 

@@ -1,4 +1,11 @@
 // Fully connected (inner product): Y[N, O] = X[N, I] * W[O, I]^T + b.
+//
+// Synapse vector elimination (paper §4.1.1): with the attribute `retained` (K' distinct input
+// indices in [0, I)) the weight is the truncated, scaled [O, K'] matrix whose column p
+// multiplies input feature retained[p], and Y = X' * W'^T + b where X' [N, K'] holds only the
+// retained columns of X. X' is built by one read of those columns (N * K' floats, 1/O of the
+// weight traffic; the GEMM's own packing step lives in src/gemm and is not touched). Backward
+// uses the same index; discarded input features get a zero gradient.
 #include <omp.h>
 
 #include <algorithm>
@@ -14,7 +21,7 @@ class FC final : public Layer {
  public:
   explicit FC(const Attrs& a) : Layer(a) {
     const std::string t = "fc";
-    a.check_keys(t, {"out_features", "bias", "weight_filler", "weight_std", "bias_value"});
+    a.check_keys(t, {"out_features", "bias", "weight_filler", "weight_std", "bias_value", "retained"});
     out_ = a.get_int("out_features");
     const int64_t bias = a.get_int("bias", 1);
     filler_ = a.get_str("weight_filler", "xavier");
@@ -25,6 +32,10 @@ class FC final : public Layer {
     bias_ = bias == 1;
     check_filler(t, filler_);
     if (weight_std_ < 0) fail(t, "weight_std must be non-negative");
+    if (a.has("retained")) {
+      retained_ = a.get_ints("retained");
+      if (retained_.empty()) fail(t, "attribute 'retained' is empty (keep at least one input)");
+    }
   }
   std::string type() const override { return "fc"; }
 
@@ -34,8 +45,19 @@ class FC final : public Layer {
     if (s.size() < 2) fail(type(), "expects an input [N, ...] of rank >= 2, got " + shape_str(s));
     check_positive_dims(type(), s);
     const int64_t I = prod(s, 1, s.size());
-    ensure_param(*this, "weight", {out_, I}, true, 1.0f, 1.0f,
-                 "input has " + std::to_string(I) + " features per sample");
+    std::string why = "input has " + std::to_string(I) + " features per sample";
+    if (!retained_.empty()) {
+      std::vector<char> seen(static_cast<size_t>(I), 0);
+      for (const int64_t r : retained_) {
+        if (r < 0 || r >= I)
+          fail(type(), "attribute 'retained' has input " + std::to_string(r) + " outside [0, " +
+                           std::to_string(I) + ") for input " + shape_str(s));
+        if (seen[r]) fail(type(), "attribute 'retained' repeats input " + std::to_string(r));
+        seen[r] = 1;
+      }
+      why += ", " + std::to_string(retained_.size()) + " retained";
+    }
+    ensure_param(*this, "weight", {out_, depth(I)}, true, 1.0f, 1.0f, why);
     if (bias_ || param("bias")) ensure_param(*this, "bias", {out_}, true, 2.0f, 0.0f, "");
     return {s[0], out_};
   }
@@ -53,7 +75,8 @@ class FC final : public Layer {
       for (int64_t n = 0; n < N; ++n) std::copy(b, b + out_, y + n * out_);
       beta = 1.0f;
     }
-    sgemm(false, true, N, out_, I, 1.0f, x.data(), I, w, I, beta, y, out_);
+    const int64_t K = depth(I);
+    sgemm(false, true, N, out_, K, 1.0f, operand(x, N, I), K, w, K, beta, y, out_);
   }
 
   void backward(const std::vector<const Tensor*>& in, const Tensor&, const Tensor& dout,
@@ -64,9 +87,10 @@ class FC final : public Layer {
     if (dout.shape() != Shape{N, out_})
       fail(type(), "dout is " + shape_str(dout.shape()) + ", expected " + shape_str({N, out_}));
     const float* dy = dout.data();
+    const int64_t K = depth(I);
     Param* wp = param("weight");
     if (wp->trainable && wp->grad.numel() == wp->value.numel())
-      sgemm(true, false, out_, I, N, 1.0f, dy, out_, x.data(), I, 1.0f, wp->grad.data(), I);
+      sgemm(true, false, out_, K, N, 1.0f, dy, out_, operand(x, N, I), K, 1.0f, wp->grad.data(), K);
     Param* bp = param("bias");
     if (bp && bp->trainable && bp->grad.numel() == out_) {
       float* db = bp->grad.data();
@@ -75,7 +99,17 @@ class FC final : public Layer {
     }
     if (!din.empty() && din[0]) {
       din[0]->resize(x.shape());
-      sgemm(false, false, N, I, out_, 1.0f, dy, out_, w, I, 0.0f, din[0]->data(), I);
+      float* dx = din[0]->data();
+      if (retained_.empty()) {
+        sgemm(false, false, N, I, out_, 1.0f, dy, out_, w, I, 0.0f, dx, I);
+      } else {
+        // dX' = dY * W' [N, K'], scattered to the retained columns; the rest stay zero.
+        float* dxs = dbuf_.get(N * K);
+        sgemm(false, false, N, K, out_, 1.0f, dy, out_, w, K, 0.0f, dxs, K);
+        std::fill(dx, dx + N * I, 0.0f);
+        for (int64_t n = 0; n < N; ++n)
+          for (int64_t p = 0; p < K; ++p) dx[n * I + retained_[p]] = dxs[n * K + p];
+      }
     }
   }
 
@@ -88,7 +122,7 @@ class FC final : public Layer {
 
   int64_t flops(const std::vector<Shape>& inputs, const Shape& output) const override {
     if (inputs.empty() || inputs[0].empty() || output.size() != 2) return 0;
-    return 2 * output[0] * output[1] * prod(inputs[0], 1, inputs[0].size());
+    return 2 * output[0] * output[1] * depth(prod(inputs[0], 1, inputs[0].size()));
   }
 
  private:
@@ -99,16 +133,38 @@ class FC final : public Layer {
     I = prod(s, 1, s.size());
     Param* w = param("weight");
     if (!w) fail(type(), "forward called before infer (no weight)");
-    if (w->value.shape() != Shape{out_, I})
+    if (w->value.shape() != Shape{out_, depth(I)})
       fail(type(), "weight is " + shape_str(w->value.shape()) + " but the input " + shape_str(s) +
-                       " needs " + shape_str({out_, I}));
+                       " needs " + shape_str({out_, depth(I)}));
     return w->value.data();
+  }
+
+  int64_t depth(int64_t I) const {
+    return retained_.empty() ? I : static_cast<int64_t>(retained_.size());
+  }
+
+  // The GEMM's left operand: X itself, or X' [N, K'] = the retained columns of X.
+  const float* operand(const Tensor& x, int64_t N, int64_t I) {
+    if (retained_.empty()) return x.data();
+    const int64_t K = depth(I);
+    const float* xd = x.data();
+    const int64_t* r = retained_.data();
+    float* xs = xbuf_.get(N * K);
+#pragma omp parallel for schedule(static) if (N * K >= kParallelMin && N > 1 && !omp_in_parallel())
+    for (int64_t n = 0; n < N; ++n) {
+      const float* xr = xd + n * I;
+      float* o = xs + n * K;
+      for (int64_t p = 0; p < K; ++p) o[p] = xr[r[p]];
+    }
+    return xs;
   }
 
   int64_t out_ = 0;
   bool bias_ = true;
   std::string filler_;
   double weight_std_ = 0.01, bias_value_ = 0.0;
+  std::vector<int64_t> retained_;   // elimination: K' input features (empty: dense)
+  Scratch xbuf_, dbuf_;
 };
 
 }  // namespace

@@ -104,4 +104,11 @@ void col2im(const ConvGeom& g, const float* col, float* dx) {
   }
 }
 
+void col2im_rows(const ConvGeom& g, const float* col, const int64_t* rows, int64_t nrows, float* dx,
+                 int64_t ld) {
+  const int64_t n = ld > 0 ? ld : g.cols();
+  std::fill(dx, dx + g.C * g.H * g.W, 0.0f);
+  for (int64_t k = 0; k < nrows; ++k) col2im_row(g, col + k * n, rows[k], dx);
+}
+
 }  // namespace deftnn::ops

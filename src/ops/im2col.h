@@ -41,5 +41,10 @@ void im2col_rows(const ConvGeom& g, const float* x, const int64_t* rows, int64_t
                  int64_t ld = 0);
 // dx [C, H, W] = col2im(col); overwrites dx (zeroes it first).
 void col2im(const ConvGeom& g, const float* col, float* dx);
+// The transpose of im2col_rows: dx [C, H, W] = sum over i of row i of col [n, OH * OW] added at
+// geometry row rows[i]; overwrites dx (zeroes it first). Rows not listed contribute nothing (the
+// gradient of a discarded synapse vector's input is zero). Sequential (callers run it per image).
+void col2im_rows(const ConvGeom& g, const float* col, const int64_t* rows, int64_t n, float* dx,
+                 int64_t ld = 0);
 
 }  // namespace deftnn::ops

@@ -1,0 +1,298 @@
+// Synapse vector elimination at run time (src/ops/conv.cpp, src/ops/fc.cpp with the `retained`
+// attribute) and the optimiser (src/sve/optimize.cpp): the truncated layers against a naive GEMM
+// on the gathered rows, identity when everything is retained, backward against finite
+// differences, and a tiny end-to-end optimisation whose saved frontier reloads and selects the
+// same configuration.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "deftnn/error.h"
+#include "deftnn/layer.h"
+#include "deftnn/model.h"
+#include "deftnn/rng.h"
+#include "deftnn/sve.h"
+#include "deftnn/tensor.h"
+#include "ops/im2col.h"
+
+using namespace deftnn;
+
+namespace {
+
+Tensor rand_tensor(const Shape& s, Rng& rng, float lo = -1.0f, float hi = 1.0f) {
+  Tensor t(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = rng.uniform(lo, hi);
+  return t;
+}
+
+Tensor forward(Layer& l, const Tensor& x) {
+  l.infer({x.shape()});
+  Tensor out;
+  l.forward({&x}, out, RunContext{});
+  return out;
+}
+
+// A random subset of `keep` of K indices per group, in a scrambled order (the truncated weight
+// may use any order; the layer must follow the list, not sort it).
+std::vector<int64_t> random_retained(int64_t groups, int64_t K, int64_t keep, Rng& rng) {
+  std::vector<int64_t> all;
+  for (int64_t g = 0; g < groups; ++g) {
+    std::vector<int64_t> idx(static_cast<size_t>(K));
+    std::iota(idx.begin(), idx.end(), 0);
+    for (int64_t i = K - 1; i > 0; --i)
+      std::swap(idx[i], idx[static_cast<int64_t>(rng.uniform() * static_cast<double>(i + 1)) % (i + 1)]);
+    all.insert(all.end(), idx.begin(), idx.begin() + keep);
+  }
+  return all;
+}
+
+// Central-difference gradient check of loss = sum(out * R) for the input and every trainable
+// parameter (same rule as tests/test_ops.cpp).
+void grad_check(Layer& l, Tensor x, double eps = 1e-2, double atol = 2e-3, double rtol = 1e-2) {
+  RunContext ctx{true, nullptr};
+  const Shape os = l.infer({x.shape()});
+  Rng r(99);
+  const Tensor R = rand_tensor(os, r);
+  auto loss = [&]() {
+    Tensor out;
+    l.forward({&x}, out, ctx);
+    double s = 0.0;
+    for (int64_t i = 0; i < out.numel(); ++i) s += static_cast<double>(out[i]) * R[i];
+    return s;
+  };
+  for (auto& p : l.params())
+    if (p.trainable) p.grad.zero();
+  Tensor out, dx;
+  l.forward({&x}, out, ctx);
+  std::vector<Tensor*> din{&dx};
+  l.backward({&x}, out, R, din, ctx);
+  auto compare = [&](float* v, int64_t n, const Tensor& ana, const std::string& what) {
+    ASSERT_EQ(ana.numel(), n) << what;
+    for (int64_t i = 0; i < n; ++i) {
+      const float keep = v[i];
+      v[i] = keep + static_cast<float>(eps);
+      const double fp = loss();
+      v[i] = keep - static_cast<float>(eps);
+      const double fm = loss();
+      v[i] = keep;
+      const double num = (fp - fm) / (2 * eps), a = ana[i];
+      ASSERT_LE(std::fabs(num - a), atol + rtol * std::max(std::fabs(num), std::fabs(a)))
+          << l.type() << " " << what << "[" << i << "]: numeric " << num << " analytic " << a;
+    }
+  };
+  compare(x.data(), x.numel(), dx, "input");
+  for (auto& p : l.params()) {
+    if (!p.trainable) continue;
+    const Tensor g = p.grad.clone();
+    compare(p.value.data(), p.value.numel(), g, "param " + p.name);
+  }
+}
+
+struct ConvCase {
+  int64_t N, C, H, W, O, k, stride, pad, groups;
+};
+
+Attrs conv_attrs(const ConvCase& c) {
+  return Attrs()
+      .set("out_channels", c.O)
+      .set("kernel", c.k)
+      .set("stride", c.stride)
+      .set("pad", c.pad)
+      .set("groups", c.groups);
+}
+
+ops::ConvGeom geom(const ConvCase& c) {
+  ops::ConvGeom g;
+  g.C = c.C / c.groups;
+  g.H = c.H;
+  g.W = c.W;
+  g.kh = g.kw = c.k;
+  g.sh = g.sw = c.stride;
+  g.pt = g.pl = c.pad;
+  g.OH = (c.H + 2 * c.pad - c.k) / c.stride + 1;
+  g.OW = (c.W + 2 * c.pad - c.k) / c.stride + 1;
+  return g;
+}
+
+const std::vector<ConvCase> kConvCases = {
+    {1, 4, 7, 6, 6, 3, 1, 1, 2},    // groups, one image (GEMM straight into the output)
+    {5, 3, 6, 6, 4, 3, 2, 0, 1},    // stride 2, several images batched side by side
+    {3, 6, 5, 5, 4, 1, 1, 0, 2},    // 1x1 (the dense path reads the input directly)
+    {40, 2, 4, 4, 3, 2, 1, 0, 1},   // many small images: chunked, multi-threaded
+};
+
+}  // namespace
+
+// The truncated conv equals scale-free naive GEMM W' * col' over the gathered rows (+ bias), for
+// every group, with the weight taken as given (the K/K' scale is folded into W' by the caller).
+TEST(SveRuntimeConv, TruncatedEqualsNaiveGemmOnGatheredRows) {
+  Rng rng(11);
+  for (const auto& c : kConvCases) {
+    const ops::ConvGeom g = geom(c);
+    const int64_t K = g.rows(), P = g.cols(), Og = c.O / c.groups;
+    for (int64_t keep : {int64_t{1}, K / 2 + 1, K}) {
+      const std::vector<int64_t> ret = random_retained(c.groups, K, keep, rng);
+      auto l = make_layer("conv", conv_attrs(c).set("retained", ret));
+      const Tensor x = rand_tensor({c.N, c.C, c.H, c.W}, rng);
+      l->infer({x.shape()});
+      ASSERT_EQ(l->param("weight")->value.shape(), (Shape{c.O, keep}));
+      l->param("weight")->value = rand_tensor({c.O, keep}, rng);
+      l->param("bias")->value = rand_tensor({c.O}, rng);
+      const Tensor y = forward(*l, x);
+      const Tensor& w = l->param("weight")->value;
+      const Tensor& b = l->param("bias")->value;
+      std::vector<float> col(static_cast<size_t>(K * P));
+      for (int64_t n = 0; n < c.N; ++n)
+        for (int64_t gi = 0; gi < c.groups; ++gi) {
+          ops::im2col(g, x.data() + (n * c.C + gi * g.C) * c.H * c.W, col.data());
+          for (int64_t o = 0; o < Og; ++o)
+            for (int64_t p = 0; p < P; ++p) {
+              double s = b[gi * Og + o];
+              for (int64_t q = 0; q < keep; ++q)
+                s += static_cast<double>(w[(gi * Og + o) * keep + q]) *
+                     col[ret[gi * keep + q] * P + p];
+              const float got = y[((n * c.O + gi * Og + o) * P) + p];
+              ASSERT_NEAR(got, s, 1e-4 * std::max(1.0, std::fabs(s)))
+                  << "case C=" << c.C << " k=" << c.k << " keep=" << keep << " n=" << n;
+            }
+        }
+      EXPECT_EQ(l->flops({x.shape()}, y.shape()), 2 * y.numel() * keep);
+    }
+  }
+}
+
+// Retaining every row, in order, with the dense weight reshaped to [O, K]: bitwise the dense output.
+TEST(SveRuntimeConv, KeepingAllRowsIsIdenticalToDense) {
+  Rng rng(12);
+  for (const auto& c : kConvCases) {
+    const int64_t K = geom(c).rows();
+    auto dense = make_layer("conv", conv_attrs(c));
+    const Tensor x = rand_tensor({c.N, c.C, c.H, c.W}, rng);
+    dense->infer({x.shape()});
+    dense->init_params(rng);
+    dense->param("bias")->value = rand_tensor({c.O}, rng);
+    std::vector<int64_t> all;
+    for (int64_t gi = 0; gi < c.groups; ++gi)
+      for (int64_t k = 0; k < K; ++k) all.push_back(k);
+    auto elim = make_layer("conv", conv_attrs(c).set("retained", all));
+    elim->infer({x.shape()});
+    elim->param("weight")->value = dense->param("weight")->value.clone().reshaped({c.O, K});
+    elim->param("bias")->value = dense->param("bias")->value.clone();
+    const Tensor yd = forward(*dense, x), ye = forward(*elim, x);
+    ASSERT_EQ(yd.shape(), ye.shape());
+    for (int64_t i = 0; i < yd.numel(); ++i) ASSERT_EQ(yd[i], ye[i]) << "at " << i;
+  }
+}
+
+TEST(SveRuntimeConv, BackwardMatchesFiniteDifferences) {
+  Rng rng(13);
+  for (const auto& c : std::vector<ConvCase>{{2, 4, 5, 5, 4, 3, 1, 1, 2}, {3, 3, 4, 4, 2, 1, 1, 0, 1}}) {
+    const int64_t K = geom(c).rows();
+    auto l = make_layer("conv", conv_attrs(c).set("retained", random_retained(c.groups, K, K / 2, rng)));
+    const Tensor x = rand_tensor({c.N, c.C, c.H, c.W}, rng);
+    l->infer({x.shape()});
+    l->init_params(rng);
+    l->param("bias")->value = rand_tensor({c.O}, rng);
+    grad_check(*l, x);
+  }
+}
+
+TEST(SveRuntimeConv, BadRetainedListsNameTheProblem) {
+  const ConvCase c{1, 4, 5, 5, 4, 3, 1, 1, 2};
+  EXPECT_THROW(make_layer("conv", conv_attrs(c).set("retained", std::vector<int64_t>{0, 1, 2})), Error);
+  auto l = make_layer("conv", conv_attrs(c).set("retained", std::vector<int64_t>{0, 18, 1, 2}));
+  EXPECT_THROW(l->infer({{1, 4, 5, 5}}), Error);   // 18 >= K = 2 * 9
+  auto d = make_layer("conv", conv_attrs(c).set("retained", std::vector<int64_t>{3, 3, 1, 2}));
+  EXPECT_THROW(d->infer({{1, 4, 5, 5}}), Error);   // repeated row in group 0
+}
+
+TEST(SveRuntimeFc, TruncatedEqualsNaiveGemmOnGatheredColumns) {
+  Rng rng(21);
+  for (int64_t N : {1, 7, 33}) {
+    const int64_t I = 24, O = 9;
+    for (int64_t keep : {int64_t{1}, int64_t{11}, I}) {
+      const std::vector<int64_t> ret = random_retained(1, I, keep, rng);
+      auto l = make_layer("fc", Attrs().set("out_features", O).set("retained", ret));
+      const Tensor x = rand_tensor({N, 2, 3, 4}, rng);
+      l->infer({x.shape()});
+      ASSERT_EQ(l->param("weight")->value.shape(), (Shape{O, keep}));
+      l->param("weight")->value = rand_tensor({O, keep}, rng);
+      l->param("bias")->value = rand_tensor({O}, rng);
+      const Tensor y = forward(*l, x);
+      const Tensor& w = l->param("weight")->value;
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t o = 0; o < O; ++o) {
+          double s = l->param("bias")->value[o];
+          for (int64_t q = 0; q < keep; ++q) s += static_cast<double>(w[o * keep + q]) * x[n * I + ret[q]];
+          ASSERT_NEAR(y[n * O + o], s, 1e-4 * std::max(1.0, std::fabs(s)));
+        }
+      EXPECT_EQ(l->flops({x.shape()}, y.shape()), 2 * N * O * keep);
+    }
+  }
+}
+
+TEST(SveRuntimeFc, KeepingAllColumnsIsIdenticalToDense) {
+  Rng rng(22);
+  for (int64_t N : {1, 5, 64}) {
+    const int64_t I = 40, O = 12;
+    auto dense = make_layer("fc", Attrs().set("out_features", O));
+    const Tensor x = rand_tensor({N, I}, rng);
+    dense->infer({x.shape()});
+    dense->init_params(rng);
+    dense->param("bias")->value = rand_tensor({O}, rng);
+    std::vector<int64_t> all(static_cast<size_t>(I));
+    std::iota(all.begin(), all.end(), 0);
+    auto elim = make_layer("fc", Attrs().set("out_features", O).set("retained", all));
+    elim->infer({x.shape()});
+    elim->param("weight")->value = dense->param("weight")->value.clone();
+    elim->param("bias")->value = dense->param("bias")->value.clone();
+    const Tensor yd = forward(*dense, x), ye = forward(*elim, x);
+    for (int64_t i = 0; i < yd.numel(); ++i) ASSERT_EQ(yd[i], ye[i]) << "at " << i;
+  }
+}
+
+TEST(SveRuntimeFc, BackwardMatchesFiniteDifferences) {
+  Rng rng(23);
+  auto l = make_layer("fc", Attrs().set("out_features", 4).set("retained", std::vector<int64_t>{5, 0, 3}));
+  const Tensor x = rand_tensor({3, 2, 3}, rng);
+  l->infer({x.shape()});
+  l->init_params(rng);
+  grad_check(*l, x);
+  EXPECT_THROW(make_layer("fc", Attrs().set("out_features", 4).set("retained", std::vector<int64_t>{6}))
+                   ->infer({{3, 2, 3}}),
+               Error);
+}
+
+// Through the library path: plan_layer at alpha > 1 keeps every vector with scale 1, and the
+// truncated weights then reproduce the dense layer bit for bit.
+TEST(SveRuntimeConv, AlphaAboveOneKeepsAllAndMatchesDense) {
+  Rng rng(14);
+  const ConvCase c{2, 4, 6, 6, 6, 3, 1, 1, 2};
+  auto dense = make_layer("conv", conv_attrs(c));
+  const Tensor x = rand_tensor({c.N, c.C, c.H, c.W}, rng);
+  dense->infer({x.shape()});
+  dense->init_params(rng);
+  SynapseSearchOptions so;
+  so.correlation_threshold = 1.5;
+  const LayerSynapsePlan plan = plan_layer(dense->param("weight")->value, c.groups, so);
+  std::vector<int64_t> ret;
+  for (const auto& p : plan.plans) {
+    EXPECT_EQ(p.scale, 1.0);
+    ret.insert(ret.end(), p.retained.begin(), p.retained.end());
+  }
+  const std::vector<Tensor> wt = truncate_layer_weights(dense->param("weight")->value, plan);
+  auto elim = make_layer("conv", conv_attrs(c).set("retained", ret));
+  elim->infer({x.shape()});
+  float* w = elim->param("weight")->value.data();
+  for (const Tensor& t : wt) w = std::copy(t.data(), t.data() + t.numel(), w);
+  elim->param("bias")->value = dense->param("bias")->value.clone();
+  const Tensor yd = forward(*dense, x), ye = forward(*elim, x);
+  for (int64_t i = 0; i < yd.numel(); ++i) ASSERT_EQ(yd[i], ye[i]) << "at " << i;
+}
