@@ -7,6 +7,7 @@
 // bounded by the bytes that remain: a count or a shape that claims more than the file holds
 // fails before anything is allocated for it.
 #include "deftnn/io.h"
+#include "deftnn/onnx.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -600,6 +601,10 @@ void save_model(const Model& m, const std::string& path, const ModelMetadata& me
 }
 
 Model load_model(const std::string& path, ModelMetadata* meta) {
+  if (is_onnx_path(path)) {  // ONNX models are accepted wherever a model file is (src/io/onnx_import.cpp)
+    if (meta) meta->clear();
+    return import_onnx(path);
+  }
   std::vector<unsigned char> buf = read_file(path);
   FileRec rec = parse_file(buf, path);
   Model m = build_model(rec, buf, path);

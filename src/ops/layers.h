@@ -18,5 +18,13 @@ std::unique_ptr<Layer> make_flatten(const Attrs& a);
 std::unique_ptr<Layer> make_batchnorm(const Attrs& a);
 std::unique_ptr<Layer> make_concat(const Attrs& a);
 std::unique_ptr<Layer> make_add(const Attrs& a);
+// src/ops/elementwise.cpp: layers ONNX models need beyond the Caffe set.
+std::unique_ptr<Layer> make_clip(const Attrs& a);
+std::unique_ptr<Layer> make_sigmoid(const Attrs& a);
+std::unique_ptr<Layer> make_mul(const Attrs& a);
+std::unique_ptr<Layer> make_eltwise_const(const Attrs& a);
+std::unique_ptr<Layer> make_reshape(const Attrs& a);
+std::unique_ptr<Layer> make_pad(const Attrs& a);
+std::unique_ptr<Layer> make_constant(const Attrs& a);
 
 }  // namespace deftnn::ops

@@ -17,6 +17,10 @@ const std::pair<const char*, Factory> kLayers[] = {
     {"dropout", ops::make_dropout}, {"softmax", ops::make_softmax},
     {"flatten", ops::make_flatten}, {"batchnorm", ops::make_batchnorm},
     {"concat", ops::make_concat},   {"add", ops::make_add},
+    {"clip", ops::make_clip},       {"sigmoid", ops::make_sigmoid},
+    {"mul", ops::make_mul},         {"eltwise_const", ops::make_eltwise_const},
+    {"reshape", ops::make_reshape}, {"pad", ops::make_pad},
+    {"constant", ops::make_constant},
 };
 
 }  // namespace
