@@ -88,7 +88,10 @@ TEST(AttrsStr, ReadableSortedDump) {
 TEST(AttrsRegistry, LayerTypesAndFactory) {
   const std::vector<std::string> want = {"conv", "fc", "relu", "maxpool", "avgpool", "lrn",
                                          "dropout", "softmax", "flatten", "batchnorm", "concat",
-                                         "add"};
+                                         "add",
+                                         // src/ops/elementwise.cpp (layers for ONNX models)
+                                         "clip", "sigmoid", "mul", "eltwise_const", "reshape", "pad",
+                                         "constant"};
   std::vector<std::string> got = layer_types();
   EXPECT_EQ(got.size(), want.size());
   for (const auto& t : want) {
@@ -100,6 +103,10 @@ TEST(AttrsRegistry, LayerTypesAndFactory) {
     if (t == "conv") a.set("out_channels", 2).set("kernel", 3);
     if (t == "fc") a.set("out_features", 2);
     if (t == "maxpool" || t == "avgpool") a.set("kernel", 2);
+    if (t == "eltwise_const") a.set("op", "add").set("value_shape", Shape{1, 2});
+    if (t == "constant") a.set("value_shape", Shape{1, 2});
+    if (t == "reshape") a.set("shape", Shape{2});
+    if (t == "pad") a.set("pads", std::vector<int64_t>{0, 0});
     return a;
   };
   for (const auto& t : got) {
