@@ -44,6 +44,10 @@ Model import_onnx_bytes(const std::string& bytes, const std::string& base_dir,
                         const std::string& name, const OnnxImportOptions& opt = {},
                         OnnxImportInfo* info = nullptr);
 
+// A serialised onnx.TensorProto (.pb, as in the ONNX test data sets) as an fp32 Tensor; integer
+// and double tensors are converted, a scalar becomes shape [1]. Throws Error naming the file.
+Tensor read_onnx_tensor(const std::string& path);
+
 struct OnnxExportOptions {
   std::string input_name = "input";
   std::string output_name = "output";

@@ -222,7 +222,9 @@ class Importer {
     for (const auto& os : mp_.opset_import())
       if (os.domain().empty() || os.domain() == "ai.onnx") opset_ = os.version();
     if (opset_ == 0) fail_file(file_, "no default-domain opset_import");
-    if (opset_ < 7 || opset_ > 17)
+    // 7 to 17 are claimed; older opsets are read too, every node still checked attribute by
+    // attribute (opset-6 PyTorch exports differ from 7 only in attributes that are checked).
+    if (opset_ < 1 || opset_ > 17)
       fail_file(file_, "opset " + std::to_string(opset_) + " is not supported (7 to 17 are)");
     if (!mp_.has_graph()) fail_file(file_, "no graph");
     const auto& g = mp_.graph();
@@ -1110,6 +1112,20 @@ Model import_onnx_bytes(const std::string& bytes, const std::string& base_dir, c
   if (mp.ir_version() < 3) fail_file(name, "IR version " + std::to_string(mp.ir_version()) + " is too old (3 or later)");
   Importer im(mp, base_dir, name, opt);
   return im.run(info);
+}
+
+Tensor read_onnx_tensor(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error("ONNX tensor '" + path + "': cannot open the file");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  onnx::TensorProto t;
+  if (!t.ParseFromString(ss.str())) throw Error("ONNX tensor '" + path + "': not a valid TensorProto");
+  try {
+    return from_tensor_proto(t, dir_of(path)).tensor();
+  } catch (const Error& e) {
+    throw Error("ONNX tensor '" + path + "': " + e.what());
+  }
 }
 
 Model import_onnx(const std::string& path, const OnnxImportOptions& opt, OnnxImportInfo* info) {

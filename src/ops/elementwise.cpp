@@ -355,7 +355,8 @@ class Pad final : public Layer {
 };
 
 // constant: outputs the stored "value" (shape `value_shape`, batch first). The input only gives
-// the batch: a value whose first dimension is 1 is repeated over it; otherwise it must equal it.
+// the batch: a value whose first dimension is 1 is repeated over it; otherwise it must equal it
+// at run time (shape inference reports the input's batch either way).
 // With batch_free = 1 the value is output as is, whatever the batch (a model whose output is a
 // constant folded at import).
 class Constant final : public Layer {
@@ -399,7 +400,7 @@ class Constant final : public Layer {
   Shape out_shape(int64_t n) const {
     if (free_) return shape_;
     Shape o = shape_;
-    o[0] = shape_[0] == 1 ? n : shape_[0];
+    o[0] = n;
     return o;
   }
   Shape shape_;
