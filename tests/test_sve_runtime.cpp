@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <functional>
 #include <numeric>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -295,4 +296,155 @@ TEST(SveRuntimeConv, AlphaAboveOneKeepsAllAndMatchesDense) {
   elim->param("bias")->value = dense->param("bias")->value.clone();
   const Tensor yd = forward(*dense, x), ye = forward(*elim, x);
   for (int64_t i = 0; i < yd.numel(); ++i) ASSERT_EQ(yd[i], ye[i]) << "at " << i;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The optimiser on a tiny synthetic problem.
+
+#include "deftnn/io.h"
+#include "deftnn/optimize.h"
+#include "deftnn/train.h"
+
+namespace {
+
+// 4 classes of 8x8 images: class c lights up quadrant c (plus noise).
+Dataset synthetic(int64_t n, uint64_t seed) {
+  Dataset d;
+  d.images = Tensor({n, 1, 8, 8});
+  d.num_classes = 4;
+  d.name = "synthetic";
+  Rng rng(seed);
+  for (int64_t i = 0; i < n; ++i) {
+    const int c = static_cast<int>(i % 4);
+    d.labels.push_back(c);
+    for (int64_t y = 0; y < 8; ++y)
+      for (int64_t x = 0; x < 8; ++x) {
+        const bool on = (y / 4) * 2 + (x / 4) == c;
+        d.images[(i * 8 + y) * 8 + x] = (on ? 0.7f : 0.1f) + rng.uniform(-0.3f, 0.3f);
+      }
+  }
+  return d;
+}
+
+Model tiny_model() {
+  Model m({1, 8, 8});
+  m.add("conv1", "conv", Attrs().set("out_channels", 6).set("kernel", 3));
+  m.add("relu1", "relu", Attrs());
+  m.add("ip1", "fc", Attrs().set("out_features", 16));
+  m.add("relu2", "relu", Attrs());
+  m.add("ip2", "fc", Attrs().set("out_features", 4));
+  m.init_params(3);
+  return m;
+}
+
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    path = std::filesystem::temp_directory_path() /
+           ("deftnn_sve_opt_" + std::to_string(::getpid()) + "_" + std::to_string(counter()++));
+    std::filesystem::remove_all(path);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+  static int& counter() {
+    static int c = 0;
+    return c;
+  }
+};
+
+}  // namespace
+
+TEST(SveOptimize, DefaultLayersSkipTheClassifier) {
+  Model m = tiny_model();
+  EXPECT_EQ(default_elimination_layers(m), (std::vector<std::string>{"conv1", "ip1"}));
+  EXPECT_EQ(eliminable_layers(m), (std::vector<std::string>{"conv1", "ip1", "ip2"}));
+  SynapseSearchOptions so;
+  so.correlation_threshold = 2.0;   // keeps everything
+  Model e = tiny_model();
+  const LayerElimination le = eliminate_layer(e, "ip1", so);
+  EXPECT_EQ(le.kept, le.K);
+  const Tensor x = synthetic(5, 1).images;
+  const Tensor y0 = m.forward(x).clone(), y1 = e.forward(x).clone();
+  for (int64_t i = 0; i < y0.numel(); ++i) ASSERT_EQ(y0[i], y1[i]);   // alpha > 1: identical
+  EXPECT_EQ(eliminable_layers(e), (std::vector<std::string>{"conv1", "ip2"}));
+  EXPECT_THROW(eliminate_layer(e, "relu1", so), Error);
+  EXPECT_THROW(eliminate_layer(e, "nope", so), Error);
+}
+
+TEST(SveOptimize, FrontierSavesReloadsAndSelectsTheSameConfiguration) {
+  const Dataset tr = synthetic(320, 7), val = synthetic(160, 8);
+  Model base = tiny_model();
+  TrainConfig tc;
+  tc.epochs = 4;
+  tc.batch = 32;
+  tc.lr = 0.05;
+  tc.progress = false;
+  train(base, tr, nullptr, tc);
+
+  OptimizeOptions o;
+  o.thresholds = {1.5, 0.6, 0.3, 0.0};
+  o.align = 1;
+  o.finetune.epochs = 1;
+  o.finetune.batch = 32;
+  o.time_batch = 4;
+  o.time_iterations = 3;
+  o.max_evaluated = 8;
+  std::vector<std::string> log;
+  o.progress = [&](const std::string& s) { log.push_back(s); };
+  Optimization opt = optimize(base, tr, val, o);
+  ASSERT_FALSE(opt.candidates.empty());
+  ASSERT_FALSE(opt.frontier.empty());
+  EXPECT_FALSE(log.empty());
+  for (const Candidate& c : opt.candidates) {
+    EXPECT_LT(c.elimination.kept, c.elimination.K);
+    EXPECT_GT(c.layer_ms, 0);
+  }
+  // The frontier is Pareto: sorted slowest first, accuracy non-increasing along it.
+  for (size_t i = 1; i < opt.frontier.size(); ++i) {
+    EXPECT_LE(opt.frontier[i].ms, opt.frontier[i - 1].ms);
+    EXPECT_LT(opt.frontier[i].accuracy, opt.frontier[i - 1].accuracy);
+  }
+
+  TempDir dir;
+  save_optimization(opt, dir.path.string());
+  Optimization back = load_optimization(dir.path.string());
+  ASSERT_EQ(back.candidates.size(), opt.candidates.size());
+  ASSERT_EQ(back.frontier.size(), opt.frontier.size());
+  EXPECT_EQ(back.base_accuracy, opt.base_accuracy);
+  for (size_t i = 0; i < opt.candidates.size(); ++i)
+    EXPECT_EQ(back.candidates[i].elimination.retained, opt.candidates[i].elimination.retained);
+  const Tensor x = val.images;
+  for (const SelectTarget t : {SelectTarget{0.0, -1}, SelectTarget{2.0, -1}, SelectTarget{100.0, -1},
+                               SelectTarget{-1, 1.0}, SelectTarget{-1, 1.3}, SelectTarget{-1, 50.0}}) {
+    const int a = select_point(opt, t), b = select_point(back, t);
+    ASSERT_GE(a, 0);
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(opt.frontier[a].choice, back.frontier[b].choice);
+    Model ma = compose(opt, opt.frontier[a].choice), mb = compose(back, back.frontier[b].choice);
+    const Tensor ya = ma.forward(x).clone(), yb = mb.forward(x).clone();
+    for (int64_t i = 0; i < ya.numel(); ++i) ASSERT_EQ(ya[i], yb[i]);
+  }
+  // Loss 0: a point at least as accurate as the base (the dense configuration qualifies).
+  EXPECT_GE(opt.frontier[select_point(opt, {0.0, -1})].accuracy, opt.base_accuracy);
+  EXPECT_EQ(parse_target("max-loss=0.5").max_accuracy_loss, 0.5);
+  EXPECT_EQ(parse_target("min-speedup=2").min_speedup, 2.0);
+  EXPECT_THROW(parse_target("speed=2"), Error);
+
+  // A composed model saves and loads like any other (what `frontier -o` writes).
+  const int s = select_point(opt, {100.0, -1});
+  Model chosen = compose(opt, opt.frontier[s].choice);
+  const std::string f = (dir.path / "chosen.deft").string();
+  save_model(chosen, f);
+  Model reloaded = load_model(f);
+  const Tensor y0 = chosen.forward(x).clone(), y1 = reloaded.forward(x).clone();
+  for (int64_t i = 0; i < y0.numel(); ++i) ASSERT_EQ(y0[i], y1[i]);
+
+  // Errors name the file.
+  std::filesystem::remove(dir.path / opt.candidates[0].file);
+  try {
+    load_optimization(dir.path.string());
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(opt.candidates[0].file), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_optimization((dir.path / "missing").string()), Error);
 }

@@ -1,11 +1,318 @@
-// deftnn subcommands registered from this file (see cli/common.h).
+// deftnn subcommands registered from this file (see cli/common.h): synapse vector elimination.
+//   optimize MODEL --data DIR --out OPT   candidates, fine-tuning and the frontier (library:
+//                                         deftnn/optimize.h)
+//   frontier OPT [--plot f.svg]           prints the frontier, draws it (accuracy vs speedup)
+//   frontier OPT --target max-loss=0.5 [-o chosen.deft] [--eval] [--bench]
+//                                         selects the configuration nearest a target, writes the
+//                                         composed model (so `deftnn eval` / `bench` run it)
+// (`deftnn run` belongs to cmd_onnx.cpp: it runs a model on a .npy input; selection lives here.)
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+
 #include "cli/common.h"
+#include "deftnn/optimize.h"
 
 namespace deftnn::cli {
 
+namespace {
+
+std::vector<double> parse_doubles(const std::string& s, const std::string& what) {
+  std::vector<double> r;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ',')) {
+    try {
+      size_t used = 0;
+      const double v = std::stod(tok, &used);
+      if (used != tok.size() || !std::isfinite(v)) throw std::invalid_argument(tok);
+      r.push_back(v);
+    } catch (const std::exception&) {
+      throw Error(what + " '" + s + "': expected numbers separated by commas, e.g. 0.9,0.8,0.7");
+    }
+  }
+  check(!r.empty(), what + " is empty");
+  return r;
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> r;
+  std::stringstream ss(s);
+  std::string tok;
+  while (std::getline(ss, tok, ','))
+    if (!tok.empty()) r.push_back(tok);
+  return r;
+}
+
+// Pads Fashion-MNIST's 28x28 images to the model's input size (cifarnet: 32x32).
+Dataset data_for(const Model& m, const DataOptions& o, bool train, int64_t limit) {
+  Dataset d = load_fashion_mnist(o.dir, train, limit);
+  int pad = o.pad;
+  if (pad < 0) {
+    const Shape& in = m.input_shape();
+    pad = (in.size() == 3 && in[1] > d.images.dim(2)) ? static_cast<int>((in[1] - d.images.dim(2)) / 2) : 0;
+  }
+  if (pad > 0) d = pad_images(d, pad);
+  return d;
+}
+
+std::string describe(const Optimization& opt, const FrontierPoint& p) {
+  std::string s;
+  for (const auto& l : opt.layers) {
+    auto it = p.choice.find(l);
+    const int ci = it == p.choice.end() ? -1 : it->second;
+    char buf[96];
+    if (ci < 0) {
+      std::snprintf(buf, sizeof buf, "%s dense", l.c_str());
+    } else {
+      const auto& e = opt.candidates[ci].elimination;
+      std::snprintf(buf, sizeof buf, "%s a=%.2f K'=%lld/%lld", l.c_str(), e.correlation_threshold,
+                    static_cast<long long>(e.kept), static_cast<long long>(e.K));
+    }
+    if (!s.empty()) s += ", ";
+    s += buf;
+  }
+  return s;
+}
+
+void print_frontier(const Optimization& opt, int mark) {
+  std::printf("base: top-1 %.2f%% on %s, %.3f ms at batch %lld\n", 100 * opt.base_accuracy,
+              opt.validation.c_str(), opt.base_ms, static_cast<long long>(opt.time_batch));
+  std::printf("  %-3s %8s %8s %9s %8s  %s\n", "#", "top-1", "loss", "ms", "speedup", "configuration");
+  for (size_t i = 0; i < opt.frontier.size(); ++i) {
+    const auto& p = opt.frontier[i];
+    std::printf("%s %-3zu %7.2f%% %7.2fpt %9.3f %7.2fx  %s\n", static_cast<int>(i) == mark ? "*" : " ",
+                i, 100 * p.accuracy, 100 * (opt.base_accuracy - p.accuracy), p.ms, p.speedup,
+                describe(opt, p).c_str());
+  }
+  std::fflush(stdout);
+}
+
+// Accuracy (y) against speedup (x), the frontier as a step line with points (paper Fig. 14).
+void write_svg(const Optimization& opt, const std::string& path) {
+  const double W = 640, H = 420, L = 70, R = 20, T = 40, B = 55;
+  double xmin = 1.0, xmax = 1.0, ymin = 100 * opt.base_accuracy, ymax = ymin;
+  for (const auto& p : opt.frontier) {
+    xmin = std::min(xmin, p.speedup);
+    xmax = std::max(xmax, p.speedup);
+    ymin = std::min(ymin, 100 * p.accuracy);
+    ymax = std::max(ymax, 100 * p.accuracy);
+  }
+  auto nice = [](double span) {
+    const double raw = span / 5, mag = std::pow(10.0, std::floor(std::log10(raw)));
+    for (double m : {1.0, 2.0, 5.0, 10.0})
+      if (raw <= m * mag) return m * mag;
+    return 10 * mag;
+  };
+  xmin = std::floor(xmin * 10) / 10;
+  xmax = std::max(xmin + 0.2, std::ceil(xmax * 10) / 10);
+  ymin = std::floor(ymin - 0.5);
+  ymax = std::ceil(ymax + 0.5);
+  const double xs = nice(xmax - xmin), ys = nice(ymax - ymin);
+  auto X = [&](double v) { return L + (v - xmin) / (xmax - xmin) * (W - L - R); };
+  auto Y = [&](double v) { return H - B - (v - ymin) / (ymax - ymin) * (H - T - B); };
+  std::ostringstream s;
+  char buf[512];
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  std::snprintf(buf, sizeof buf,
+                "<text x=\"%g\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">Synapse vector elimination: "
+                "accuracy vs. speedup (batch %lld, measured)</text>\n",
+                W / 2, static_cast<long long>(opt.time_batch));
+  s << buf;
+  for (double v = std::ceil(xmin / xs) * xs; v <= xmax + 1e-9; v += xs) {
+    std::snprintf(buf, sizeof buf,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.1f\" "
+                  "y=\"%.1f\" text-anchor=\"middle\">%.2gx</text>\n",
+                  X(v), T, X(v), H - B, X(v), H - B + 16, v);
+    s << buf;
+  }
+  for (double v = std::ceil(ymin / ys) * ys; v <= ymax + 1e-9; v += ys) {
+    std::snprintf(buf, sizeof buf,
+                  "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/><text x=\"%.1f\" "
+                  "y=\"%.1f\" text-anchor=\"end\">%g%%</text>\n",
+                  L, Y(v), W - R, Y(v), L - 6, Y(v) + 4, v);
+    s << buf;
+  }
+  std::snprintf(buf, sizeof buf,
+                "<rect x=\"%g\" y=\"%g\" width=\"%g\" height=\"%g\" fill=\"none\" stroke=\"black\"/>\n"
+                "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">speedup over dense (end to end)</text>\n"
+                "<text x=\"18\" y=\"%g\" text-anchor=\"middle\" transform=\"rotate(-90 18 %g)\">validation top-1</text>\n",
+                L, T, W - L - R, H - T - B, (L + W - R) / 2, H - 14, (T + H - B) / 2, (T + H - B) / 2);
+  s << buf;
+  std::snprintf(buf, sizeof buf,
+                "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"gray\" stroke-dasharray=\"4 3\"/>"
+                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\" fill=\"gray\">dense %.2f%%</text>\n",
+                L, Y(100 * opt.base_accuracy), W - R, Y(100 * opt.base_accuracy), W - R - 4,
+                Y(100 * opt.base_accuracy) - 4, 100 * opt.base_accuracy);
+  s << buf;
+  std::vector<const FrontierPoint*> pts;
+  for (const auto& p : opt.frontier) pts.push_back(&p);
+  std::sort(pts.begin(), pts.end(), [](auto a, auto b) { return a->speedup < b->speedup; });
+  s << "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"";
+  for (const auto* p : pts) {
+    std::snprintf(buf, sizeof buf, "%.1f,%.1f ", X(p->speedup), Y(100 * p->accuracy));
+    s << buf;
+  }
+  s << "\"/>\n";
+  for (const auto* p : pts) {
+    std::snprintf(buf, sizeof buf,
+                  "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"#1f77b4\"><title>%.2f%%, %.2fx: %s</title></circle>\n",
+                  X(p->speedup), Y(100 * p->accuracy), 100 * p->accuracy, p->speedup,
+                  describe(opt, *p).c_str());
+    s << buf;
+  }
+  s << "</svg>\n";
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) throw Error("cannot write '" + path + "'");
+    f << s.str();
+    if (!f) throw Error("cannot write '" + path + "'");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("cannot write '" + path + "'");
+}
+
+}  // namespace
+
 void register_sve_commands(CLI::App& app, Registry& registry) {
-  (void)app;
-  (void)registry;
+  // optimize
+  struct OptimizeArgs {
+    std::string model, out, thresholds = "0.9,0.8,0.7,0.6,0.5,0.4,0.3", layers;
+    int epochs = 1;
+    double lr = 0.001;
+    int64_t val = 5000, batch = 32, align = 8, ft_batch = 64;
+    int iters = 30, max_eval = 24;
+    DataOptions data;
+  };
+  auto oa = std::make_shared<OptimizeArgs>();
+  auto* c_opt = app.add_subcommand(
+      "optimize", "synapse vector elimination: per layer and threshold, search, fine-tune, time; save the accuracy/speed frontier");
+  c_opt->add_option("model", oa->model, "trained model file")->required();
+  c_opt->add_option("--out", oa->out, "output directory (base model, candidates, frontier.json)")->required();
+  c_opt->add_option("--thresholds", oa->thresholds, "correlation thresholds alpha, comma-separated")->capture_default_str();
+  c_opt->add_option("--layers", oa->layers, "layers to optimise, comma-separated (default: every conv/fc but the last)");
+  c_opt->add_option("--finetune-epochs", oa->epochs, "fine-tuning epochs per candidate")->capture_default_str()->check(CLI::Range(0, 1000));
+  c_opt->add_option("--finetune-lr", oa->lr, "fine-tuning learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  c_opt->add_option("--finetune-batch", oa->ft_batch, "fine-tuning batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  c_opt->add_option("--val", oa->val, "validation images (the first N of the test set)")->capture_default_str()->check(CLI::PositiveNumber);
+  c_opt->add_option("--batch", oa->batch, "batch size of the timings")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  c_opt->add_option("--iters", oa->iters, "timed iterations per measurement")->capture_default_str()->check(CLI::Range(1, 100000));
+  c_opt->add_option("--align", oa->align, "round retained counts up to a multiple of this")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c_opt->add_option("--max-evaluated", oa->max_eval, "composed configurations evaluated for the frontier")->capture_default_str()->check(CLI::Range(2, 100000));
+  add_data_options(c_opt, oa->data);
+  c_opt->get_option("--limit")->description("fine-tune on only the first N training images");
+  registry.add(c_opt, [oa] {
+    Model base = load_model(oa->model);
+    Dataset tr = data_for(base, oa->data, true, oa->data.limit);
+    Dataset val = data_for(base, oa->data, false, oa->val);
+    OptimizeOptions o;
+    o.thresholds = parse_doubles(oa->thresholds, "--thresholds");
+    o.layers = split(oa->layers);
+    o.finetune.epochs = oa->epochs;
+    o.finetune.lr = oa->lr;
+    o.finetune.batch = oa->ft_batch;
+    o.time_batch = oa->batch;
+    o.time_iterations = oa->iters;
+    o.align = oa->align;
+    o.max_evaluated = oa->max_eval;
+    o.progress = [](const std::string& s) {
+      std::printf("%s\n", s.c_str());
+      std::fflush(stdout);
+    };
+    std::printf("optimizing %s: fine-tune on %lld images (%d epoch(s), lr %g), validate on %lld, "
+                "time at batch %lld, %d thread(s), ISA %s\n",
+                oa->model.c_str(), static_cast<long long>(tr.size()), oa->epochs, oa->lr,
+                static_cast<long long>(val.size()), static_cast<long long>(oa->batch),
+                omp_get_max_threads(), isa_name(active_isa()));
+    Optimization opt = optimize(base, tr, val, o);
+    save_optimization(opt, oa->out);
+    std::printf("saved %s (%zu candidates, %zu frontier points)\n", oa->out.c_str(),
+                opt.candidates.size(), opt.frontier.size());
+    print_frontier(opt, -1);
+  });
+
+  // frontier
+  struct FrontierArgs {
+    std::string dir, plot, target, out, json_path;
+    double max_loss = -1, min_speedup = -1;
+    bool eval = false, bench = false;
+    int64_t batch = 0;
+    int iters = 30;
+    DataOptions data;
+  };
+  auto fa = std::make_shared<FrontierArgs>();
+  auto* c_fr = app.add_subcommand(
+      "frontier", "print (and plot) a saved frontier; with a target, select a configuration and write it as a model");
+  c_fr->add_option("opt", fa->dir, "directory written by deftnn optimize")->required();
+  c_fr->add_option("--plot", fa->plot, "draw the frontier (accuracy vs speedup) as SVG to this file");
+  c_fr->add_option("--target", fa->target, "select: \"max-loss=0.5\" (points) or \"min-speedup=2\"");
+  c_fr->add_option("--max-accuracy-loss", fa->max_loss, "select the fastest point losing at most this many points")->check(CLI::NonNegativeNumber);
+  c_fr->add_option("--min-speedup", fa->min_speedup, "select the most accurate point at least this fast")->check(CLI::NonNegativeNumber);
+  c_fr->add_option("-o,--output", fa->out, "write the selected configuration as a model file");
+  c_fr->add_flag("--eval", fa->eval, "evaluate the selected configuration (and the base) on the test set");
+  c_fr->add_flag("--bench", fa->bench, "time the selected configuration against the base, side by side");
+  c_fr->add_option("--batch", fa->batch, "batch size for --bench (default: the frontier's)")->check(CLI::Range(1, 1 << 16));
+  c_fr->add_option("--iters", fa->iters, "timed iterations per round for --bench")->capture_default_str()->check(CLI::Range(1, 100000));
+  c_fr->add_option("--json", fa->json_path, "write the frontier (and the selection) as JSON");
+  add_data_options(c_fr, fa->data);
+  registry.add(c_fr, [fa] {
+    Optimization opt = load_optimization(fa->dir);
+    int given = (!fa->target.empty()) + (fa->max_loss >= 0) + (fa->min_speedup >= 0);
+    check(given <= 1, "give one target: --target, --max-accuracy-loss or --min-speedup");
+    SelectTarget t;
+    if (!fa->target.empty()) t = parse_target(fa->target);
+    if (fa->max_loss >= 0) t.max_accuracy_loss = fa->max_loss;
+    if (fa->min_speedup >= 0) t.min_speedup = fa->min_speedup;
+    const int sel = given ? select_point(opt, t) : -1;
+    print_frontier(opt, sel);
+    if (!fa->plot.empty()) {
+      write_svg(opt, fa->plot);
+      std::printf("wrote %s\n", fa->plot.c_str());
+    }
+    json j = {{"dir", fa->dir}, {"base_accuracy", opt.base_accuracy}, {"base_ms", opt.base_ms},
+              {"time_batch", opt.time_batch}};
+    json pts = json::array();
+    for (const auto& p : opt.frontier)
+      pts.push_back({{"accuracy", p.accuracy}, {"ms", p.ms}, {"speedup", p.speedup},
+                     {"configuration", describe(opt, p)}});
+    j["frontier"] = pts;
+    if (sel >= 0) {
+      const FrontierPoint& p = opt.frontier[sel];
+      std::printf("selected #%d: validation top-1 %.2f%% (loss %.2f points), %.2fx: %s\n", sel,
+                  100 * p.accuracy, 100 * (opt.base_accuracy - p.accuracy), p.speedup,
+                  describe(opt, p).c_str());
+      j["selected"] = sel;
+      Model m = compose(opt, p.choice);
+      if (!fa->out.empty()) {
+        ModelMetadata meta{{"sve_configuration", describe(opt, p)}, {"sve_optimization", fa->dir}};
+        save_model(m, fa->out, meta);
+        std::printf("wrote %s\n", fa->out.c_str());
+      }
+      if (fa->eval) {
+        Dataset te = data_for(m, fa->data, false, fa->data.limit);
+        EvalResult rb = evaluate(opt.base, te, 256, false), rs = evaluate(m, te, 256, false);
+        std::printf("test set (%lld images): base top-1 %.2f%%, selected %.2f%% (loss %.2f points)\n",
+                    static_cast<long long>(te.size()), 100 * rb.top1, 100 * rs.top1, 100 * (rb.top1 - rs.top1));
+        j["test"] = {{"images", te.size()}, {"base_top1", rb.top1}, {"selected_top1", rs.top1}};
+      }
+      if (fa->bench) {
+        const int64_t b = fa->batch > 0 ? fa->batch : opt.time_batch;
+        std::vector<double> tb, ts;
+        for (int r = 0; r < 5; ++r) {
+          tb.push_back(profile_model(opt.base, b, fa->iters, 3).median_ms);
+          ts.push_back(profile_model(m, b, fa->iters, 3).median_ms);
+        }
+        const double mb = median(tb), ms = median(ts);
+        std::printf("batch %lld, 5 alternating rounds x %d iterations: base %.3f ms, selected %.3f ms, speedup %.2fx\n",
+                    static_cast<long long>(b), fa->iters, mb, ms, mb / ms);
+        j["bench"] = {{"batch", b}, {"base_ms", mb}, {"selected_ms", ms}, {"speedup", mb / ms}};
+      }
+    } else if (!fa->out.empty() || fa->eval || fa->bench) {
+      throw Error("-o/--eval/--bench need a target (--target, --max-accuracy-loss or --min-speedup)");
+    }
+    write_json(fa->json_path, j);
+  });
 }
 
 }  // namespace deftnn::cli

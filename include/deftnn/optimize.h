@@ -1,0 +1,147 @@
+// deftnn: the synapse vector elimination optimiser (paper §3 steps 2-3, §4.1.3, §5.6): per layer
+// and correlation threshold, search, truncate, fine-tune and measure a candidate; compose
+// candidates into configurations; keep the Pareto frontier of (validation accuracy, measured
+// time); save it; select the configuration nearest a user's target at run time.
+//
+// Candidates and composition. A candidate is one <layer, threshold> pair: that layer replaced by
+// its eliminated form (attribute `retained`, weight truncated to [O, K'] with the K/K' scale
+// folded in, see src/ops/conv.h) and then fine-tuned with EVERY OTHER PARAMETER FROZEN. Only the
+// eliminated layer's parameters change, so a candidate is stored as that one layer, and any set
+// of candidates for distinct layers composes by swapping those layers into the base model,
+// without retraining (the paper's "each <layer, threshold> pair is fine-tuned independently").
+//
+// Times are measured on this machine (profile_model medians), never FLOP counts: a candidate's
+// saving is the measured time of its layer dense minus eliminated; a configuration's time is
+// estimated from those savings to rank combinations, and every configuration on the saved
+// frontier is then measured end to end and its accuracy evaluated on the validation set.
+//
+// Saved result (a directory, "OPT"):
+//   OPT/base.deft               the dense model as given
+//   OPT/cand_<layer>_<i>.deft    one per candidate: a model holding only the eliminated layer
+//                                (its input shape = that layer's input, one sample)
+//   OPT/frontier.json           candidates (layer, threshold, K, K', accuracy, times, file) and
+//                                the frontier (per point: chosen candidate per layer, accuracy,
+//                                time, speedup), plus the timing batch and the base figures
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "deftnn/data.h"
+#include "deftnn/model.h"
+#include "deftnn/sve.h"
+#include "deftnn/train.h"
+
+namespace deftnn {
+
+// ---------------------------------------------------------------------------------------------
+// One layer
+// ---------------------------------------------------------------------------------------------
+struct LayerElimination {
+  std::string layer;                 // node name
+  double correlation_threshold = 1;  // alpha of the search
+  int64_t groups = 1;
+  int64_t K = 0;                     // synapse vectors per group before elimination
+  int64_t kept = 0;                  // K' per group (the same for every group)
+  std::vector<int64_t> retained;     // groups x K', concatenated (the layer's `retained` attr)
+};
+
+// The conv / fc nodes that are still dense (candidates for elimination), in graph order.
+std::vector<std::string> eliminable_layers(const Model& model);
+// eliminable_layers without the last one (the classifier), the optimiser's default.
+std::vector<std::string> default_elimination_layers(const Model& model);
+
+// Searches node `layer` (a dense conv or fc) with `options` (plan_layer per group), makes every
+// group keep the same count K' (a short group gets back its discarded vectors of largest L2 norm
+// until it matches the largest group, which is already aligned), and replaces the node in place
+// by its eliminated form: attrs + `retained`, weight [O, K'] = K/K' * W[:, retained], bias kept.
+// Throws Error naming the layer when it is not a dense conv / fc.
+LayerElimination eliminate_layer(Model& model, const std::string& layer,
+                                 const SynapseSearchOptions& options);
+
+// ---------------------------------------------------------------------------------------------
+// The optimiser
+// ---------------------------------------------------------------------------------------------
+struct OptimizeOptions {
+  std::vector<std::string> layers;    // empty: default_elimination_layers
+  std::vector<double> thresholds{0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3};
+  bool absolute = false;              // |rho| >= alpha (SynapseSearchOptions::absolute)
+  int64_t align = 8;                  // retained count rounded up to a multiple of this
+  TrainConfig finetune = [] {
+    TrainConfig c;
+    c.epochs = 1;
+    c.lr = 0.001;
+    c.progress = false;
+    return c;
+  }();
+  int64_t time_batch = 32;            // batch size of every timing
+  int time_iterations = 30;           // profile_model iterations per timing (medians)
+  int64_t eval_batch = 256;
+  int max_evaluated = 24;             // composed configurations evaluated for the frontier
+  // Progress lines ("conv2 alpha 0.80: K' 256/500, acc 90.1% -> 91.0%, 0.41 ms"), may be empty.
+  std::function<void(const std::string&)> progress;
+};
+
+struct Candidate {
+  LayerElimination elimination;
+  double accuracy_searched = 0;       // validation top-1, only this layer eliminated, before fine-tune
+  double accuracy = 0;                // ... after fine-tuning
+  double layer_ms = 0;                // measured median of the eliminated layer (time_batch)
+  double dense_layer_ms = 0;          // the same layer dense, measured in the same run
+  std::string file;                   // file name inside the OPT directory
+  std::unique_ptr<Layer> layer;       // the fine-tuned eliminated layer (null until loaded)
+};
+
+// A configuration: for each optimised layer, the index of its candidate (-1 = dense).
+struct FrontierPoint {
+  std::map<std::string, int> choice;  // layer -> candidate index in Optimization::candidates
+  double accuracy = 0;                // validation top-1 of the composed model
+  double ms = 0;                      // measured end-to-end median at time_batch
+  double speedup = 1;                 // base_ms / ms
+};
+
+struct Optimization {
+  std::string base_file;              // path of the base model (OPT/base.deft once saved)
+  Model base;
+  std::vector<std::string> layers;
+  std::vector<Candidate> candidates;
+  std::vector<FrontierPoint> frontier;   // Pareto-optimal points, fastest last
+  double base_accuracy = 0;
+  double base_ms = 0;
+  int64_t time_batch = 0;
+  std::string validation;             // name and size of the validation set
+};
+
+// The whole pipeline on a base model (left unchanged): candidates for each layer and threshold
+// (fine-tuned on `train_set`, evaluated on `validation`), then the frontier.
+Optimization optimize(const Model& base, const Dataset& train_set, const Dataset& validation,
+                      const OptimizeOptions& options);
+
+// The base model with the chosen candidates swapped in (copies of their layers).
+Model compose(const Optimization& opt, const std::map<std::string, int>& choice);
+
+// The Pareto frontier of points: keeps a point unless another has accuracy >= and ms <= with one
+// strict; sorted by ms descending (slowest, most accurate first). Ties: the first kept.
+std::vector<FrontierPoint> pareto_frontier(std::vector<FrontierPoint> points);
+
+// Selection. max_accuracy_loss (points, e.g. 0.5): the fastest point whose accuracy is at least
+// base - loss; min_speedup: the most accurate point whose speedup is at least it (if none
+// reaches it, the fastest point). Exactly one of the two must be >= 0. Returns the index into
+// opt.frontier. The base (all dense) is always on the frontier, so loss 0 always finds a point.
+struct SelectTarget {
+  double max_accuracy_loss = -1;   // percentage points
+  double min_speedup = -1;
+};
+// Parses "max-loss=0.5" / "max-accuracy-loss=0.5" / "min-speedup=2"; throws Error otherwise.
+SelectTarget parse_target(const std::string& s);
+int select_point(const Optimization& opt, const SelectTarget& target);
+
+// Saves to / loads from a directory (created if missing). Loading validates every file and
+// throws Error naming the file that is wrong.
+void save_optimization(const Optimization& opt, const std::string& dir);
+Optimization load_optimization(const std::string& dir);
+
+}  // namespace deftnn

@@ -1,0 +1,558 @@
+// The synapse vector elimination optimiser: candidates per <layer, threshold>, fine-tuning with
+// every other parameter frozen, measured times, the Pareto frontier over compositions, saving,
+// loading and selection (see include/deftnn/optimize.h).
+#include "deftnn/optimize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "deftnn/error.h"
+#include "deftnn/io.h"
+#include "deftnn/profile.h"
+
+namespace deftnn {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+bool is_gemm_layer(const Node& n) {
+  const std::string t = n.layer->type();
+  return t == "conv" || t == "fc";
+}
+
+int node_index(const Model& m, const std::string& name) {
+  const int i = m.find(name);
+  check(i >= 0, "no layer named '" + name + "' in the model");
+  return i;
+}
+
+// The input shape (batch 1) of node i.
+Shape node_input(const Model& m, int i) {
+  const std::vector<Shape> shapes = m.value_shapes(1);
+  const Node& n = m.nodes()[i];
+  check(n.inputs.size() == 1, "layer '" + n.name + "' does not have exactly one input");
+  return shapes[n.inputs[0]];
+}
+
+void copy_params(const Layer& from, Layer& to) {
+  for (const Param& p : from.params()) {
+    Param* q = to.param(p.name);
+    check(q && q->value.shape() == p.value.shape(),
+          "cannot copy parameter '" + p.name + "' of a " + from.type() + " layer " +
+              shape_str(p.value.shape()));
+    q->value = p.value.clone();
+    q->trainable = p.trainable;
+    q->lr_mult = p.lr_mult;
+    q->decay_mult = p.decay_mult;
+    if (q->trainable && q->grad.shape() != q->value.shape()) q->grad = Tensor(q->value.shape());
+  }
+}
+
+// A deep copy of a layer for a given input shape (with batch).
+std::unique_ptr<Layer> clone_layer(const Layer& l, const Shape& input) {
+  std::unique_ptr<Layer> c = make_layer(l.type(), l.attrs());
+  c->infer({input});
+  copy_params(l, *c);
+  return c;
+}
+
+Model copy_model(const Model& m) {
+  Model c(m.input_shape());
+  for (const Node& n : m.nodes()) {
+    c.add(n.name, make_layer(n.layer->type(), n.layer->attrs()), n.inputs);
+    copy_params(*n.layer, *c.nodes().back().layer);
+  }
+  return c;
+}
+
+std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
+std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+double layer_median(const ModelProfile& p, const std::string& name) {
+  for (const LayerTime& l : p.layers)
+    if (l.name == name) return l.median_ms;
+  throw Error("profile has no layer '" + name + "'");
+}
+
+// An estimated configuration while building the frontier: additive accuracy loss and time saving.
+struct Estimate {
+  std::map<std::string, int> choice;
+  double loss = 0;     // sum of candidate accuracy losses (fraction)
+  double saving = 0;   // sum of candidate time savings (ms)
+};
+
+// Keeps estimates not dominated on (loss lower, saving higher).
+std::vector<Estimate> prune_estimates(std::vector<Estimate> v) {
+  std::sort(v.begin(), v.end(), [](const Estimate& a, const Estimate& b) {
+    if (a.loss != b.loss) return a.loss < b.loss;
+    return a.saving > b.saving;
+  });
+  std::vector<Estimate> out;
+  double best = -1e300;
+  for (auto& e : v)
+    if (e.saving > best) {
+      best = e.saving;
+      out.push_back(std::move(e));
+    }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> eliminable_layers(const Model& model) {
+  std::vector<std::string> r;
+  for (const Node& n : model.nodes())
+    if (is_gemm_layer(n) && !n.layer->attrs().has("retained")) r.push_back(n.name);
+  return r;
+}
+
+std::vector<std::string> default_elimination_layers(const Model& model) {
+  std::vector<std::string> r = eliminable_layers(model);
+  if (!r.empty()) r.pop_back();
+  return r;
+}
+
+LayerElimination eliminate_layer(Model& model, const std::string& layer,
+                                 const SynapseSearchOptions& options) {
+  const int idx = node_index(model, layer);
+  Node& node = model.nodes()[idx];
+  check(is_gemm_layer(node), "layer '" + layer + "' is a " + node.layer->type() +
+                                 "; synapse vector elimination applies to conv and fc layers");
+  check(!node.layer->attrs().has("retained"), "layer '" + layer + "' is already eliminated");
+  const Param* wp = node.layer->param("weight");
+  check(wp != nullptr, "layer '" + layer + "' has no weight");
+  const Tensor& W = wp->value;
+  const int64_t groups = node.layer->type() == "conv" ? node.layer->attrs().get_int("groups", 1) : 1;
+  const LayerSynapsePlan plan = plan_layer(W, groups, options);
+  const int64_t M = plan.M, K = plan.K;
+
+  // Every group keeps the same count: pad short groups with their largest-norm discarded vectors.
+  int64_t kmax = 0;
+  for (const auto& s : plan.search) kmax = std::max(kmax, s.retained_count());
+  LayerElimination e;
+  e.layer = layer;
+  e.correlation_threshold = options.correlation_threshold;
+  e.groups = groups;
+  e.K = K;
+  e.kept = kmax;
+  Tensor Wt({groups * M, kmax});
+  for (int64_t g = 0; g < groups; ++g) {
+    std::vector<char> flags = plan.search[g].retained;
+    int64_t have = plan.search[g].retained_count();
+    const float* Wg = W.data() + g * M * K;
+    if (have < kmax) {
+      std::vector<std::pair<double, int64_t>> norms;
+      for (int64_t k = 0; k < K; ++k) {
+        if (flags[k]) continue;
+        double s = 0;
+        for (int64_t m = 0; m < M; ++m) s += static_cast<double>(Wg[m * K + k]) * Wg[m * K + k];
+        norms.emplace_back(-s, k);   // largest norm first, ties -> lowest index
+      }
+      std::sort(norms.begin(), norms.end());
+      for (size_t i = 0; have < kmax; ++i, ++have) flags[norms[i].second] = 1;
+    }
+    const SynapsePlan p = plan_elimination(flags);
+    const Tensor t = truncate_weights(Wg, M, K, K, p);
+    std::copy(t.data(), t.data() + t.numel(), Wt.data() + g * M * kmax);
+    for (int32_t r : p.retained) e.retained.push_back(r);
+  }
+
+  Attrs a = node.layer->attrs();
+  a.set("retained", e.retained);
+  std::unique_ptr<Layer> nl = make_layer(node.layer->type(), a);
+  nl->infer({node_input(model, idx)});
+  for (Param& q : nl->params()) {
+    const Param* p = node.layer->param(q.name);
+    if (!p) continue;
+    q.value = q.name == "weight" ? Wt : p->value.clone();
+    q.trainable = p->trainable;
+    q.lr_mult = p->lr_mult;
+    q.decay_mult = p->decay_mult;
+  }
+  model.nodes()[idx].layer = std::move(nl);
+  return e;
+}
+
+std::vector<FrontierPoint> pareto_frontier(std::vector<FrontierPoint> points) {
+  std::vector<FrontierPoint> out;
+  for (size_t i = 0; i < points.size(); ++i) {
+    bool dominated = false;
+    for (size_t j = 0; j < points.size() && !dominated; ++j) {
+      if (i == j) continue;
+      const auto& a = points[j];
+      const auto& b = points[i];
+      const bool ge = a.accuracy >= b.accuracy && a.ms <= b.ms;
+      const bool strict = a.accuracy > b.accuracy || a.ms < b.ms;
+      // An exact duplicate is dominated by the earlier one only.
+      if (ge && (strict || j < i)) dominated = true;
+    }
+    if (!dominated) out.push_back(points[i]);
+  }
+  std::stable_sort(out.begin(), out.end(),
+                   [](const FrontierPoint& a, const FrontierPoint& b) { return a.ms > b.ms; });
+  return out;
+}
+
+Model compose(const Optimization& opt, const std::map<std::string, int>& choice) {
+  Model m = copy_model(opt.base);
+  for (const auto& [layer, ci] : choice) {
+    if (ci < 0) continue;
+    check(ci < static_cast<int>(opt.candidates.size()),
+          "configuration names candidate " + std::to_string(ci) + " of " +
+              std::to_string(opt.candidates.size()));
+    const Candidate& c = opt.candidates[ci];
+    check(c.elimination.layer == layer, "candidate " + std::to_string(ci) + " is for layer '" +
+                                            c.elimination.layer + "', not '" + layer + "'");
+    check(c.layer != nullptr, "candidate " + std::to_string(ci) + " has no layer loaded");
+    const int idx = node_index(m, layer);
+    m.nodes()[idx].layer = clone_layer(*c.layer, node_input(m, idx));
+  }
+  m.output_shape(1);   // re-infers the graph: throws naming the node if a swap does not fit
+  return m;
+}
+
+Optimization optimize(const Model& base, const Dataset& train_set, const Dataset& validation,
+                      const OptimizeOptions& o) {
+  auto say = [&](const std::string& s) {
+    if (o.progress) o.progress(s);
+  };
+  check(!o.thresholds.empty(), "optimize: no correlation thresholds given");
+  check(o.time_batch >= 1 && o.time_iterations >= 1, "optimize: timing batch and iterations must be positive");
+  Optimization opt;
+  opt.base = copy_model(base);
+  opt.time_batch = o.time_batch;
+  opt.validation = validation.name + " (" + std::to_string(validation.size()) + " images)";
+  opt.layers = o.layers.empty() ? default_elimination_layers(base) : o.layers;
+  check(!opt.layers.empty(), "optimize: the model has no conv / fc layer to eliminate");
+  for (const auto& l : opt.layers) {
+    const Node& n = base.nodes()[node_index(base, l)];
+    check(is_gemm_layer(n) && !n.layer->attrs().has("retained"),
+          "optimize: layer '" + l + "' is not a dense conv / fc layer");
+  }
+  std::vector<double> thresholds = o.thresholds;
+  std::sort(thresholds.rbegin(), thresholds.rend());   // most retained first
+
+  opt.base_accuracy = evaluate(opt.base, validation, o.eval_batch, false).top1;
+  say(fmt("base: validation top-1 %.2f%% on %s", 100 * opt.base_accuracy, opt.validation.c_str()));
+
+  for (const std::string& lname : opt.layers) {
+    std::set<std::vector<int64_t>> seen;
+    for (const double alpha : thresholds) {
+      Model m = copy_model(opt.base);
+      SynapseSearchOptions so;
+      so.correlation_threshold = alpha;
+      so.absolute = o.absolute;
+      so.align = o.align;
+      LayerElimination e = eliminate_layer(m, lname, so);
+      const std::string head = fmt("%s alpha %.2f: K' %lld/%lld", lname.c_str(), alpha,
+                                   static_cast<long long>(e.kept), static_cast<long long>(e.K));
+      if (e.kept == e.K) {
+        say(head + " (nothing eliminated, skipped)");
+        continue;
+      }
+      if (!seen.insert(e.retained).second) {
+        say(head + " (same vectors as a higher threshold, skipped)");
+        continue;
+      }
+      Candidate c;
+      c.accuracy_searched = evaluate(m, validation, o.eval_batch, false).top1;
+      // Fine-tune the eliminated layer only: everything else frozen, so candidates compose.
+      const int idx = node_index(m, lname);
+      for (size_t i = 0; i < m.nodes().size(); ++i)
+        if (static_cast<int>(i) != idx)
+          for (Param& p : m.nodes()[i].layer->params()) p.trainable = false;
+      if (o.finetune.epochs > 0) train(m, train_set, nullptr, o.finetune);
+      c.accuracy = evaluate(m, validation, o.eval_batch, false).top1;
+      // Time: dense and eliminated, side by side.
+      std::vector<double> dense_t, elim_t;
+      for (int rep = 0; rep < 3; ++rep) {
+        dense_t.push_back(layer_median(profile_model(opt.base, o.time_batch, o.time_iterations, 2), lname));
+        elim_t.push_back(layer_median(profile_model(m, o.time_batch, o.time_iterations, 2), lname));
+      }
+      c.dense_layer_ms = median(dense_t);
+      c.layer_ms = median(elim_t);
+      c.layer = clone_layer(*m.nodes()[idx].layer, node_input(m, idx));
+      c.file = "cand_" + lname + "_" + std::to_string(seen.size() - 1) + ".deft";
+      c.elimination = std::move(e);
+      say(head + fmt(", top-1 %.2f%% searched -> %.2f%% fine-tuned (base %.2f%%), layer %.3f ms vs dense %.3f ms (%.2fx)",
+                     100 * c.accuracy_searched, 100 * c.accuracy, 100 * opt.base_accuracy,
+                     c.layer_ms, c.dense_layer_ms, c.dense_layer_ms / std::max(c.layer_ms, 1e-9)));
+      opt.candidates.push_back(std::move(c));
+    }
+  }
+
+  // Estimated frontier over compositions (additive loss and saving), merged layer by layer.
+  std::vector<Estimate> est{Estimate{}};
+  for (const std::string& lname : opt.layers) {
+    std::vector<Estimate> next;
+    for (const Estimate& e : est) {
+      Estimate d = e;
+      d.choice[lname] = -1;
+      next.push_back(d);
+      for (size_t ci = 0; ci < opt.candidates.size(); ++ci) {
+        const Candidate& c = opt.candidates[ci];
+        if (c.elimination.layer != lname) continue;
+        Estimate n = e;
+        n.choice[lname] = static_cast<int>(ci);
+        n.loss += opt.base_accuracy - c.accuracy;
+        n.saving += c.dense_layer_ms - c.layer_ms;
+        next.push_back(std::move(n));
+      }
+    }
+    est = prune_estimates(std::move(next));
+  }
+  // Evaluate up to max_evaluated of them, spread evenly (always the first and the last).
+  std::vector<size_t> pick;
+  const size_t n = est.size(), cap = static_cast<size_t>(std::max(2, o.max_evaluated));
+  if (n <= cap) {
+    for (size_t i = 0; i < n; ++i) pick.push_back(i);
+  } else {
+    for (size_t k = 0; k < cap; ++k) pick.push_back(k * (n - 1) / (cap - 1));
+    pick.erase(std::unique(pick.begin(), pick.end()), pick.end());
+  }
+  // The all-dense configuration is always measured (it is the speedup reference).
+  std::map<std::string, int> dense_choice;
+  for (const auto& l : opt.layers) dense_choice[l] = -1;
+  std::vector<std::map<std::string, int>> configs{dense_choice};
+  for (size_t i : pick)
+    if (est[i].choice != dense_choice) configs.push_back(est[i].choice);
+  say(fmt("frontier: %zu estimated Pareto configurations, measuring %zu", n, configs.size()));
+  std::vector<FrontierPoint> points;
+  for (const auto& ch : configs) {
+    Model m = compose(opt, ch);
+    FrontierPoint p;
+    p.choice = ch;
+    p.accuracy = evaluate(m, validation, o.eval_batch, false).top1;
+    std::vector<double> t;
+    for (int rep = 0; rep < 3; ++rep) t.push_back(profile_model(m, o.time_batch, o.time_iterations, 2).median_ms);
+    p.ms = median(t);
+    points.push_back(std::move(p));
+  }
+  opt.base_ms = points[0].ms;
+  for (auto& p : points) p.speedup = opt.base_ms / std::max(p.ms, 1e-12);
+  opt.frontier = pareto_frontier(points);
+  for (const auto& p : opt.frontier) {
+    std::string desc;
+    for (const auto& [l, ci] : p.choice)
+      if (ci >= 0)
+        desc += fmt(" %s@%.2f", l.c_str(), opt.candidates[ci].elimination.correlation_threshold);
+    say(fmt("  top-1 %.2f%%  %.3f ms  %.2fx %s", 100 * p.accuracy, p.ms, p.speedup,
+            desc.empty() ? " (dense)" : desc.c_str()));
+  }
+  return opt;
+}
+
+SelectTarget parse_target(const std::string& s) {
+  const auto eq = s.find('=');
+  SelectTarget t;
+  const std::string bad = "target '" + s + "': expected max-loss=POINTS or min-speedup=X (e.g. max-loss=0.5)";
+  check(eq != std::string::npos, bad);
+  const std::string key = s.substr(0, eq), val = s.substr(eq + 1);
+  double v = 0;
+  try {
+    size_t used = 0;
+    v = std::stod(val, &used);
+    check(used == val.size() && std::isfinite(v) && v >= 0, bad);
+  } catch (const std::exception&) {
+    throw Error(bad);
+  }
+  if (key == "max-loss" || key == "max-accuracy-loss")
+    t.max_accuracy_loss = v;
+  else if (key == "min-speedup")
+    t.min_speedup = v;
+  else
+    throw Error(bad);
+  return t;
+}
+
+int select_point(const Optimization& opt, const SelectTarget& t) {
+  check(!opt.frontier.empty(), "the frontier is empty");
+  check((t.max_accuracy_loss >= 0) != (t.min_speedup >= 0),
+        "give exactly one target: a maximum accuracy loss or a minimum speedup");
+  int best = -1;
+  const int n = static_cast<int>(opt.frontier.size());
+  if (t.max_accuracy_loss >= 0) {
+    const double floor = opt.base_accuracy - t.max_accuracy_loss / 100.0 - 1e-12;
+    for (int i = 0; i < n; ++i) {
+      const auto& p = opt.frontier[i];
+      if (p.accuracy >= floor && (best < 0 || p.ms < opt.frontier[best].ms)) best = i;
+    }
+    if (best < 0) {   // nothing within the loss: the most accurate point
+      for (int i = 0; i < n; ++i)
+        if (best < 0 || opt.frontier[i].accuracy > opt.frontier[best].accuracy) best = i;
+    }
+  } else {
+    for (int i = 0; i < n; ++i) {
+      const auto& p = opt.frontier[i];
+      if (p.speedup + 1e-12 < t.min_speedup) continue;
+      if (best < 0 || p.accuracy > opt.frontier[best].accuracy ||
+          (p.accuracy == opt.frontier[best].accuracy && p.ms < opt.frontier[best].ms))
+        best = i;
+    }
+    if (best < 0)
+      for (int i = 0; i < n; ++i)
+        if (best < 0 || opt.frontier[i].ms < opt.frontier[best].ms) best = i;
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Saving and loading
+// ---------------------------------------------------------------------------------------------
+
+void save_optimization(const Optimization& opt, const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  check(!ec && fs::is_directory(dir), "cannot create directory '" + dir + "'");
+  save_model(opt.base, (fs::path(dir) / "base.deft").string(), {{"role", "sve base model"}});
+  json cands = json::array();
+  std::map<std::string, int> per_layer;
+  for (size_t i = 0; i < opt.candidates.size(); ++i) {
+    const Candidate& c = opt.candidates[i];
+    const LayerElimination& e = c.elimination;
+    check(c.layer != nullptr, "candidate " + std::to_string(i) + " has no layer");
+    const int idx = node_index(opt.base, e.layer);
+    const Shape in = node_input(opt.base, idx);
+    Model cm(Shape(in.begin() + 1, in.end()));
+    cm.add(e.layer, clone_layer(*c.layer, in));
+    const std::string file = !c.file.empty() ? c.file
+                             : "cand_" + e.layer + "_" + std::to_string(per_layer[e.layer]++) + ".deft";
+    check(file.find('/') == std::string::npos && file != "base.deft",
+          "candidate " + std::to_string(i) + " has a bad file name '" + file + "'");
+    save_model(cm, (fs::path(dir) / file).string(),
+               {{"role", "sve candidate"}, {"layer", e.layer},
+                {"correlation_threshold", fmt("%.17g", e.correlation_threshold)}});
+    cands.push_back({{"layer", e.layer}, {"correlation_threshold", e.correlation_threshold},
+                     {"groups", e.groups}, {"K", e.K}, {"kept", e.kept},
+                     {"accuracy_searched", c.accuracy_searched}, {"accuracy", c.accuracy},
+                     {"layer_ms", c.layer_ms}, {"dense_layer_ms", c.dense_layer_ms},
+                     {"file", file}});
+  }
+  json front = json::array();
+  for (const auto& p : opt.frontier) {
+    json ch = json::object();
+    for (const auto& [l, ci] : p.choice) ch[l] = ci;
+    front.push_back({{"choice", ch}, {"accuracy", p.accuracy}, {"ms", p.ms}, {"speedup", p.speedup}});
+  }
+  json j = {{"format", "deftnn-sve-optimization"}, {"version", 1},
+            {"base", "base.deft"}, {"layers", opt.layers},
+            {"base_accuracy", opt.base_accuracy}, {"base_ms", opt.base_ms},
+            {"time_batch", opt.time_batch}, {"validation", opt.validation},
+            {"candidates", cands}, {"frontier", front}};
+  const std::string path = (fs::path(dir) / "frontier.json").string();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    check(static_cast<bool>(f), "cannot write '" + path + "'");
+    f << j.dump(2) << "\n";
+    check(static_cast<bool>(f), "cannot write '" + path + "'");
+  }
+  check(std::rename(tmp.c_str(), path.c_str()) == 0, "cannot write '" + path + "'");
+}
+
+Optimization load_optimization(const std::string& dir) {
+  const std::string path = (fs::path(dir) / "frontier.json").string();
+  std::ifstream f(path);
+  check(static_cast<bool>(f), "'" + path + "': cannot open (is '" + dir +
+                                  "' a directory written by deftnn optimize?)");
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const std::exception& e) {
+    throw Error("'" + path + "': not valid JSON (" + std::string(e.what()) + ")");
+  }
+  Optimization opt;
+  try {
+    check(j.at("format").get<std::string>() == "deftnn-sve-optimization" && j.at("version") == 1,
+          "not a deftnn optimisation result (format/version)");
+    opt.base_file = (fs::path(dir) / j.at("base").get<std::string>()).string();
+    opt.layers = j.at("layers").get<std::vector<std::string>>();
+    opt.base_accuracy = j.at("base_accuracy").get<double>();
+    opt.base_ms = j.at("base_ms").get<double>();
+    opt.time_batch = j.at("time_batch").get<int64_t>();
+    opt.validation = j.at("validation").get<std::string>();
+  } catch (const Error& e) {
+    throw Error("'" + path + "': " + e.what());
+  } catch (const std::exception& e) {
+    throw Error("'" + path + "': missing or malformed field (" + std::string(e.what()) + ")");
+  }
+  opt.base = load_model(opt.base_file);
+  const json& cands = j.at("candidates");
+  for (size_t i = 0; i < cands.size(); ++i) {
+    const json& cj = cands[i];
+    Candidate c;
+    std::string file;
+    try {
+      LayerElimination& e = c.elimination;
+      e.layer = cj.at("layer").get<std::string>();
+      e.correlation_threshold = cj.at("correlation_threshold").get<double>();
+      e.groups = cj.at("groups").get<int64_t>();
+      e.K = cj.at("K").get<int64_t>();
+      e.kept = cj.at("kept").get<int64_t>();
+      c.accuracy_searched = cj.at("accuracy_searched").get<double>();
+      c.accuracy = cj.at("accuracy").get<double>();
+      c.layer_ms = cj.at("layer_ms").get<double>();
+      c.dense_layer_ms = cj.at("dense_layer_ms").get<double>();
+      c.file = file = cj.at("file").get<std::string>();
+    } catch (const std::exception& e) {
+      throw Error("'" + path + "': candidate " + std::to_string(i) + ": missing or malformed field (" +
+                  e.what() + ")");
+    }
+    const std::string cpath = (fs::path(dir) / file).string();
+    Model cm = load_model(cpath);
+    try {
+      check(cm.nodes().size() == 1 && cm.nodes()[0].name == c.elimination.layer,
+            "expected one layer named '" + c.elimination.layer + "'");
+      const int idx = node_index(opt.base, c.elimination.layer);
+      const Shape in = node_input(opt.base, idx);
+      check(Shape(in.begin() + 1, in.end()) == cm.input_shape(),
+            "its input " + shape_str(cm.input_shape()) + " does not match the base model's " +
+                shape_str(Shape(in.begin() + 1, in.end())));
+      c.layer = std::move(cm.nodes()[0].layer);
+      check(c.layer->attrs().has("retained"), "the layer is not eliminated (no 'retained')");
+      c.elimination.retained = c.layer->attrs().get_ints("retained");
+    } catch (const Error& e) {
+      throw Error("'" + cpath + "': " + e.what());
+    }
+    opt.candidates.push_back(std::move(c));
+  }
+  try {
+    for (const json& pj : j.at("frontier")) {
+      FrontierPoint p;
+      for (const auto& [l, ci] : pj.at("choice").items()) {
+        const int v = ci.get<int>();
+        check(v >= -1 && v < static_cast<int>(opt.candidates.size()) &&
+                  (v < 0 || opt.candidates[v].elimination.layer == l),
+              "frontier point names candidate " + std::to_string(v) + " for layer '" + l + "'");
+        p.choice[l] = v;
+      }
+      p.accuracy = pj.at("accuracy").get<double>();
+      p.ms = pj.at("ms").get<double>();
+      p.speedup = pj.at("speedup").get<double>();
+      opt.frontier.push_back(std::move(p));
+    }
+  } catch (const Error& e) {
+    throw Error("'" + path + "': " + e.what());
+  } catch (const std::exception& e) {
+    throw Error("'" + path + "': malformed frontier (" + std::string(e.what()) + ")");
+  }
+  return opt;
+}
+
+}  // namespace deftnn
