@@ -1,0 +1,96 @@
+// deftnn: near-compute data fission GEMM (paper §4.2; issue 4). Layer weights A (M x K) are
+// packed ONCE into a reduced format (half, Deft-16, Deft-16Q, Deft-8 with N exponent bits, bf16,
+// or fp32 for reference); at run time the activations B (K x N) are packed per call and the
+// micro-kernel widens the reduced A values in registers right before the FMA, so the packed
+// panels in L1/L2 (and the weight stream from DRAM at batch 1) stay reduced.
+//
+// Tile orientation. The reduced operand is A, so the micro-tile is transposed with respect to the
+// fp32 kernels: it vectorises over M (a packed strip holds MR rows of A per k, contiguous) and
+// broadcasts B. Each A vector is loaded and widened ONCE per k and reused across all NR columns
+// of B in the tile (the FBGEMM rule "widen once, reuse across the tile", applied to A because A
+// is the reduced operand); B broadcasts are fp32 embedded-broadcast memory operands of the FMA.
+//   AVX-512: MR = 32 (two zmm per k), NR = 12  (24 accumulators).
+//   AVX2:    MR = 16 (two ymm per k), NR = 6   (12 accumulators).
+//   portable: MR = 8, NR = 4; no register fission: each strip is decoded into an fp32 buffer.
+// Widening per k (one strip column):
+//   half      vcvtph2ps (F16C).
+//   deft16    one load of MR codes; even rows = word << 16, odd rows = word & 0xFFFF0000.
+//   deft16q   the same words; odd rows = the word itself (the saved AND of Fig. 7e; the even
+//             row's bits spill into the odd row's low mantissa, see formats.h).
+//   deft8_eN  sign-extend bytes, shift left 16+N, AND (sign | exponent | mantissa), multiply by
+//             2^(127-bias): exactly decode() including zero and subnormals.
+//   bf16      on avx512_bf16: native vdpbf16ps, A packed in K pairs per row, B rounded to bf16
+//             (nearest even, DAZ: the instruction's semantics) and packed in K pairs per call.
+//             On ISAs without it: A widened by shift like deft16 and B rounded to bf16 too, so
+//             every path computes the same products (fp32 accumulation).
+// The strip layout for every format except native bf16 is element (i, k) at code [k * MR + i]
+// (so a Deft-16Q word pairs rows 2d and 2d+1 of the same k). Native bf16: (i, k) at
+// [((k / 2) * MR + i) * 2 + k % 2], an odd K padded with a zero column.
+//
+// Off-chip data packing baseline (§5.8, Fig. 18): the same compressed strips, but each strip is
+// widened to fp32 into a per-thread buffer before the fp32 micro-kernel runs over it: weights are
+// compressed in memory, panels are fp32. B stays fp32 in this mode (also for bf16).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "deftnn/formats.h"
+#include "deftnn/gemm.h"
+
+namespace deftnn {
+
+enum class FissionMode : uint8_t {
+  fission,   // widen in registers next to the FMA
+  offchip,   // widen each strip to fp32 when it is "packed", then the fp32 kernel
+};
+
+// Whether the fission GEMM supports a format: f32, half, deft16, deft16q, bf16, deft8_e1..e7.
+bool fission_supports(Format f);
+
+// op(A) (M x K) encoded once in `format` with `rounding`, in the strip layout of the ISA active at
+// construction (stochastic rounding draws stochastic_bits(seed, position in the packed array)).
+// Immutable; copies share storage.
+class FissionPackedA {
+ public:
+  FissionPackedA() = default;
+  FissionPackedA(Format format, Rounding rounding, bool trans_a, int64_t M, int64_t K,
+                 const float* A, int64_t lda, uint64_t seed = 0);
+  Format format() const { return format_; }
+  Rounding rounding() const { return rounding_; }
+  Isa isa() const { return isa_; }
+  int64_t rows() const { return m_; }
+  int64_t depth() const { return k_; }
+  bool empty() const { return data_ == nullptr; }
+  int mr() const { return mr_; }
+  bool native_bf16() const { return pairs_; }   // K-pair layout for vdpbf16ps
+  int64_t strips() const { return strips_; }
+  int64_t strip_bytes() const { return strip_bytes_; }   // 64-byte multiple
+  int64_t bytes() const { return strips_ * strip_bytes_; }   // storage of the packed weights
+  const uint8_t* strip(int64_t s) const { return data_.get() + s * strip_bytes_; }
+  // The M x K fp32 matrix the kernels multiply by (decoded, Deft-16Q spill included), row-major.
+  std::vector<float> widened() const;
+
+ private:
+  Format format_ = Format::f32;
+  Rounding rounding_ = Rounding::nearest_even;
+  Isa isa_ = Isa::portable;
+  int64_t m_ = 0, k_ = 0, strips_ = 0, strip_bytes_ = 0;
+  int mr_ = 8;
+  bool pairs_ = false;
+  std::shared_ptr<uint8_t> data_;
+};
+
+// C[M x N] = alpha * widen(A) * op(B) + beta * C, C row-major (ldc >= N); op(B) = B (K x N,
+// ldb >= N) or B^T (B stored N x K, ldb >= K). For fc, Y^T = W X^T is trans_b = true with B = X.
+// beta == 0: C is write-only. Runs a.isa()'s kernels; OpenMP over omp_get_max_threads().
+// N == 1 and small N are the GEMV path (same kernels, one narrow B panel, strips streamed by all
+// threads, dynamic schedule). Native bf16 rounds B to bf16 (nearest even) on every call.
+void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
+                  int64_t ldb, float beta, float* C, int64_t ldc,
+                  FissionMode mode = FissionMode::fission);
+
+// Name of the kernel family a packed A runs (for logs and benchmarks).
+const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode = FissionMode::fission);
+
+}  // namespace deftnn

@@ -1,0 +1,263 @@
+// deftnn fission GEMM driver: packs weights once into reduced-format strips (FissionPackedA),
+// packs activations per call into exact-width B panels, and runs the per-ISA tile kernels
+// (fission_kernels_<isa>.cpp) over (strip, panel) items with OpenMP. Layouts and the choice of
+// tile orientation: include/deftnn/fission.h; kernel contract: src/gemm/fission.h.
+#include "deftnn/fission.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "deftnn/error.h"
+#include "deftnn/tensor.h"
+#include "gemm/fission.h"
+#include "gemm/pack.h"
+
+namespace deftnn {
+namespace gemm {
+namespace {
+
+// The one place the fission kernels of each ISA are registered: strip height MR, panel width
+// NR, and the tile kernel.
+struct FissionConfig {
+  const char* name;
+  int mr, nr;
+  FissionTile tile;
+  bool widens;   // false: the kernel only reads fp32 strips (the driver decodes)
+};
+const FissionConfig& fission_config(Isa isa) {
+  static const FissionConfig kPortable{"fission_tile_8x4__portable", 8, 4,
+                                       fission_tile__portable, false};
+  static const FissionConfig kAvx2{"fission_tile_16x6__avx2", 16, 6, fission_tile__avx2, true};
+  static const FissionConfig kAvx512{"fission_tile_32x12__avx512", 32, 12, fission_tile__avx512,
+                                     true};
+  static const FissionConfig kAvx512Bf16{"fission_tile_32x12__avx512bf16", 32, 12,
+                                         fission_tile__avx512bf16, true};
+  switch (isa) {
+    case Isa::portable: return kPortable;
+    case Isa::avx2: return kAvx2;
+    case Isa::avx512: return kAvx512;
+    case Isa::avx512_bf16: return kAvx512Bf16;
+  }
+  return kPortable;
+}
+
+int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
+int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
+
+// Grow-only 64-byte aligned byte buffer, one per thread per use.
+struct ByteBuf {
+  float* p = nullptr;
+  int64_t cap = 0;   // floats
+  ~ByteBuf() { aligned_free(p); }
+  void* get(int64_t bytes) {
+    const int64_t n = (bytes + 3) / 4 + 16;
+    if (n > cap) {
+      aligned_free(p);
+      p = aligned_alloc_floats(n);
+      cap = n;
+    }
+    return p;
+  }
+};
+thread_local ByteBuf t_bpack;    // B panels (owned by the calling thread, shared by its team)
+thread_local ByteBuf t_strip;    // a thread's decoded fp32 strip (portable / off-chip)
+thread_local ByteBuf t_tmp;      // scratch (packing)
+
+int team_size(double flops) {
+  if (omp_in_parallel()) return 1;
+  if (flops < 2.0e5) return 1;
+  return std::max(1, omp_get_max_threads());
+}
+
+// Decodes strip s of a into fp32, element (i, k) at out[k * MR + i] (natural rows).
+void decode_strip(const FissionPackedA& a, int64_t s, float* out) {
+  const int MR = a.mr();
+  const int64_t K = a.depth();
+  const uint8_t* src = a.strip(s);
+  if (a.native_bf16()) {
+    const uint16_t* c = reinterpret_cast<const uint16_t*>(src);
+    for (int64_t k = 0; k < K; ++k) {
+      const uint16_t* ck = c + (k / 2) * MR * 2 + (k & 1);
+      float* o = out + k * MR;
+      for (int i = 0; i < MR; ++i) {
+        const uint32_t bits = static_cast<uint32_t>(ck[2 * i]) << 16;
+        std::memcpy(o + i, &bits, 4);
+      }
+    }
+    return;
+  }
+  // bf16 codes in the deft16 layout widen by shift, exactly as the kernels do.
+  const Format f = a.format() == Format::bf16 ? Format::deft16 : a.format();
+  decode(f, src, out, static_cast<int64_t>(MR) * K);
+}
+
+}  // namespace
+}  // namespace gemm
+
+bool fission_supports(Format f) {
+  switch (f) {
+    case Format::f32: case Format::half: case Format::deft16: case Format::deft16q:
+    case Format::bf16: return true;
+    default: return gemm::is_deft8(f);
+  }
+}
+
+FissionPackedA::FissionPackedA(Format format, Rounding rounding, bool trans_a, int64_t M,
+                               int64_t K, const float* A, int64_t lda, uint64_t seed) {
+  check(M > 0 && K > 0,
+        "FissionPackedA: empty matrix M=" + std::to_string(M) + " K=" + std::to_string(K));
+  check(lda >= (trans_a ? M : K), "FissionPackedA: lda=" + std::to_string(lda) + " too small");
+  check(fission_supports(format),
+        std::string("FissionPackedA: format ") + format_name(format) + " has no fission kernel");
+  format_ = format;
+  rounding_ = rounding;
+  isa_ = active_isa();
+  const gemm::FissionConfig& cfg = gemm::fission_config(isa_);
+  m_ = M;
+  k_ = K;
+  mr_ = cfg.mr;
+  pairs_ = format == Format::bf16 && isa_ == Isa::avx512_bf16;
+  strips_ = gemm::ceil_div(M, mr_);
+  const int64_t kslots = pairs_ ? gemm::round_up(K, 2) : K;
+  const int64_t elems = static_cast<int64_t>(mr_) * kslots;
+  strip_bytes_ = gemm::round_up(encoded_bytes(format, elems), 64);
+  const int64_t total = strips_ * strip_bytes_;
+  data_ = std::shared_ptr<uint8_t>(
+      reinterpret_cast<uint8_t*>(aligned_alloc_floats(total / 4)), aligned_free);
+  uint8_t* base = data_.get();
+  const int MR = mr_;
+  const bool pairs = pairs_;
+  const int nt = gemm::team_size(2.0 * M * K * 8);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    float* tmp = static_cast<float*>(gemm::t_tmp.get(elems * 4));
+#pragma omp for schedule(static)
+    for (int64_t s = 0; s < strips_; ++s) {
+      for (int64_t k = 0; k < kslots; ++k)
+        for (int i = 0; i < MR; ++i) {
+          const int64_t row = s * MR + i;
+          const float v = row < M && k < K ? (trans_a ? A[k * lda + row] : A[row * lda + k]) : 0.0f;
+          const int64_t pos = pairs ? ((k / 2) * MR + i) * 2 + (k & 1) : k * MR + i;
+          tmp[pos] = v;
+        }
+      // Stochastic draws indexed by the position in the whole packed array.
+      encode(format, rounding, tmp, base + s * strip_bytes_, elems,
+             seed + static_cast<uint64_t>(s * elems));
+      const int64_t used = encoded_bytes(format, elems);
+      std::memset(base + s * strip_bytes_ + used, 0, strip_bytes_ - used);
+    }
+  }
+}
+
+std::vector<float> FissionPackedA::widened() const {
+  check(!empty(), "FissionPackedA::widened: empty");
+  std::vector<float> out(m_ * k_);
+  std::vector<float> strip(static_cast<size_t>(mr_) * k_);
+  for (int64_t s = 0; s < strips_; ++s) {
+    gemm::decode_strip(*this, s, strip.data());
+    for (int i = 0; i < mr_ && s * mr_ + i < m_; ++i)
+      for (int64_t k = 0; k < k_; ++k) out[(s * mr_ + i) * k_ + k] = strip[k * mr_ + i];
+  }
+  return out;
+}
+
+const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode) {
+  const gemm::FissionConfig& cfg = gemm::fission_config(a.isa());
+  if (mode == FissionMode::offchip) return "offchip_decode+fission_tile_f32";
+  return cfg.name;
+}
+
+void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
+                  int64_t ldb, float beta, float* C, int64_t ldc, FissionMode mode) {
+  check(!a.empty(), "fission_gemm: empty FissionPackedA");
+  const int64_t M = a.rows(), K = a.depth();
+  check(N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N),
+        "fission_gemm: bad N/ldb/ldc (M=" + std::to_string(M) + " N=" + std::to_string(N) +
+            " K=" + std::to_string(K) + " ldb=" + std::to_string(ldb) + " ldc=" +
+            std::to_string(ldc) + ")");
+  if (N == 0) return;
+  if (alpha == 0.0f) {   // sgemm semantics: C = beta * C, A and B not read
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+    return;
+  }
+  const gemm::FissionConfig& cfg = gemm::fission_config(a.isa());
+  const int MR = cfg.mr, NR = cfg.nr;
+  // Strips decoded to fp32 before the kernel: the off-chip baseline, or a kernel that cannot widen.
+  const bool offchip = mode == FissionMode::offchip || !cfg.widens;
+  const bool native = a.native_bf16() && !offchip;
+  // The kernel sees: f32 strips when the driver decodes, else the packed format.
+  const Format kf = offchip ? Format::f32 : a.format();
+  // bf16 without the native instruction (and not off-chip): B is rounded to bf16 like vdpbf16ps.
+  // (On the portable path too: fission semantics do not depend on where the widening happens.)
+  const bool round_b = a.format() == Format::bf16 && !native && mode == FissionMode::fission;
+  const int64_t S = a.strips(), P = gemm::ceil_div(N, NR);
+  const int64_t KP = (K + 1) / 2;
+  // Panel q (width nq = min(NR, N - q * NR)) starts at q * NR * slot bytes.
+  const int64_t panel_stride = native ? NR * KP * 4 : NR * K * 4;
+  uint8_t* bpack = static_cast<uint8_t*>(gemm::t_bpack.get(P * panel_stride));
+  const int nt = gemm::team_size(2.0 * M * N * K);
+  // Items (strip, panel), strip-major; whole strips per item when there are plenty of strips.
+  const int64_t per_item = S >= 4 * nt ? P : 1;
+  const int64_t items = S * P / per_item;
+
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num(), team = omp_get_num_threads();
+    for (int64_t q = tid; q < P; q += team) {
+      const int64_t j0 = q * NR, nq = std::min<int64_t>(NR, N - j0);
+      const float* bsrc = trans_b ? B + j0 * ldb : B + j0;
+      uint8_t* dst = bpack + q * panel_stride;
+      if (native) {
+        uint16_t* d16 = reinterpret_cast<uint16_t*>(dst);
+        if (!trans_b) {
+          pack_bf16_pairs(bsrc, ldb, K, nq, d16);
+        } else {
+          float* tmp = static_cast<float*>(gemm::t_tmp.get(K * nq * 4));
+          gemm::pack_b(true, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, tmp);
+          pack_bf16_pairs(tmp, nq, K, nq, d16);
+        }
+      } else {
+        float* df = reinterpret_cast<float*>(dst);
+        gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, df);
+        if (round_b) {
+          uint16_t* tmp = static_cast<uint16_t*>(gemm::t_tmp.get(K * nq * 2));
+          encode(Format::bf16, Rounding::nearest_even, df, tmp, K * nq);
+          decode(Format::bf16, tmp, df, K * nq);
+        }
+      }
+    }
+    if (team > 1) {
+#pragma omp barrier
+    }
+    int64_t cached = -1;   // the strip this thread last decoded (off-chip / portable)
+    float* sbuf = offchip && a.format() != Format::f32
+                      ? static_cast<float*>(gemm::t_strip.get(int64_t{MR} * K * 4))
+                      : nullptr;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t first = it * per_item;
+      for (int64_t w = first; w < first + per_item; ++w) {
+        const int64_t s = w / P, q = w % P;
+        const void* astrip = a.strip(s);
+        if (sbuf) {
+          if (cached != s) {
+            gemm::decode_strip(a, s, sbuf);
+            cached = s;
+          }
+          astrip = sbuf;
+        }
+        const int64_t j0 = q * NR;
+        const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
+        const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
+        cfg.tile(kf, K, astrip, bpack + q * panel_stride, C + s * MR * ldc + j0, ldc, m, n, alpha,
+                 beta);
+      }
+    }
+  }
+}
+
+}  // namespace deftnn

@@ -1,0 +1,71 @@
+// deftnn fission GEMM internals: the tile-kernel contract shared by fission.cpp and the per-ISA
+// kernel files (fission_kernels_<isa>.cpp). See include/deftnn/fission.h for the layouts.
+//
+// TILE-KERNEL CONTRACT (FissionTile)
+//   void tile(Format f, int64_t K, const void* a, const void* b, float* c, int64_t ldc,
+//             int m, int n, float alpha, float beta);
+//   f : the strip's format (f32, half, deft16, deft16q, deft8_eN; bf16 only on avx512_bf16,
+//       meaning the K-pair layout and vdpbf16ps). A kernel never sees a format it lacks: the
+//       driver decodes such strips to f32 first (portable, off-chip mode).
+//   a : one packed strip of MR rows x K (layout in fission.h).
+//   b : one packed B panel of exactly n columns (no padding): fp32 (k, j) at [k * n + j], or for
+//       native bf16 the K-pair words (k/2, j) at [(k / 2) * n + j] (pack_bf16_pairs layout).
+//   c : top-left of the C tile, row-major; 1 <= m <= MR, 1 <= n <= NR.
+//   C[i][j] = alpha * sum_k widen(a)(i, k) * b(k, j) + beta * C[i][j]  (beta == 0: write-only).
+#pragma once
+#include <cstdint>
+
+#include "deftnn/formats.h"
+
+namespace deftnn::gemm {
+
+using FissionTile = void (*)(Format f, int64_t K, const void* a, const void* b, float* c,
+                             int64_t ldc, int m, int n, float alpha, float beta);
+
+void fission_tile__portable(Format, int64_t, const void*, const void*, float*, int64_t, int, int,
+                            float, float);
+void fission_tile__avx2(Format, int64_t, const void*, const void*, float*, int64_t, int, int,
+                        float, float);
+void fission_tile__avx512(Format, int64_t, const void*, const void*, float*, int64_t, int, int,
+                          float, float);
+void fission_tile__avx512bf16(Format, int64_t, const void*, const void*, float*, int64_t, int,
+                              int, float, float);
+
+// Deft-8 widening constants: bits = (sign-extended code << shift) & mask, value = bits * scale.
+struct Deft8Widen {
+  int shift;       // 16 + N
+  uint32_t mask;   // sign | the 7 code bits at their fp32 place
+  float scale;     // 2^(127 - bias)
+};
+inline Deft8Widen deft8_widen(Format f) {
+  const int n = static_cast<int>(f) - static_cast<int>(Format::deft8_e1) + 1;
+  const int bias = (1 << (n - 1)) - 1;
+  Deft8Widen w;
+  w.shift = 16 + n;
+  w.mask = 0x80000000u | (0x7Fu << w.shift);
+  // 2^(127 - bias) as bits: exponent field 254 - bias (bias <= 63, so always normal).
+  const uint32_t bits = static_cast<uint32_t>(254 - bias) << 23;
+  __builtin_memcpy(&w.scale, &bits, 4);
+  return w;
+}
+inline bool is_deft8(Format f) {
+  return static_cast<int>(f) >= static_cast<int>(Format::deft8_e1) &&
+         static_cast<int>(f) <= static_cast<int>(Format::deft8_e7);
+}
+
+// Writes an accumulated tile t (n columns of MR floats: t[j * mr + p]) to C. Row i of the tile
+// lives at p = i, or with even/odd vectors (eo: Deft-16 words split into even and odd rows) at
+// p = (i & 1) * (mr / 2) + (i >> 1).
+inline void fission_store(const float* t, int mr, bool eo, int m, int n, float alpha, float beta,
+                          float* c, int64_t ldc) {
+  for (int i = 0; i < m; ++i) {
+    const int p = eo ? (i & 1) * (mr / 2) + (i >> 1) : i;
+    float* cr = c + i * ldc;
+    if (beta == 0.0f)
+      for (int j = 0; j < n; ++j) cr[j] = alpha * t[j * mr + p];
+    else
+      for (int j = 0; j < n; ++j) cr[j] = alpha * t[j * mr + p] + beta * cr[j];
+  }
+}
+
+}  // namespace deftnn::gemm

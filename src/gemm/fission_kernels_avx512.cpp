@@ -1,0 +1,157 @@
+// Fission tile kernels, AVX-512F: MR = 32 rows of A (two zmm per k) x n <= 12 broadcast columns
+// of B. Each k: the strip column is loaded and widened once (the reduced format -> two fp32
+// vectors), then reused by the 2 x n FMAs of the tile. Contract: src/gemm/fission.h.
+// For n <= 2 (GEMV, fc at batch 1) the k loop is unrolled into independent accumulator sets so
+// the FMA latency does not bound the weight stream.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include "gemm/fission.h"
+
+namespace deftnn::gemm {
+namespace {
+
+constexpr int MR = 32;
+
+// Widening of one strip column k into h0, h1. kEo: h0 = even rows, h1 = odd rows; else
+// h0 = rows 0..15, h1 = rows 16..31.
+struct WF32 {
+  static constexpr bool kEo = false;
+  const float* a;
+  inline void load(int64_t k, __m512& h0, __m512& h1) const {
+    h0 = _mm512_loadu_ps(a + k * MR);
+    h1 = _mm512_loadu_ps(a + k * MR + 16);
+  }
+};
+struct WHalf {
+  static constexpr bool kEo = false;
+  const uint16_t* a;
+  inline void load(int64_t k, __m512& h0, __m512& h1) const {
+    h0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + k * MR)));
+    h1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + k * MR + 16)));
+  }
+};
+template <bool Quick>
+struct WDeft16 {
+  static constexpr bool kEo = true;
+  const uint16_t* a;
+  inline void load(int64_t k, __m512& h0, __m512& h1) const {
+    const __m512i v = _mm512_loadu_si512(a + k * MR);
+    h0 = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    if constexpr (Quick)
+      h1 = _mm512_castsi512_ps(v);   // Deft-16Q: no AND
+    else
+      h1 = _mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
+  }
+};
+struct WDeft8 {
+  static constexpr bool kEo = false;
+  const int8_t* a;
+  __m128i shift;
+  __m512i mask;
+  __m512 scale;
+  inline __m512 widen(__m128i bytes) const {
+    __m512i v = _mm512_cvtepi8_epi32(bytes);
+    v = _mm512_and_si512(_mm512_sll_epi32(v, shift), mask);
+    return _mm512_mul_ps(_mm512_castsi512_ps(v), scale);
+  }
+  inline void load(int64_t k, __m512& h0, __m512& h1) const {
+    h0 = widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k * MR)));
+    h1 = widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k * MR + 16)));
+  }
+};
+
+template <int NRT, class W>
+void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, float alpha,
+          float beta) {
+  constexpr int U = NRT == 1 ? 4 : NRT == 2 ? 2 : 1;
+  __m512 acc[U][NRT][2];
+#pragma GCC unroll 4
+  for (int u = 0; u < U; ++u)
+#pragma GCC unroll 12
+    for (int j = 0; j < NRT; ++j) acc[u][j][0] = acc[u][j][1] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + U <= K; k += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) {
+      __m512 h0, h1;
+      w.load(k + u, h0, h1);
+#pragma GCC unroll 12
+      for (int j = 0; j < NRT; ++j) {
+        const __m512 bj = _mm512_set1_ps(b[(k + u) * NRT + j]);
+        acc[u][j][0] = _mm512_fmadd_ps(h0, bj, acc[u][j][0]);
+        acc[u][j][1] = _mm512_fmadd_ps(h1, bj, acc[u][j][1]);
+      }
+    }
+  }
+  for (; k < K; ++k) {
+    __m512 h0, h1;
+    w.load(k, h0, h1);
+#pragma GCC unroll 12
+    for (int j = 0; j < NRT; ++j) {
+      const __m512 bj = _mm512_set1_ps(b[k * NRT + j]);
+      acc[0][j][0] = _mm512_fmadd_ps(h0, bj, acc[0][j][0]);
+      acc[0][j][1] = _mm512_fmadd_ps(h1, bj, acc[0][j][1]);
+    }
+  }
+  alignas(64) float t[NRT * MR];
+#pragma GCC unroll 12
+  for (int j = 0; j < NRT; ++j) {
+    __m512 s0 = acc[0][j][0], s1 = acc[0][j][1];
+#pragma GCC unroll 4
+    for (int u = 1; u < U; ++u) {
+      s0 = _mm512_add_ps(s0, acc[u][j][0]);
+      s1 = _mm512_add_ps(s1, acc[u][j][1]);
+    }
+    _mm512_store_ps(t + j * MR, s0);
+    _mm512_store_ps(t + j * MR + 16, s1);
+  }
+  fission_store(t, MR, W::kEo, m, NRT, alpha, beta, c, ldc);
+}
+
+template <class W>
+void dispatch_n(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, int n,
+                float alpha, float beta) {
+  switch (n) {
+#define DEFTNN_FIS_CASE(N) \
+  case N: tile<N>(w, K, b, c, ldc, m, alpha, beta); break;
+    DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
+    DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
+    DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
+#undef DEFTNN_FIS_CASE
+    default: break;
+  }
+}
+
+}  // namespace
+
+void fission_tile__avx512(Format f, int64_t K, const void* a, const void* b, float* c,
+                          int64_t ldc, int m, int n, float alpha, float beta) {
+  const float* bf = static_cast<const float*>(b);
+  switch (f) {
+    case Format::f32:
+      dispatch_n(WF32{static_cast<const float*>(a)}, K, bf, c, ldc, m, n, alpha, beta);
+      return;
+    case Format::half:
+      dispatch_n(WHalf{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha, beta);
+      return;
+    case Format::deft16:
+    case Format::bf16:   // not native here: bf16 codes widen by shift like deft16
+      dispatch_n(WDeft16<false>{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha,
+                 beta);
+      return;
+    case Format::deft16q:
+      dispatch_n(WDeft16<true>{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha,
+                 beta);
+      return;
+    default: {
+      const Deft8Widen d = deft8_widen(f);
+      const WDeft8 w{static_cast<const int8_t*>(a), _mm_cvtsi32_si128(d.shift),
+                     _mm512_set1_epi32(static_cast<int>(d.mask)), _mm512_set1_ps(d.scale)};
+      dispatch_n(w, K, bf, c, ldc, m, n, alpha, beta);
+      return;
+    }
+  }
+}
+
+}  // namespace deftnn::gemm

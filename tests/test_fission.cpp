@@ -1,0 +1,220 @@
+// Tests of the fission GEMM (include/deftnn/fission.h): every format, both modes (fission in
+// registers, off-chip widening), every ISA path this CPU has, 1 and 2 threads, odd sizes, both
+// B orientations, against a naive double-accumulating GEMM on the widened operands. The widened
+// operands are computed here independently with the scalar reference codecs of formats.h:
+//   A_eff = to_float(from_float(A, rounding)); Deft-16Q pairs rows 2d (lo) and 2d+1 (hi) of the
+//   same k and widens hi with the lo spill (deft16q_decode_pair); bf16 in fission mode also
+//   rounds B to nearest even with DAZ (bf16_from_float = vcvtne2ps2bf16, bf16_to_float = how
+//   vdpbf16ps reads it), on every ISA path.
+// Error metric (as tests/test_gemm.cpp): |C - C_ref| <= tol * (|alpha| sum_k |a_ik||b_kj| +
+// |beta C0_ij|) + 1e-30, tol = 4e-7 sqrt(K) + 2e-7: fp32 accumulation in kernel order against
+// a double reference (bf16 products are exact in fp32, so vdpbf16ps adds no error term beyond
+// its fp32 sums). A wrong index, a mis-widened lane or a missed edge is an O(1) relative error.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "deftnn/error.h"
+#include "deftnn/fission.h"
+#include "deftnn/formats.h"
+#include "deftnn/gemm.h"
+
+namespace deftnn {
+namespace {
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> v;
+  for (int i = 0; i <= static_cast<int>(detected_isa()); ++i) v.push_back(static_cast<Isa>(i));
+  return v;
+}
+
+class FissionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    isa_ = active_isa();
+    threads_ = omp_get_max_threads();
+  }
+  void TearDown() override {
+    set_active_isa(isa_);
+    omp_set_num_threads(threads_);
+  }
+  Isa isa_ = Isa::portable;
+  int threads_ = 1;
+};
+
+const std::vector<Format>& test_formats() {
+  static const std::vector<Format> f = {
+      Format::f32,      Format::half,     Format::deft16,   Format::deft16q,  Format::bf16,
+      Format::deft8_e1, Format::deft8_e2, Format::deft8_e3, Format::deft8_e4, Format::deft8_e5,
+      Format::deft8_e6, Format::deft8_e7};
+  return f;
+}
+
+float widen_one(Format f, Rounding r, float x) {
+  switch (f) {
+    case Format::f32: return x;
+    case Format::half: return half_to_float(half_from_float(x, r));
+    case Format::deft16: return deft16_to_float(deft16_from_float(x, r));
+    case Format::bf16: return bf16_to_float(bf16_from_float(x, r));
+    default: {
+      const int n = static_cast<int>(f) - static_cast<int>(Format::deft8_e1) + 1;
+      return deft8_to_float(n, deft8_from_float(n, x, r));
+    }
+  }
+}
+
+// A (M x K row-major) as the kernels must see it.
+std::vector<float> widen_a(Format f, Rounding r, const std::vector<float>& A, int64_t M,
+                           int64_t K) {
+  std::vector<float> w(A.size());
+  if (f == Format::deft16q) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t k = 0; k < K; ++k) {
+        if (i % 2 == 0) {
+          w[i * K + k] = deft16_to_float(deft16_from_float(A[i * K + k], r));
+        } else {
+          float lo, hi;
+          deft16q_decode_pair(deft16q_pack(deft16_from_float(A[(i - 1) * K + k], r),
+                                           deft16_from_float(A[i * K + k], r)),
+                              &lo, &hi);
+          w[i * K + k] = hi;
+        }
+      }
+    return w;
+  }
+  for (size_t i = 0; i < A.size(); ++i) w[i] = widen_one(f, r, A[i]);
+  return w;
+}
+
+struct Shape {
+  int64_t M, N, K;
+};
+
+void run_case(Format f, Rounding r, FissionMode mode, Isa isa, const Shape& sh, bool tb,
+              float alpha, float beta, uint32_t seed) {
+  const int64_t M = sh.M, N = sh.N, K = sh.K;
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> A(M * K), B(K * N), C0(M * (N + 3));
+  for (auto& v : A) v = dist(gen);
+  for (auto& v : B) v = dist(gen);
+  for (auto& v : C0) v = dist(gen);
+  const int64_t ldc = N + 3;
+  // op(B) K x N; stored N x K when transposed.
+  std::vector<float> Bst(B.size());
+  const int64_t ldb = tb ? K : N;
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t j = 0; j < N; ++j) (tb ? Bst[j * K + k] : Bst[k * N + j]) = B[k * N + j];
+
+  const FissionPackedA pa(f, r, false, M, K, A.data(), K);
+  const std::vector<float> Aw = widen_a(f, r, A, M, K);
+  const std::vector<float> got_w = pa.widened();
+  for (size_t i = 0; i < Aw.size(); ++i)
+    ASSERT_EQ(Aw[i], got_w[i]) << format_name(f) << " widened() element " << i;
+  std::vector<float> Bw = B;
+  if (f == Format::bf16 && mode == FissionMode::fission)
+    for (auto& v : Bw) v = bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
+
+  std::vector<float> C = C0;
+  fission_gemm(pa, tb, N, alpha, Bst.data(), ldb, beta, C.data(), ldc, mode);
+  const double tol = 4e-7 * std::sqrt(static_cast<double>(K)) + 2e-7;
+  for (int64_t i = 0; i < M; ++i) {
+    for (int64_t j = 0; j < N; ++j) {
+      double s = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = static_cast<double>(Aw[i * K + k]) * Bw[k * N + j];
+        s += p;
+        mag += std::fabs(p);
+      }
+      const double c0 = C0[i * ldc + j];
+      const double ref = alpha * s + (beta == 0.0f ? 0.0 : beta * c0);
+      const double bound = tol * (std::fabs(alpha) * mag + std::fabs(beta * c0)) + 1e-30;
+      ASSERT_LE(std::fabs(C[i * ldc + j] - ref), bound)
+          << format_name(f) << " " << rounding_name(r)
+          << (mode == FissionMode::offchip ? " offchip" : " fission") << " isa=" << isa_name(isa)
+          << " M=" << M << " N=" << N << " K=" << K << " tb=" << tb << " at (" << i << "," << j
+          << ") got " << C[i * ldc + j] << " want " << ref;
+    }
+    // Padding columns untouched.
+    for (int64_t j = N; j < ldc; ++j) ASSERT_EQ(C[i * ldc + j], C0[i * ldc + j]);
+  }
+}
+
+// Every one of 1, 7, 17, 63, 255 appears as M, as N and as K (odd K for the bf16 pairs).
+const std::vector<Shape> kShapes = {{1, 1, 1},    {7, 17, 63},  {17, 7, 255}, {63, 255, 7},
+                                    {255, 1, 17}, {255, 63, 1}, {1, 255, 255}, {63, 13, 64}};
+
+TEST_F(FissionTest, EqualsNaiveOnWidenedOperandsEveryIsaFormatMode) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (Format f : test_formats())
+      for (Rounding r : {Rounding::truncate, Rounding::nearest_even})
+        for (FissionMode mode : {FissionMode::fission, FissionMode::offchip}) {
+          uint32_t seed = 1;
+          for (const Shape& sh : kShapes) {
+            for (int threads : {1, 2}) {
+              omp_set_num_threads(threads);
+              const bool tb = (seed & 1) != 0;
+              const float beta = seed % 3 == 0 ? 0.0f : 0.5f;
+              run_case(f, r, mode, isa, sh, tb, 1.25f, beta, seed++);
+              if (HasFatalFailure()) return;
+            }
+          }
+        }
+  }
+}
+
+TEST_F(FissionTest, StochasticRoundingMatchesWidenedAndIsReproducible) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    const int64_t M = 37, K = 45, N = 9;
+    std::mt19937 gen(7);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    std::vector<float> A(M * K), B(K * N);
+    for (auto& v : A) v = dist(gen);
+    for (auto& v : B) v = dist(gen);
+    for (Format f : {Format::deft16, Format::deft8_e4, Format::half, Format::bf16}) {
+      const FissionPackedA p1(f, Rounding::stochastic, false, M, K, A.data(), K, 99);
+      const FissionPackedA p2(f, Rounding::stochastic, false, M, K, A.data(), K, 99);
+      const auto w1 = p1.widened(), w2 = p2.widened();
+      ASSERT_EQ(w1, w2);
+      std::vector<float> C(M * N);
+      fission_gemm(p1, false, N, 1.0f, B.data(), N, 0.0f, C.data(), N, FissionMode::offchip);
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double s = 0, mag = 0;
+          for (int64_t k = 0; k < K; ++k) {
+            s += static_cast<double>(w1[i * K + k]) * B[k * N + j];
+            mag += std::fabs(static_cast<double>(w1[i * K + k]) * B[k * N + j]);
+          }
+          ASSERT_NEAR(C[i * N + j], s, 4e-6 * mag + 1e-30) << format_name(f);
+        }
+    }
+  }
+}
+
+TEST_F(FissionTest, TransposedAAndAlphaZeroAndErrors) {
+  const int64_t M = 19, K = 23, N = 5;
+  std::vector<float> A(M * K), At(K * M), B(K * N, 1.0f);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) At[k * M + i] = A[i * K + k] = 0.25f * ((i * 7 + k) % 9 - 4);
+  const FissionPackedA p(Format::deft16, Rounding::truncate, false, M, K, A.data(), K);
+  const FissionPackedA pt(Format::deft16, Rounding::truncate, true, M, K, At.data(), M);
+  EXPECT_EQ(p.widened(), pt.widened());
+  std::vector<float> C(M * N, std::nanf(""));
+  fission_gemm(p, false, N, 0.0f, B.data(), N, 0.0f, C.data(), N);
+  for (float v : C) EXPECT_EQ(v, 0.0f);
+  EXPECT_THROW(FissionPackedA(Format::ocp_e4m3, Rounding::nearest_even, false, M, K, A.data(), K),
+               Error);
+  EXPECT_THROW(FissionPackedA(Format::half, Rounding::nearest_even, false, 0, K, A.data(), K),
+               Error);
+  EXPECT_THROW(fission_gemm(p, false, N, 1.0f, B.data(), N - 1, 0.0f, C.data(), N), Error);
+  EXPECT_EQ(p.bytes() % 64, 0);
+}
+
+}  // namespace
+}  // namespace deftnn
