@@ -77,6 +77,7 @@ def main():
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--json", default="onnx_models.json")
     a = ap.parse_args()
+    a.dir, a.deftnn = os.path.abspath(a.dir), os.path.abspath(a.deftnn)
     models = a.models.split(",")
     missing = [m for m in models if not os.path.exists(os.path.join(a.dir, m + ".output.npy"))]
     if missing:
