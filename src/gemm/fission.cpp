@@ -63,7 +63,8 @@ struct ByteBuf {
   }
 };
 thread_local ByteBuf t_bpack;    // B panels (owned by the calling thread, shared by its team)
-thread_local ByteBuf t_strip;    // a thread's decoded fp32 strip (portable / off-chip)
+thread_local ByteBuf t_strip;    // decoded fp32 strip(s) (portable / off-chip)
+thread_local ByteBuf t_bpriv;    // a thread's own B panel (panel-major order)
 thread_local ByteBuf t_tmp;      // scratch (packing)
 
 int team_size(double flops) {
@@ -198,45 +199,76 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
   const int64_t KP = (K + 1) / 2;
   // Panel q (width nq = min(NR, N - q * NR)) starts at q * NR * slot bytes.
   const int64_t panel_stride = native ? NR * KP * 4 : NR * K * 4;
-  uint8_t* bpack = static_cast<uint8_t*>(gemm::t_bpack.get(P * panel_stride));
   const int nt = gemm::team_size(2.0 * M * N * K);
+  auto pack_panel = [&](int64_t q, uint8_t* dst) {
+    const int64_t j0 = q * NR, nq = std::min<int64_t>(NR, N - j0);
+    const float* bsrc = trans_b ? B + j0 * ldb : B + j0;
+    if (native) {
+      uint16_t* d16 = reinterpret_cast<uint16_t*>(dst);
+      if (!trans_b) {
+        pack_bf16_pairs(bsrc, ldb, K, nq, d16);
+      } else {
+        float* tmp = static_cast<float*>(gemm::t_tmp.get(K * nq * 4));
+        gemm::pack_b(true, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, tmp);
+        pack_bf16_pairs(tmp, nq, K, nq, d16);
+      }
+    } else {
+      float* df = reinterpret_cast<float*>(dst);
+      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, df);
+      if (round_b) {
+        uint16_t* tmp = static_cast<uint16_t*>(gemm::t_tmp.get(K * nq * 2));
+        encode(Format::bf16, Rounding::nearest_even, df, tmp, K * nq);
+        decode(Format::bf16, tmp, df, K * nq);
+      }
+    }
+  };
+  auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel) {
+    const int64_t j0 = q * NR;
+    const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
+    const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
+    cfg.tile(kf, K, astrip, bpanel, C + s * MR * ldc + j0, ldc, m, n, alpha, beta);
+  };
+  const bool decode_a = offchip && a.format() != Format::f32;
+  const int64_t strip_floats = int64_t{MR} * K;
+
+  // Loop order. When all of A (as the kernel reads it) fits in L2 and there are enough B panels,
+  // go panel-major: each thread packs one B panel privately (L1-sized) and sweeps every strip
+  // of A over it, so B is packed and read once and A stays in L2 (the conv shapes with small M).
+  // Otherwise strip-major over (strip, panel) items with B packed once up front and shared.
+  const int64_t a_kernel_bytes = decode_a ? S * strip_floats * 4 : a.bytes();
+  if (a_kernel_bytes <= (int64_t{768} << 10) && P >= 2 * nt) {
+    // Off-chip: widen the whole (small) A to fp32 once per call, then the fp32 kernel.
+    float* adec = decode_a ? static_cast<float*>(gemm::t_strip.get(S * strip_floats * 4)) : nullptr;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      if (adec) {
+#pragma omp for schedule(static)
+        for (int64_t s = 0; s < S; ++s) gemm::decode_strip(a, s, adec + s * strip_floats);
+      }
+      uint8_t* bp = static_cast<uint8_t*>(gemm::t_bpriv.get(panel_stride));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t q = 0; q < P; ++q) {
+        pack_panel(q, bp);
+        for (int64_t s = 0; s < S; ++s)
+          run_tile(s, q, adec ? static_cast<const void*>(adec + s * strip_floats) : a.strip(s), bp);
+      }
+    }
+    return;
+  }
+
+  uint8_t* bpack = static_cast<uint8_t*>(gemm::t_bpack.get(P * panel_stride));
   // Items (strip, panel), strip-major; whole strips per item when there are plenty of strips.
   const int64_t per_item = S >= 4 * nt ? P : 1;
   const int64_t items = S * P / per_item;
-
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    for (int64_t q = tid; q < P; q += team) {
-      const int64_t j0 = q * NR, nq = std::min<int64_t>(NR, N - j0);
-      const float* bsrc = trans_b ? B + j0 * ldb : B + j0;
-      uint8_t* dst = bpack + q * panel_stride;
-      if (native) {
-        uint16_t* d16 = reinterpret_cast<uint16_t*>(dst);
-        if (!trans_b) {
-          pack_bf16_pairs(bsrc, ldb, K, nq, d16);
-        } else {
-          float* tmp = static_cast<float*>(gemm::t_tmp.get(K * nq * 4));
-          gemm::pack_b(true, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, tmp);
-          pack_bf16_pairs(tmp, nq, K, nq, d16);
-        }
-      } else {
-        float* df = reinterpret_cast<float*>(dst);
-        gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, df);
-        if (round_b) {
-          uint16_t* tmp = static_cast<uint16_t*>(gemm::t_tmp.get(K * nq * 2));
-          encode(Format::bf16, Rounding::nearest_even, df, tmp, K * nq);
-          decode(Format::bf16, tmp, df, K * nq);
-        }
-      }
-    }
+    for (int64_t q = tid; q < P; q += team) pack_panel(q, bpack + q * panel_stride);
     if (team > 1) {
 #pragma omp barrier
     }
     int64_t cached = -1;   // the strip this thread last decoded (off-chip / portable)
-    float* sbuf = offchip && a.format() != Format::f32
-                      ? static_cast<float*>(gemm::t_strip.get(int64_t{MR} * K * 4))
-                      : nullptr;
+    float* sbuf = decode_a ? static_cast<float*>(gemm::t_strip.get(strip_floats * 4)) : nullptr;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t first = it * per_item;
@@ -250,11 +282,7 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
           }
           astrip = sbuf;
         }
-        const int64_t j0 = q * NR;
-        const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
-        const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
-        cfg.tile(kf, K, astrip, bpack + q * panel_stride, C + s * MR * ldc + j0, ldc, m, n, alpha,
-                 beta);
+        run_tile(s, q, astrip, bpack + q * panel_stride);
       }
     }
   }
