@@ -10,7 +10,8 @@
 // of candidates for distinct layers composes by swapping those layers into the base model,
 // without retraining (the paper's "each <layer, threshold> pair is fine-tuned independently").
 //
-// Times are measured on this machine (profile_model medians), never FLOP counts: a candidate's
+// Times are measured on this machine, never FLOP counts: profile_model medians over iterations,
+// three rounds, the fastest round kept (a shared machine preempts whole rounds). A candidate's
 // saving is the measured time of its layer dense minus eliminated; a configuration's time is
 // estimated from those savings to rank combinations, and every configuration on the saved
 // frontier is then measured end to end and its accuracy evaluated on the validation set.
@@ -99,8 +100,8 @@ struct Candidate {
 struct FrontierPoint {
   std::map<std::string, int> choice;  // layer -> candidate index in Optimization::candidates
   double accuracy = 0;                // validation top-1 of the composed model
-  double ms = 0;                      // measured end-to-end median at time_batch
-  double speedup = 1;                 // base_ms / ms
+  double ms = 0;                      // measured end-to-end time at time_batch
+  double speedup = 1;                 // base time / ms, the base timed alternately in the same run
 };
 
 struct Optimization {
