@@ -8,7 +8,8 @@
 //  (c) --lenet MODEL: prune a trained LeNet (Fashion-MNIST) to 50/25/10/5%, retrain, report
 //      accuracy vs density and the pruned model's per-layer dense vs sparse GEMM time.
 //   bench_prune [--threads T] [--json PATH] [--quick] [--cputime] [--no-sweep] [--no-caffenet]
-//               [--lenet MODEL [--retrain-epochs E] [--lr LR] [--limit N] [--batch B]]
+//               [--lenet MODEL [--retrain-epochs E] [--lr LR] [--limit N] [--batch B]
+//                [--skip-first-conv] [--skip-last-fc]]
 #include <omp.h>
 
 #include <algorithm>
@@ -337,7 +338,8 @@ struct LenetRow {
 struct LenetResult { std::string model; double acc_dense; int epochs; double lr; int64_t batch;
                      std::vector<LenetRow> rows; };
 
-LenetResult run_lenet(const std::string& path, int epochs, double lr, int64_t limit, int64_t batch) {
+LenetResult run_lenet(const std::string& path, int epochs, double lr, int64_t limit, int64_t batch,
+                      const PruneOptions& popt) {
   LenetResult res{path, 0, epochs, lr, batch, {}};
   Model m0 = load_model(path);
   Dataset tr = load_fashion_mnist("", true, limit);
@@ -354,7 +356,7 @@ LenetResult run_lenet(const std::string& path, int epochs, double lr, int64_t li
   std::printf("%8s %8s %12s %12s %10s\n", "target", "kept", "pruned top1", "retrained", "loss pts");
   for (const double d : {0.5, 0.25, 0.10, 0.05}) {
     Model m = load_model(path);
-    const PruneResult pr = prune_by_magnitude(m, d);
+    const PruneResult pr = prune_by_magnitude(m, d, popt);
     LenetRow row{d, pr.density(), evaluate(m, te, 256, false).top1, 0, {}, {}};
     TrainConfig cfg;
     cfg.epochs = epochs;
@@ -388,6 +390,7 @@ int main(int argc, char** argv) {
   int epochs = 1;
   double lr = 0.001;
   int64_t limit = -1, batch = 64;
+  PruneOptions popt;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -401,6 +404,8 @@ int main(int argc, char** argv) {
     else if (a == "--json") json_path = next();
     else if (a == "--quick") g_quick = true;
     else if (a == "--cputime") g_cputime = true;
+    else if (a == "--skip-first-conv") popt.skip_first_conv = true;
+    else if (a == "--skip-last-fc") popt.skip_last_fc = true;
     else if (a == "--no-sweep") sweep = false;
     else if (a == "--no-caffenet") caffenet = false;
     else if (a == "--lenet") lenet = next();
@@ -412,7 +417,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr,
                    "usage: bench_prune [--threads T] [--json PATH] [--quick] [--cputime] [--no-sweep] "
                    "[--no-caffenet] [--lenet MODEL [--retrain-epochs E] [--lr LR] [--limit N] "
-                   "[--batch B]]\n");
+                   "[--batch B] [--skip-first-conv] [--skip-last-fc]]\n");
       return 2;
     }
   }
@@ -431,7 +436,7 @@ int main(int argc, char** argv) {
     LenetResult ln;
     if (sweep) sw = run_sweep(densities);
     if (caffenet) cn = run_caffenet();
-    if (!lenet.empty()) ln = run_lenet(lenet, epochs, lr, limit, batch);
+    if (!lenet.empty()) ln = run_lenet(lenet, epochs, lr, limit, batch, popt);
     if (!json_path.empty()) {
       FILE* f = std::fopen(json_path.c_str(), "w");
       if (!f) {
@@ -466,8 +471,9 @@ int main(int argc, char** argv) {
       std::fprintf(f, "]");
       if (!lenet.empty()) {
         std::fprintf(f, ",\n \"lenet\": {\"model\": \"%s\", \"dense_top1\": %.5f, \"retrain_epochs\": %d, "
-                        "\"lr\": %g, \"batch\": %lld, \"rows\": [",
-                     ln.model.c_str(), ln.acc_dense, ln.epochs, ln.lr, (long long)ln.batch);
+                        "\"lr\": %g, \"batch\": %lld, \"skip_first_conv\": %s, \"skip_last_fc\": %s, \"rows\": [",
+                     ln.model.c_str(), ln.acc_dense, ln.epochs, ln.lr, (long long)ln.batch,
+                     popt.skip_first_conv ? "true" : "false", popt.skip_last_fc ? "true" : "false");
         for (size_t i = 0; i < ln.rows.size(); ++i) {
           const auto& r = ln.rows[i];
           std::fprintf(f, "%s\n  {\"target_density\": %.3f, \"kept_density\": %.5f, "
