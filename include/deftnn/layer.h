@@ -26,6 +26,8 @@ class Attrs {
   Attrs& set(const std::string& key, std::vector<int64_t> v) { items_[key] = std::move(v); return *this; }
   Attrs& set(const std::string& key, std::string v) { items_[key] = std::move(v); return *this; }
   Attrs& set(const std::string& key, const char* v) { items_[key] = std::string(v); return *this; }
+  Attrs& set_value(const std::string& key, AttrValue v) { items_[key] = std::move(v); return *this; }
+  bool erase(const std::string& key) { return items_.erase(key) != 0; }
 
   bool has(const std::string& key) const { return items_.count(key) != 0; }
   // Getters throw Error naming the key when it is missing (no default) or of another type.
@@ -103,7 +105,22 @@ class Layer {
   const std::vector<Param>& params() const { return params_; }
   Param* param(const std::string& name);   // nullptr if absent
 
+  // Changes (or, erase_attr, removes) one attribute after construction. Only the attributes a
+  // layer can re-read are accepted (conv and fc: format, fission_mode, rounding); anything else,
+  // or a value the layer rejects, throws Error and leaves the attributes as they were.
+  void set_attr(const std::string& key, AttrValue value);
+  void erase_attr(const std::string& key);
+
+  // Drops whatever the layer derived from its parameter values (conv and fc: the weights packed
+  // in a reduced format on the first inference forward). Call it after changing weight values in
+  // place outside training.
+  virtual void invalidate() {}
+
  protected:
+  // Re-reads attrs_ after set_attr/erase_attr changed `key`; throws Error to refuse (default:
+  // every key is fixed at construction).
+  virtual void attrs_changed(const std::string& key);
+
   Attrs attrs_;
   std::vector<Param> params_;
 };

@@ -126,6 +126,33 @@ std::string Attrs::str() const {
   return s;
 }
 
+void Layer::attrs_changed(const std::string& key) {
+  throw Error(type() + ": attribute '" + key + "' cannot be changed after construction");
+}
+
+void Layer::set_attr(const std::string& key, AttrValue value) {
+  const Attrs old = attrs_;
+  attrs_.set_value(key, std::move(value));
+  try {
+    attrs_changed(key);
+  } catch (...) {
+    attrs_ = old;
+    throw;
+  }
+}
+
+void Layer::erase_attr(const std::string& key) {
+  if (!attrs_.has(key)) return;
+  const Attrs old = attrs_;
+  attrs_.erase(key);
+  try {
+    attrs_changed(key);
+  } catch (...) {
+    attrs_ = old;
+    throw;
+  }
+}
+
 Param* Layer::param(const std::string& name) {
   for (auto& p : params_)
     if (p.name == name) return &p;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "deftnn/fission.h"
 #include "deftnn/gemm.h"
 #include "ops/layers.h"
 
@@ -13,7 +14,9 @@ namespace deftnn::ops {
 Conv::Conv(const Attrs& a) : Layer(a) {
   const std::string t = "conv";
   a.check_keys(t, {"out_channels", "kernel", "stride", "pad", "pads", "dilation", "groups", "bias",
-                   "weight_filler", "weight_std", "bias_value", "retained"});
+                   "weight_filler", "weight_std", "bias_value", "retained", "format",
+                   "fission_mode", "rounding"});
+  fission_ = parse_fission_attrs(a, t);
   out_ = a.get_int("out_channels");
   kernel_ = get_hw(a, t, "kernel");
   stride_ = get_hw(a, t, "stride", {1, 1});
@@ -48,6 +51,12 @@ Conv::Conv(const Attrs& a) : Layer(a) {
                   std::to_string(groups_) + " group(s)");
     kept_ = n / groups_;
   }
+}
+
+void Conv::attrs_changed(const std::string& key) {
+  if (!is_fission_attr(key)) Layer::attrs_changed(key);
+  fission_ = parse_fission_attrs(attrs_, type());
+  packed_.invalidate();
 }
 
 ConvGeom Conv::geometry(const Shape& s) const {
@@ -114,6 +123,7 @@ Shape Conv::infer(const std::vector<Shape>& inputs) {
   }
   ensure_param(*this, "weight", weight_shape(g), true, 1.0f, 1.0f, why);
   if (bias_ || param("bias")) ensure_param(*this, "bias", {out_}, true, 2.0f, 0.0f, "");
+  packed_.invalidate();
   return {inputs[0][0], out_, g.OH, g.OW};
 }
 
@@ -183,10 +193,22 @@ void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float*
 }
 
 void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
-  (void)ctx;
   const Tensor& x = input(type(), in, 0);
   const ConvGeom g = geometry(x.shape());
   const float* w = weight_checked(g).data();
+  // Reduced-format weights at inference only; training drops them (the weights will change).
+  const bool fis = fission_.active() && !ctx.training;
+  if (ctx.training) packed_.invalidate();
+  const std::vector<FissionPackedA>* pa =
+      fis ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g)) : nullptr;
+  // Y_g[Og, L] = W_g * B[K, L] (+ beta * Y_g).
+  auto gemm = [&](int64_t gi, int64_t L, const float* wg, int64_t K, const float* B, float beta,
+                  float* C) {
+    if (pa)
+      fission_gemm((*pa)[gi], false, L, 1.0f, B, L, beta, C, L, fission_.mode);
+    else
+      sgemm(false, false, out_ / groups_, L, K, 1.0f, wg, K, B, L, beta, C, L);
+  };
   const Param* bp = param("bias");
   const float* b = bp ? bp->value.data() : nullptr;
   const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
@@ -222,7 +244,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
           for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * Og + o]);
           beta = 1.0f;
         }
-        sgemm(false, false, Og, P, K, 1.0f, wg, K, B, P, beta, yg, P);
+        gemm(gi, P, wg, K, B, beta, yg);
         continue;
       }
       // Several images side by side: Ybuf[Og, nb*P] = W_g * [col_0 | col_1 | ...].
@@ -230,7 +252,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
       float* yb = ybuf_[t].get(Og * P * chunk);
       for (int64_t i = 0; i < nb; ++i)
         build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
-      sgemm(false, false, Og, L, K, 1.0f, wg, K, col, L, 0.0f, yb, L);
+      gemm(gi, L, wg, K, col, 0.0f, yb);
       for (int64_t i = 0; i < nb; ++i)
         for (int64_t o = 0; o < Og; ++o) {
           const float* src = yb + o * L + i * P;

@@ -5,6 +5,7 @@
 
 #include "deftnn/layer.h"
 #include "ops/common.h"
+#include "ops/fission_weights.h"
 #include "ops/im2col.h"
 
 namespace deftnn::ops {
@@ -29,6 +30,8 @@ class Conv final : public Layer {
                 const std::vector<Tensor*>& din, const RunContext& ctx) override;
   void init_params(Rng& rng) override;
   int64_t flops(const std::vector<Shape>& inputs, const Shape& output) const override;
+  void invalidate() override { packed_.invalidate(); }
+  const FissionSetting& fission() const { return fission_; }
 
   // The per-group geometry for an input [N, C, H, W]; validates and throws naming the layer.
   ConvGeom geometry(const Shape& in) const;
@@ -63,6 +66,11 @@ class Conv final : public Layer {
   std::vector<int64_t> retained_;   // elimination: groups x K' original rows (empty: dense)
   int64_t kept_ = 0;                // K' per group
   std::vector<Scratch> col_, dcol_, dw_, ybuf_;   // per thread
+  FissionSetting fission_;          // inference weight format (f32: plain sgemm)
+  FissionWeightCache packed_;       // one FissionPackedA per group
+
+ protected:
+  void attrs_changed(const std::string& key) override;
 };
 
 }  // namespace deftnn::ops

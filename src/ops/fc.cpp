@@ -6,12 +6,19 @@
 // retained columns of X. X' is built by one read of those columns (N * K' floats, 1/O of the
 // weight traffic; the GEMM's own packing step lives in src/gemm and is not touched). Backward
 // uses the same index; discarded input features get a zero gradient.
+//
+// Near-compute data fission (issue 4): with the attribute `format` (see ops/fission_weights.h) an
+// inference forward packs the (possibly truncated) weight W [O, K] once in that format and
+// computes Y^T [O, N] = W X^T with fission_gemm (trans_b, B = X or X'), written straight into Y
+// at N == 1 and transposed from a scratch buffer otherwise.
 #include <omp.h>
 
 #include <algorithm>
 
+#include "deftnn/fission.h"
 #include "deftnn/gemm.h"
 #include "ops/common.h"
+#include "ops/fission_weights.h"
 #include "ops/layers.h"
 
 namespace deftnn::ops {
@@ -21,7 +28,9 @@ class FC final : public Layer {
  public:
   explicit FC(const Attrs& a) : Layer(a) {
     const std::string t = "fc";
-    a.check_keys(t, {"out_features", "bias", "weight_filler", "weight_std", "bias_value", "retained"});
+    a.check_keys(t, {"out_features", "bias", "weight_filler", "weight_std", "bias_value", "retained",
+                     "format", "fission_mode", "rounding"});
+    fission_ = parse_fission_attrs(a, t);
     out_ = a.get_int("out_features");
     const int64_t bias = a.get_int("bias", 1);
     filler_ = a.get_str("weight_filler", "xavier");
@@ -59,16 +68,24 @@ class FC final : public Layer {
     }
     ensure_param(*this, "weight", {out_, depth(I)}, true, 1.0f, 1.0f, why);
     if (bias_ || param("bias")) ensure_param(*this, "bias", {out_}, true, 2.0f, 0.0f, "");
+    packed_.invalidate();
     return {s[0], out_};
   }
 
-  void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext&) override {
+  void invalidate() override { packed_.invalidate(); }
+
+  void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) override {
     const Tensor& x = input(type(), in, 0);
     int64_t N, I;
     const float* w = weight(x, N, I);
     const Param* bp = param("bias");
     out.resize({N, out_});
     float* y = out.data();
+    if (ctx.training) packed_.invalidate();
+    if (fission_.active() && !ctx.training) {
+      forward_fission(x, N, I, w, bp ? bp->value.data() : nullptr, y);
+      return;
+    }
     float beta = 0.0f;
     if (bp) {
       const float* b = bp->value.data();
@@ -125,7 +142,40 @@ class FC final : public Layer {
     return 2 * output[0] * output[1] * depth(prod(inputs[0], 1, inputs[0].size()));
   }
 
+ protected:
+  void attrs_changed(const std::string& key) override {
+    if (!is_fission_attr(key)) Layer::attrs_changed(key);
+    fission_ = parse_fission_attrs(attrs_, type());
+    packed_.invalidate();
+  }
+
  private:
+  void forward_fission(const Tensor& x, int64_t N, int64_t I, const float* w, const float* b,
+                       float* y) {
+    const int64_t K = depth(I), O = out_;
+    const FissionPackedA& a = packed_.get(fission_, w, 1, O, K)[0];
+    const float* X = operand(x, N, I);
+    if (N == 1) {
+      // Y^T [O, 1] is Y [1, O].
+      float beta = 0.0f;
+      if (b) {
+        std::copy(b, b + O, y);
+        beta = 1.0f;
+      }
+      fission_gemm(a, true, 1, 1.0f, X, K, beta, y, 1, fission_.mode);
+      return;
+    }
+    float* yt = ytbuf_.get(O * N);
+    fission_gemm(a, true, N, 1.0f, X, K, 0.0f, yt, N, fission_.mode);
+    constexpr int64_t kB = 32;   // transpose in tiles
+#pragma omp parallel for schedule(static) if (N * O >= kParallelMin && !omp_in_parallel())
+    for (int64_t n0 = 0; n0 < N; n0 += kB)
+      for (int64_t o0 = 0; o0 < O; o0 += kB)
+        for (int64_t n = n0; n < std::min(N, n0 + kB); ++n)
+          for (int64_t o = o0; o < std::min(O, o0 + kB); ++o)
+            y[n * O + o] = yt[o * N + n] + (b ? b[o] : 0.0f);
+  }
+
   const float* weight(const Tensor& x, int64_t& N, int64_t& I) {
     const Shape& s = x.shape();
     if (s.size() < 2) fail(type(), "expects an input [N, ...] of rank >= 2, got " + shape_str(s));
@@ -164,7 +214,9 @@ class FC final : public Layer {
   std::string filler_;
   double weight_std_ = 0.01, bias_value_ = 0.0;
   std::vector<int64_t> retained_;   // elimination: K' input features (empty: dense)
-  Scratch xbuf_, dbuf_;
+  Scratch xbuf_, dbuf_, ytbuf_;
+  FissionSetting fission_;       // inference weight format (f32: plain sgemm)
+  FissionWeightCache packed_;
 };
 
 }  // namespace

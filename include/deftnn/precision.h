@@ -1,0 +1,35 @@
+// deftnn: choosing the number format a model's GEMM layers run in at inference (issue 4,
+// near-compute data fission). The format is a layer attribute (`format`, `fission_mode`,
+// `rounding` on conv and fc; see src/ops/fission_weights.h), so it is saved with the model and
+// only an inference forward uses it; training always runs fp32.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "deftnn/fission.h"
+#include "deftnn/formats.h"
+#include "deftnn/model.h"
+
+namespace deftnn {
+
+// Sets the weight format of the conv and fc layers of `model` selected by `layers`: an entry
+// matches a node name or a layer type ("conv", "fc"); empty selects every conv and fc layer.
+// Format::f32 removes the attributes (the plain fp32 layer). Throws Error when an entry matches
+// no conv/fc node or the format is not one fission_gemm supports. Returns the layers changed.
+int set_model_format(Model& model, Format format, FissionMode mode = FissionMode::fission,
+                     const std::vector<std::string>& layers = {},
+                     Rounding rounding = Rounding::nearest_even);
+
+// The format a layer's inference forward uses (Format::f32 for layers without fission).
+Format layer_format(const Layer& layer);
+
+// A comma-separated list of format names ("f32,half,deft16"); "all" is every format the layers
+// support, in the order f32, half, deft16, deft16q, bf16, deft8_e1 .. deft8_e7. Throws Error on
+// an unknown or unsupported name.
+std::vector<Format> parse_format_list(const std::string& list);
+
+// Parses "fission" / "offchip"; throws Error otherwise.
+FissionMode fission_mode_from_name(const std::string& name);
+const char* fission_mode_name(FissionMode m);
+
+}  // namespace deftnn

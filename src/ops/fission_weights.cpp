@@ -1,0 +1,62 @@
+// Inference-time fission weights of conv and fc (see fission_weights.h).
+#include "ops/fission_weights.h"
+
+#include "deftnn/error.h"
+#include "ops/common.h"
+
+namespace deftnn::ops {
+
+const std::vector<std::string>& fission_attr_keys() {
+  static const std::vector<std::string> k{"format", "fission_mode", "rounding"};
+  return k;
+}
+
+bool is_fission_attr(const std::string& key) {
+  for (const auto& k : fission_attr_keys())
+    if (k == key) return true;
+  return false;
+}
+
+FissionSetting parse_fission_attrs(const Attrs& a, const std::string& type) {
+  FissionSetting s;
+  const std::string f = a.get_str("format", "f32");
+  try {
+    s.format = format_from_name(f);
+  } catch (const Error& e) {
+    fail(type, std::string("attribute 'format': ") + e.what());
+  }
+  if (!fission_supports(s.format))
+    fail(type, "attribute 'format' is '" + f + "', which the fission GEMM does not support");
+  const std::string m = a.get_str("fission_mode", "fission");
+  if (m == "fission") s.mode = FissionMode::fission;
+  else if (m == "offchip") s.mode = FissionMode::offchip;
+  else fail(type, "attribute 'fission_mode' is '" + m + "', expected 'fission' or 'offchip'");
+  const std::string r = a.get_str("rounding", "nearest_even");
+  try {
+    s.rounding = rounding_from_name(r);
+  } catch (const Error& e) {
+    fail(type, std::string("attribute 'rounding': ") + e.what());
+  }
+  return s;
+}
+
+const std::vector<FissionPackedA>& FissionWeightCache::get(const FissionSetting& s, const float* w,
+                                                           int64_t groups, int64_t rows,
+                                                           int64_t K) {
+  const bool same = key_ == w && groups_ == groups && rows_ == rows && k_ == K &&
+                    setting_.format == s.format && setting_.rounding == s.rounding &&
+                    static_cast<int64_t>(packed_.size()) == groups;
+  if (same) return packed_;
+  packed_.clear();
+  packed_.reserve(static_cast<size_t>(groups));
+  for (int64_t g = 0; g < groups; ++g)
+    packed_.emplace_back(s.format, s.rounding, false, rows, K, w + g * rows * K, K);
+  key_ = w;
+  groups_ = groups;
+  rows_ = rows;
+  k_ = K;
+  setting_ = s;
+  return packed_;
+}
+
+}  // namespace deftnn::ops

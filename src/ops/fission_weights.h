@@ -1,0 +1,56 @@
+// Inference-time near-compute data fission for the GEMM layers (conv, fc; issue 4).
+//
+// Attributes (all optional, read by conv and fc):
+//   format        a formats.h name: "f32" (default: the fp32 sgemm, bit for bit the layer without
+//                 the attribute), "half", "deft16", "deft16q", "bf16", "deft8_e1".."deft8_e7",
+//                 ... (any format fission_supports()).
+//   fission_mode  "fission" (default: widened in registers next to the FMA) or "offchip" (the
+//                 §5.8 baseline: compressed in memory, widened to fp32 panels when packed).
+//   rounding      how the weights are encoded: "nearest_even" (default), "truncate" (the paper's
+//                 Deft-16), "stochastic" (seed 0, reproducible).
+// Only an inference forward (ctx.training == false) uses the format; training forward and
+// backward always run the fp32 weights. The weights are packed on the first inference forward
+// and cached. The cache is dropped by a training forward, by infer(), by a change of these
+// attributes (Layer::set_attr) and by Layer::invalidate(); a change of the weight tensor's data
+// pointer or shape is also detected. Changing weight VALUES in place outside training after an
+// inference forward needs Layer::invalidate() (checking the values would read the fp32 weights
+// on every call, which is what the reduced format is there to avoid).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "deftnn/fission.h"
+#include "deftnn/formats.h"
+#include "deftnn/layer.h"
+
+namespace deftnn::ops {
+
+struct FissionSetting {
+  Format format = Format::f32;
+  FissionMode mode = FissionMode::fission;
+  Rounding rounding = Rounding::nearest_even;
+  bool active() const { return format != Format::f32; }
+};
+
+// The attribute keys above (for check_keys) and their parsing; throws "type: ..." on a bad value.
+const std::vector<std::string>& fission_attr_keys();
+bool is_fission_attr(const std::string& key);
+FissionSetting parse_fission_attrs(const Attrs& a, const std::string& type);
+
+// The packed weights of one layer: `groups` blocks of `rows` rows of a row-major [groups * rows,
+// K] weight, each packed into its own FissionPackedA.
+class FissionWeightCache {
+ public:
+  const std::vector<FissionPackedA>& get(const FissionSetting& s, const float* w, int64_t groups,
+                                         int64_t rows, int64_t K);
+  void invalidate() { packed_.clear(); key_ = nullptr; }
+
+ private:
+  std::vector<FissionPackedA> packed_;
+  const float* key_ = nullptr;
+  int64_t groups_ = 0, rows_ = 0, k_ = 0;
+  FissionSetting setting_;
+};
+
+}  // namespace deftnn::ops

@@ -1,0 +1,354 @@
+// Near-compute data fission in the layers (src/ops/conv.cpp, src/ops/fc.cpp with the `format`
+// attribute; src/graph/precision.cpp): each format against the fp32 layer run on weights
+// round-tripped through the scalar encoder/decoder (an independent path: no FissionPackedA),
+// native bf16 against a reference that rounds the activations to bf16 too, f32 identical to no
+// attribute, training ignoring the format, the packed-weight cache, and set_model_format.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "deftnn/error.h"
+#include "deftnn/formats.h"
+#include "deftnn/gemm.h"
+#include "deftnn/io.h"
+#include "deftnn/layer.h"
+#include "deftnn/model.h"
+#include "deftnn/precision.h"
+#include "deftnn/rng.h"
+#include "deftnn/tensor.h"
+
+using namespace deftnn;
+
+namespace {
+
+Tensor rand_tensor(const Shape& s, Rng& rng, float lo = -1.0f, float hi = 1.0f) {
+  Tensor t(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = rng.uniform(lo, hi);
+  return t;
+}
+
+// Forward without infer() (infer drops the packed weights, as Model::add does).
+Tensor fwd(Layer& l, const Tensor& x, bool training = false) {
+  Tensor out;
+  l.forward({&x}, out, RunContext{training, nullptr});
+  return out;
+}
+
+Tensor run(Layer& l, const Tensor& x, bool training = false) {
+  l.infer({x.shape()});
+  Tensor out;
+  l.forward({&x}, out, RunContext{training, nullptr});
+  return out;
+}
+
+std::vector<Isa> isas() {
+  std::vector<Isa> v;
+  for (int i = 0; i <= static_cast<int>(detected_isa()); ++i) v.push_back(static_cast<Isa>(i));
+  return v;
+}
+
+// The weight [groups * rows, K] as the kernels see it, computed with the scalar reference codecs
+// only. Deft-16Q pairs rows 2d and 2d+1 of a group (same k) in one word: the odd row widens with
+// the even row's code in its low mantissa (formats.h); an odd last row pairs with nothing.
+std::vector<float> round_trip(Format f, Rounding r, const float* w, int64_t groups, int64_t rows,
+                              int64_t K) {
+  const FormatInfo& fi = format_info(f);
+  std::vector<float> out(static_cast<size_t>(groups * rows * K));
+  for (int64_t g = 0; g < groups; ++g)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t k = 0; k < K; ++k) {
+        const int64_t at = (g * rows + i) * K + k;
+        if (f == Format::deft16q) {
+          if (i % 2 == 0) {
+            out[at] = deft16_to_float(deft16_from_float(w[at], r));
+          } else {
+            const uint16_t lo = deft16_from_float(w[at - K], r), hi = deft16_from_float(w[at], r);
+            float l, h;
+            deft16q_decode_pair(deft16q_pack(lo, hi), &l, &h);
+            out[at] = h;
+          }
+        } else {
+          out[at] = fi.to_float(fi.from_float(w[at], r, 0));
+        }
+      }
+  return out;
+}
+
+void expect_close(const Tensor& got, const Tensor& want, double rtol, double atol,
+                  const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  int bad = 0;
+  for (int64_t i = 0; i < got.numel() && bad < 5; ++i) {
+    const double d = std::fabs(static_cast<double>(got[i]) - want[i]);
+    if (!(d <= atol + rtol * std::fabs(static_cast<double>(want[i])))) {
+      ADD_FAILURE() << what << ": element " << i << " is " << got[i] << ", want " << want[i];
+      ++bad;
+    }
+  }
+}
+
+void expect_identical(const Tensor& a, const Tensor& b, const std::string& what) {
+  ASSERT_EQ(a.shape(), b.shape()) << what;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    ASSERT_EQ(a[i], b[i]) << what << " element " << i;
+}
+
+struct Case {
+  std::string type;
+  Attrs attrs;
+  Shape input;
+  int64_t groups;   // weight row blocks (conv groups; 1 for fc)
+};
+
+// conv: odd Og (3) with 2 groups, padding, stride; batch 1 (GEMM into the output) and 3 (images
+// side by side); fc: odd O at batch 1 (Y^T == Y) and 5 (transposed), with and without elimination.
+std::vector<Case> cases() {
+  std::vector<Case> c;
+  Attrs conv;
+  conv.set("out_channels", 6).set("kernel", std::vector<int64_t>{3, 3}).set("pad", 1)
+      .set("stride", 1).set("groups", 2);
+  c.push_back({"conv", conv, {1, 4, 7, 6}, 2});
+  c.push_back({"conv", conv, {3, 4, 5, 5}, 2});
+  Attrs conv2;
+  conv2.set("out_channels", 37).set("kernel", std::vector<int64_t>{5, 5}).set("stride", 2);
+  c.push_back({"conv", conv2, {2, 3, 11, 11}, 1});
+  Attrs sve = conv2;
+  std::vector<int64_t> kept;
+  for (int64_t k = 74; k >= 0; k -= 2) kept.push_back(k);   // 38 of 75, scrambled order
+  sve.set("retained", kept);
+  c.push_back({"conv", sve, {2, 3, 11, 11}, 1});
+  Attrs fc;
+  fc.set("out_features", 37);
+  c.push_back({"fc", fc, {1, 3, 4, 5}, 1});
+  c.push_back({"fc", fc, {5, 60}, 1});
+  Attrs fcs = fc;
+  fcs.set("retained", std::vector<int64_t>{59, 0, 7, 33, 12, 41, 2, 50, 18, 25, 3});
+  c.push_back({"fc", fcs, {1, 60}, 1});
+  c.push_back({"fc", fcs, {4, 60}, 1});
+  return c;
+}
+
+std::string label(const Case& c, Format f, FissionMode m, Isa isa) {
+  return c.type + " " + c.attrs.str() + " input " + shape_str(c.input) + " format " +
+         format_name(f) + " mode " + fission_mode_name(m) + " isa " + isa_name(isa);
+}
+
+class FissionLayer : public ::testing::Test {
+ protected:
+  void SetUp() override { isa_ = active_isa(); }
+  void TearDown() override { set_active_isa(isa_); }
+  Isa isa_ = Isa::portable;
+};
+
+// Builds the layer with `fmt` attrs and its fp32 twin, same random parameters.
+struct Pair {
+  std::unique_ptr<Layer> fis, ref;
+};
+Pair make_pair(const Case& c, Attrs fmt_attrs, uint64_t seed) {
+  Pair p;
+  Attrs a = c.attrs;
+  for (const auto& [k, v] : fmt_attrs.items()) a.set_value(k, v);
+  p.fis = make_layer(c.type, a);
+  p.ref = make_layer(c.type, c.attrs);
+  p.fis->infer({c.input});
+  p.ref->infer({c.input});
+  Rng rng(seed);
+  for (size_t i = 0; i < p.fis->params().size(); ++i) {
+    Tensor& t = p.fis->params()[i].value;
+    for (int64_t j = 0; j < t.numel(); ++j) t[j] = rng.uniform(-0.5f, 0.5f);
+    p.ref->params()[i].value = t.clone();   // Tensor copies share storage
+  }
+  return p;
+}
+
+void round_trip_weight(Layer& ref, const Case& c, Format f, Rounding r) {
+  Tensor& w = ref.param("weight")->value;
+  const int64_t rows = w.dim(0) / c.groups, K = w.numel() / w.dim(0);
+  const std::vector<float> q = round_trip(f, r, w.data(), c.groups, rows, K);
+  for (int64_t i = 0; i < w.numel(); ++i) w[i] = q[static_cast<size_t>(i)];
+}
+
+}  // namespace
+
+TEST_F(FissionLayer, EachFormatEqualsFp32OnRoundTrippedWeights) {
+  const std::vector<Format> formats = {Format::half,     Format::deft16,   Format::deft16q,
+                                       Format::deft8_e1, Format::deft8_e2, Format::deft8_e3,
+                                       Format::deft8_e4, Format::deft8_e5, Format::deft8_e6,
+                                       Format::deft8_e7};
+  uint64_t seed = 1;
+  for (const Isa isa : isas()) {
+    set_active_isa(isa);
+    for (const Case& c : cases()) {
+      Rng rx(seed * 7);
+      const Tensor x = rand_tensor(c.input, rx);
+      for (const Format f : formats)
+        for (const FissionMode m : {FissionMode::fission, FissionMode::offchip}) {
+          for (const Rounding r : {Rounding::nearest_even, Rounding::truncate}) {
+            if (r == Rounding::truncate && f != Format::deft16 && f != Format::deft8_e4) continue;
+            Attrs fa;
+            fa.set("format", format_name(f)).set("fission_mode", fission_mode_name(m))
+                .set("rounding", rounding_name(r));
+            Pair p = make_pair(c, fa, ++seed);
+            round_trip_weight(*p.ref, c, f, r);
+            // Summation order differs from sgemm: fp32 reassociation only.
+            expect_close(run(*p.fis, x), run(*p.ref, x), 1e-5, 2e-5,
+                         label(c, f, m, isa) + " rounding " + rounding_name(r));
+          }
+        }
+    }
+  }
+}
+
+// bf16 rounds the activations too (the B operand, to nearest even with denormals flushed:
+// vdpbf16ps on avx512_bf16, the same rounding in software elsewhere). Reference: the fp32 layer
+// on bf16 weights and bf16 inputs. Products of two bf16 values are exact in fp32, so only the
+// summation order differs: tolerance 1e-5 relative + 2e-5 absolute, as for the other formats.
+TEST_F(FissionLayer, Bf16EqualsFp32OnBf16WeightsAndActivations) {
+  uint64_t seed = 100;
+  for (const Isa isa : isas()) {
+    set_active_isa(isa);
+    for (const Case& c : cases()) {
+      Rng rx(seed);
+      Tensor x = rand_tensor(c.input, rx);
+      x[0] = 1e-40f;   // an fp32 subnormal activation: flushed to zero
+      Tensor xq = x.clone();
+      for (int64_t i = 0; i < xq.numel(); ++i) xq[i] = bf16_to_float(bf16_from_float(x[i]));
+      for (const FissionMode m : {FissionMode::fission, FissionMode::offchip}) {
+        Attrs fa;
+        fa.set("format", "bf16").set("fission_mode", fission_mode_name(m));
+        Pair p = make_pair(c, fa, ++seed);
+        round_trip_weight(*p.ref, c, Format::bf16, Rounding::nearest_even);
+        // Off-chip packing widens the weights only: B stays fp32 (fission.h).
+        const Tensor& xr = m == FissionMode::fission ? xq : x;
+        expect_close(run(*p.fis, x), run(*p.ref, xr), 1e-5, 2e-5,
+                     label(c, Format::bf16, m, isa));
+      }
+    }
+  }
+}
+
+TEST_F(FissionLayer, F32IsIdenticalToNoAttribute) {
+  uint64_t seed = 200;
+  for (const Case& c : cases()) {
+    Rng rx(seed);
+    const Tensor x = rand_tensor(c.input, rx);
+    Attrs fa;
+    fa.set("format", "f32").set("fission_mode", "offchip");
+    Pair p = make_pair(c, fa, ++seed);
+    expect_identical(run(*p.fis, x), run(*p.ref, x), label(c, Format::f32, FissionMode::offchip,
+                                                             active_isa()));
+  }
+}
+
+// Training forward and backward run the fp32 weights whatever the format.
+TEST_F(FissionLayer, TrainingIgnoresTheFormat) {
+  uint64_t seed = 300;
+  for (const Case& c : cases()) {
+    Rng rx(seed);
+    const Tensor x = rand_tensor(c.input, rx);
+    Attrs fa;
+    fa.set("format", "deft8_e3");
+    Pair p = make_pair(c, fa, ++seed);
+    const Tensor yf = run(*p.fis, x, true), yr = run(*p.ref, x, true);
+    expect_identical(yf, yr, "training forward, " + c.type);
+    Tensor dxf, dxr;
+    std::vector<Tensor*> df{&dxf}, dr{&dxr};
+    p.fis->backward({&x}, yf, yf, df, RunContext{true, nullptr});
+    p.ref->backward({&x}, yr, yr, dr, RunContext{true, nullptr});
+    expect_identical(dxf, dxr, "backward dx, " + c.type);
+    expect_identical(p.fis->param("weight")->grad, p.ref->param("weight")->grad,
+                     "backward dW, " + c.type);
+  }
+}
+
+// The packed weights are cached; a training forward, invalidate() and set_attr drop them.
+TEST_F(FissionLayer, PackedWeightCache) {
+  const Case c = cases()[0];
+  Rng rx(400);
+  const Tensor x = rand_tensor(c.input, rx);
+  Attrs fa;
+  fa.set("format", "deft16");
+  Pair p = make_pair(c, fa, 401);
+  p.fis->infer({x.shape()});
+  const Tensor y0 = fwd(*p.fis, x);
+  Tensor& w = p.fis->param("weight")->value;
+  for (int64_t i = 0; i < w.numel(); ++i) w[i] *= 2.0f;   // exact in every format
+  expect_identical(fwd(*p.fis, x), y0, "cached: in-place change not seen before invalidate()");
+  p.fis->invalidate();
+  const Tensor y1 = fwd(*p.fis, x);
+  bool changed = false;
+  for (int64_t i = 0; i < y0.numel(); ++i) changed = changed || y0[i] != y1[i];
+  EXPECT_TRUE(changed) << "invalidate() repacks";
+  // A training forward drops the cache: the next inference sees the values of that moment.
+  for (int64_t i = 0; i < w.numel(); ++i) w[i] *= 0.5f;
+  fwd(*p.fis, x, true);
+  expect_identical(fwd(*p.fis, x), y0, "after a training forward");
+  // set_attr repacks in the new format; f32 is the plain layer again.
+  p.fis->set_attr("format", std::string("f32"));
+  expect_identical(fwd(*p.fis, x), run(*p.ref, x), "set_attr format f32");
+  // infer() (Model::add, a new input shape) drops the packed weights too.
+  p.fis->set_attr("format", std::string("deft16"));
+  const Tensor y2 = fwd(*p.fis, x);
+  for (int64_t i = 0; i < w.numel(); ++i) w[i] *= 2.0f;
+  p.fis->infer({x.shape()});
+  expect_identical(fwd(*p.fis, x), y1, "after infer()");
+  expect_identical(y2, y0, "deft16 again, same weights");
+}
+
+TEST_F(FissionLayer, BadAttributesAreRefused) {
+  Attrs fc;
+  fc.set("out_features", 4);
+  EXPECT_THROW(make_layer("fc", Attrs(fc).set("format", "deft9")), Error);
+  EXPECT_THROW(make_layer("fc", Attrs(fc).set("fission_mode", "dram")), Error);
+  EXPECT_THROW(make_layer("conv", Attrs().set("out_channels", 2).set("kernel", 3)
+                                       .set("rounding", "up")), Error);
+  auto l = make_layer("fc", fc);
+  EXPECT_THROW(l->set_attr("format", std::string("nope")), Error);
+  EXPECT_FALSE(l->attrs().has("format")) << "a refused value is rolled back";
+  EXPECT_THROW(l->set_attr("out_features", int64_t{8}), Error);
+  EXPECT_EQ(l->attrs().get_int("out_features"), 4);
+  auto relu = make_layer("relu", Attrs());
+  EXPECT_THROW(relu->set_attr("format", std::string("half")), Error);
+}
+
+TEST_F(FissionLayer, SetModelFormatSelectsLayersAndSurvivesSaveLoad) {
+  Model m({1, 8, 8});
+  m.add("conv1", "conv", Attrs().set("out_channels", 4).set("kernel", 3));
+  m.add("relu1", "relu", Attrs());
+  m.add("fc1", "fc", Attrs().set("out_features", 10));
+  m.add("fc2", "fc", Attrs().set("out_features", 3));
+  m.init_params(7);
+  Rng rx(8);
+  const Tensor x = rand_tensor({2, 1, 8, 8}, rx);
+  const Tensor y32 = m.forward(x);
+
+  EXPECT_EQ(set_model_format(m, Format::deft16q), 3);
+  for (const Node& n : m.nodes())
+    EXPECT_EQ(layer_format(*n.layer), n.name == "relu1" ? Format::f32 : Format::deft16q);
+  EXPECT_EQ(set_model_format(m, Format::bf16, FissionMode::fission, {"conv"}), 1);
+  EXPECT_EQ(set_model_format(m, Format::deft8_e4, FissionMode::offchip, {"fc2"}), 1);
+  EXPECT_EQ(layer_format(*m.nodes()[0].layer), Format::bf16);
+  EXPECT_EQ(layer_format(*m.nodes()[2].layer), Format::deft16q);
+  EXPECT_EQ(layer_format(*m.nodes()[3].layer), Format::deft8_e4);
+  EXPECT_EQ(m.nodes()[3].layer->attrs().get_str("fission_mode"), "offchip");
+  EXPECT_THROW(set_model_format(m, Format::half, FissionMode::fission, {"relu1"}), Error);
+  EXPECT_THROW(set_model_format(m, Format::half, FissionMode::fission, {"nope"}), Error);
+  const Tensor ymix = m.forward(x);
+
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("deftnn_fission_layers_" + std::to_string(getpid()) + ".deft"))
+                               .string();
+  save_model(m, path);
+  Model back = load_model(path);
+  std::filesystem::remove(path);
+  expect_identical(back.forward(x), ymix, "reloaded model keeps the formats");
+
+  EXPECT_EQ(set_model_format(m, Format::f32), 3);
+  for (const Node& n : m.nodes()) EXPECT_FALSE(n.layer->attrs().has("format"));
+  expect_identical(m.forward(x), y32, "f32 again");
+}
