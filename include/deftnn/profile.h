@@ -28,6 +28,12 @@ struct ModelProfile {
 // and reports medians and minimums per layer and end to end.
 ModelProfile profile_model(Model& model, int64_t batch, int iterations = 20, int warmup = 3);
 
+// The same for several models with one input shape (e.g. one model under several weight
+// formats), measured side by side: each round runs every model once, the first one rotating,
+// so slow drifts of the machine hit them all alike. One profile per model, in order.
+std::vector<ModelProfile> profile_models(const std::vector<Model*>& models, int64_t batch,
+                                         int iterations = 20, int warmup = 3);
+
 double median(std::vector<double> v);
 
 // A fixed-width table of a profile (one row per layer, then the total).

@@ -19,47 +19,71 @@ double median(std::vector<double> v) {
 }
 
 ModelProfile profile_model(Model& model, int64_t batch, int iterations, int warmup) {
+  return profile_models({&model}, batch, iterations, warmup)[0];
+}
+
+std::vector<ModelProfile> profile_models(const std::vector<Model*>& models, int64_t batch,
+                                         int iterations, int warmup) {
   check(batch > 0, "bench: batch size must be positive");
   check(iterations > 0, "bench: iterations must be positive");
+  check(!models.empty(), "bench: no model to profile");
+  const size_t nm = models.size();
+  for (Model* m : models)
+    check(m->input_shape() == models[0]->input_shape(),
+          "bench: the models compared side by side need the same input shape");
   Shape s{batch};
-  s.insert(s.end(), model.input_shape().begin(), model.input_shape().end());
+  s.insert(s.end(), models[0]->input_shape().begin(), models[0]->input_shape().end());
   Tensor x(s);
   Rng rng(42);
   for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(0.0f, 1.0f);
-  model.set_timing(true);
-  std::vector<Shape> shapes = model.value_shapes(batch);
-  const auto& nodes = model.nodes();
-  std::vector<std::vector<double>> per(nodes.size());
-  std::vector<double> total;
-  for (int it = 0; it < warmup + iterations; ++it) {
-    auto t0 = std::chrono::steady_clock::now();
-    model.forward(x, false);
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (it < warmup) continue;
-    total.push_back(ms);
-    for (size_t i = 0; i < nodes.size(); ++i) per[i].push_back(model.timings()[i].forward_ms);
+  std::vector<std::vector<std::vector<double>>> per(nm);
+  std::vector<std::vector<double>> total(nm);
+  for (size_t m = 0; m < nm; ++m) {
+    models[m]->set_timing(true);
+    per[m].resize(models[m]->nodes().size());
   }
-  model.set_timing(false);
-  ModelProfile p;
-  p.batch = batch;
-  p.threads = omp_get_max_threads();
-  p.iterations = iterations;
-  for (size_t i = 0; i < nodes.size(); ++i) {
-    LayerTime lt;
-    lt.name = nodes[i].name;
-    lt.type = nodes[i].layer->type();
-    lt.output = shapes[i + 1];
-    std::vector<Shape> in;
-    for (int v : nodes[i].inputs) in.push_back(shapes[v]);
-    lt.flops = nodes[i].layer->flops(in, shapes[i + 1]);
-    lt.median_ms = median(per[i]);
-    lt.min_ms = *std::min_element(per[i].begin(), per[i].end());
-    p.flops += lt.flops;
-    p.layers.push_back(lt);
+  // Round by round; the model that goes first rotates, so none always follows the same one.
+  for (int it = 0; it < warmup + iterations; ++it)
+    for (size_t j = 0; j < nm; ++j) {
+      const size_t m = (j + static_cast<size_t>(it)) % nm;
+      Model& model = *models[m];
+      auto t0 = std::chrono::steady_clock::now();
+      model.forward(x, false);
+      double ms =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (it < warmup) continue;
+      total[m].push_back(ms);
+      for (size_t i = 0; i < model.nodes().size(); ++i)
+        per[m][i].push_back(model.timings()[i].forward_ms);
+    }
+  std::vector<ModelProfile> out;
+  for (size_t m = 0; m < nm; ++m) {
+    Model& model = *models[m];
+    model.set_timing(false);
+    std::vector<Shape> shapes = model.value_shapes(batch);
+    const auto& nodes = model.nodes();
+    ModelProfile p;
+    p.batch = batch;
+    p.threads = omp_get_max_threads();
+    p.iterations = iterations;
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      LayerTime lt;
+      lt.name = nodes[i].name;
+      lt.type = nodes[i].layer->type();
+      lt.output = shapes[i + 1];
+      std::vector<Shape> in;
+      for (int v : nodes[i].inputs) in.push_back(shapes[v]);
+      lt.flops = nodes[i].layer->flops(in, shapes[i + 1]);
+      lt.median_ms = median(per[m][i]);
+      lt.min_ms = *std::min_element(per[m][i].begin(), per[m][i].end());
+      p.flops += lt.flops;
+      p.layers.push_back(lt);
+    }
+    p.median_ms = median(total[m]);
+    p.min_ms = *std::min_element(total[m].begin(), total[m].end());
+    out.push_back(std::move(p));
   }
-  p.median_ms = median(total);
-  p.min_ms = *std::min_element(total.begin(), total.end());
-  return p;
+  return out;
 }
 
 std::string format_profile(const ModelProfile& p) {
