@@ -2,10 +2,15 @@
 // attribute; src/graph/precision.cpp): each format against the fp32 layer run on weights
 // round-tripped through the scalar encoder/decoder (an independent path: no FissionPackedA),
 // native bf16 against a reference that rounds the activations to bf16 too, f32 identical to no
-// attribute, training ignoring the format, the packed-weight cache, and set_model_format.
+// attribute, training ignoring the format, the packed-weight cache, set_model_format, and the
+// CLI's eval --format/--formats and bench --formats.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
 #include <cmath>
+#include <fstream>
+#include <sstream>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -21,6 +26,7 @@
 #include "deftnn/precision.h"
 #include "deftnn/rng.h"
 #include "deftnn/tensor.h"
+#include "deftnn/zoo.h"
 
 using namespace deftnn;
 
@@ -351,4 +357,62 @@ TEST_F(FissionLayer, SetModelFormatSelectsLayersAndSurvivesSaveLoad) {
   EXPECT_EQ(set_model_format(m, Format::f32), 3);
   for (const Node& n : m.nodes()) EXPECT_FALSE(n.layer->attrs().has("format"));
   expect_identical(m.forward(x), y32, "f32 again");
+}
+
+namespace {
+int run_cli(const std::string& args, std::string* output) {
+  const std::string cmd = std::string(DEFTNN_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  std::string out;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int rc = pclose(p);
+  *output = out;
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+}  // namespace
+
+TEST(CliFormats, BenchComparesFormatsSideBySide) {
+  std::string out;
+  const std::string json = testing::TempDir() + "/bench_formats.json";
+  ASSERT_EQ(run_cli("--threads 1 bench lenet --formats deft16q,bf16,deft8_e4 --batch 1 3 --iters 2 "
+                    "--warmup 0 --json " + json, &out), 0) << out;
+  for (const char* want : {"speedup", "f32", "deft16q", "bf16", "deft8_e4", "conv2", "ip1",
+                           "batch 3"})
+    EXPECT_NE(out.find(want), std::string::npos) << want << " in\n" << out;
+  const std::string j = slurp(json);
+  EXPECT_NE(j.find("\"format\""), std::string::npos) << j.substr(0, 400);
+  EXPECT_NE(j.find("\"speedup\""), std::string::npos);
+  EXPECT_NE(run_cli("bench lenet --formats deft9", &out), 0);
+  EXPECT_NE(out.find("deft9"), std::string::npos) << out;
+}
+
+TEST(CliFormats, EvalUnderAFormatAndSweep) {
+  const std::string model = testing::TempDir() + "/fmt_lenet.deft";
+  Model m = build_zoo("lenet", ZooOptions{{1, 28, 28}, 10});
+  m.init_params(3);
+  save_model(m, model);
+  std::string out;
+  const std::string json = testing::TempDir() + "/eval_formats.json";
+  const int rc = run_cli("eval " + model + " --format deft16q --limit 64", &out);
+  if (rc != 0 && out.find("dataset-fashion-mnist") != std::string::npos)
+    GTEST_SKIP() << "no Fashion-MNIST here: " << out;
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("format deft16q"), std::string::npos) << out;
+  ASSERT_EQ(run_cli("eval " + model + " --formats deft16,deft8_e3 --limit 64 --json " + json, &out),
+            0) << out;
+  for (const char* want : {"f32", "deft16", "deft8_e3", "d top-1"})
+    EXPECT_NE(out.find(want), std::string::npos) << want << " in\n" << out;
+  EXPECT_NE(slurp(json).find("\"delta_top1\""), std::string::npos);
+  EXPECT_NE(run_cli("eval " + model + " --format nope", &out), 0);
+  EXPECT_NE(out.find("nope"), std::string::npos) << out;
+  std::filesystem::remove(model);
 }
