@@ -51,6 +51,14 @@ Model lenet(const ZooOptions& o) {
 Model cifarnet(const ZooOptions& o) {
   Model m(o.input.empty() ? Shape{3, 32, 32} : o.input);
   int classes = o.num_classes ? o.num_classes : 10;
+  // Caffe's cifar10 data layer feeds raw 0..255 pixels minus the training-set mean, which is what
+  // conv1's tiny gaussian (std 1e-4) is scaled for. Our data sets hold [0, 1], so the network
+  // starts with that transform: x * 255 - mean, with the mean pixel of Fashion-MNIST padded to
+  // 32x32 (0.219 * 255); any constant near the data's mean does the same job.
+  m.add("data_scale", "eltwise_const", Attrs().set("op", "mul").set("value_shape", std::vector<int64_t>{1, 1, 1, 1}));
+  m.nodes().back().layer->param("value")->value[0] = 255.0f;
+  m.add("data_mean", "eltwise_const", Attrs().set("op", "add").set("value_shape", std::vector<int64_t>{1, 1, 1, 1}));
+  m.nodes().back().layer->param("value")->value[0] = -0.219f * 255.0f;
   m.add("conv1", "conv", conv(32, 5, 1, 2, 1, "gaussian", 0.0001));
   m.add("pool1", "maxpool", pool(3, 2));
   m.add("relu1", "relu", Attrs());
