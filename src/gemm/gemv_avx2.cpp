@@ -3,16 +3,13 @@
 #include <immintrin.h>
 
 #include "gemm/ukernel.h"
+#include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
 namespace {
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+using simd::hsum;
+
 
 template <int R>
 inline void rows(int64_t k, float alpha, const float* a, int64_t lda, const float* x, float beta,

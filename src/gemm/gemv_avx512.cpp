@@ -9,25 +9,15 @@
 #include <algorithm>
 
 #include "gemm/ukernel.h"
+#include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
 namespace {
 
-inline __mmask16 tail_mask(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF)
-         : left <= 0 ? static_cast<__mmask16>(0)
-                     : static_cast<__mmask16>((1u << left) - 1u);
-}
+using simd::hsum;
+using simd::tail_mask;
 
-// Horizontal sum without _mm512_reduce_add_ps (GCC 12 warns inside it under -Werror).
-inline float hsum(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
-  __m128 s = _mm512_castps512_ps128(v);
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+
 
 template <int R>
 inline void rows(int64_t k, float alpha, const float* a, int64_t lda, const float* x, float beta,

@@ -6,21 +6,18 @@
 #include <algorithm>
 
 #include "gemm/spmm.h"
+#include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
 namespace {
+
+using simd::hsum;
 
 inline __m256i tail_mask(int64_t left) {
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(std::min<int64_t>(left, 8))), lane);
 }
 
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 template <int V>
 inline void row_tile(const int32_t* col, const float* val, int64_t nnz, const float* B,

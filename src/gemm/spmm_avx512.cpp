@@ -9,24 +9,15 @@
 #include <algorithm>
 
 #include "gemm/spmm.h"
+#include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
 namespace {
 
-inline __mmask16 tail_mask(int64_t left) {
-  return left >= 16 ? static_cast<__mmask16>(0xFFFF)
-         : left <= 0 ? static_cast<__mmask16>(0)
-                     : static_cast<__mmask16>((1u << left) - 1u);
-}
+using simd::hsum;
+using simd::tail_mask;
 
-inline float hsum(__m512 v) {
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4E));
-  v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xB1));
-  __m128 s = _mm512_castps512_ps128(v);
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
+
 
 // One row, V vectors of 16 columns starting at B + n0 / C + n0; the last vector masked by m.
 template <int V>
