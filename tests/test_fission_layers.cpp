@@ -357,6 +357,26 @@ TEST_F(FissionLayer, SetModelFormatSelectsLayersAndSurvivesSaveLoad) {
   EXPECT_EQ(set_model_format(m, Format::f32), 3);
   for (const Node& n : m.nodes()) EXPECT_FALSE(n.layer->attrs().has("format"));
   expect_identical(m.forward(x), y32, "f32 again");
+
+  // Specs: per type and per name, later parts override; applying one resets the others.
+  const FormatSpec mix = parse_format_spec("conv:bf16+fc:deft8_e4+fc2:half");
+  ASSERT_EQ(mix.parts.size(), 3u);
+  EXPECT_FALSE(mix.single());
+  EXPECT_TRUE(parse_format_spec("deft16").single());
+  apply_format_spec(m, mix);
+  EXPECT_EQ(layer_format(*m.nodes()[0].layer), Format::bf16);
+  EXPECT_EQ(layer_format(*m.nodes()[2].layer), Format::deft8_e4);
+  EXPECT_EQ(layer_format(*m.nodes()[3].layer), Format::half);
+  apply_format_spec(m, parse_format_spec("fc1:deft16"));
+  EXPECT_EQ(layer_format(*m.nodes()[0].layer), Format::f32);
+  EXPECT_EQ(layer_format(*m.nodes()[2].layer), Format::deft16);
+  EXPECT_EQ(layer_format(*m.nodes()[3].layer), Format::f32);
+  EXPECT_EQ(parse_format_specs("all").size(), 12u);
+  EXPECT_EQ(parse_format_specs("f32,conv:bf16+fc:deft8_e4").size(), 2u);
+  EXPECT_THROW(parse_format_spec("conv:deft9"), Error);
+  EXPECT_THROW(parse_format_spec(":half"), Error);
+  EXPECT_THROW(parse_format_spec("half+"), Error);
+  EXPECT_THROW(apply_format_spec(m, parse_format_spec("nosuchlayer:half")), Error);
 }
 
 namespace {
@@ -383,10 +403,10 @@ std::string slurp(const std::string& path) {
 TEST(CliFormats, BenchComparesFormatsSideBySide) {
   std::string out;
   const std::string json = testing::TempDir() + "/bench_formats.json";
-  ASSERT_EQ(run_cli("--threads 1 bench lenet --formats deft16q,bf16,deft8_e4 --batch 1 3 --iters 2 "
-                    "--warmup 0 --json " + json, &out), 0) << out;
-  for (const char* want : {"speedup", "f32", "deft16q", "bf16", "deft8_e4", "conv2", "ip1",
-                           "batch 3"})
+  ASSERT_EQ(run_cli("--threads 1 bench lenet --formats deft16q,bf16,conv:bf16+fc:deft8_e4 "
+                    "--batch 1 3 --iters 2 --warmup 0 --json " + json, &out), 0) << out;
+  for (const char* want : {"speedup", "f32", "deft16q", "bf16", "conv:bf16+fc:deft8_e4", "conv2",
+                           "ip1", "batch 3"})
     EXPECT_NE(out.find(want), std::string::npos) << want << " in\n" << out;
   const std::string j = slurp(json);
   EXPECT_NE(j.find("\"format\""), std::string::npos) << j.substr(0, 400);

@@ -28,6 +28,23 @@ Format layer_format(const Layer& layer);
 // an unknown or unsupported name.
 std::vector<Format> parse_format_list(const std::string& list);
 
+// A weight-format assignment for a whole model, by layer type or node name: "deft16" (every conv
+// and fc layer), or parts joined by '+', each "SELECTOR:FORMAT" where SELECTOR is a layer type or
+// a node name, e.g. "conv:bf16+fc:deft8_e4" (the paper's Deft-8H: 8-bit fully connected weights,
+// bf16 convolution). Layers no part selects stay f32; a later part overrides an earlier one.
+struct FormatSpec {
+  std::string name;                                    // as written
+  std::vector<std::pair<std::string, Format>> parts;   // selector ("" = every conv/fc), format
+  bool single() const { return parts.size() == 1 && parts[0].first.empty(); }
+};
+FormatSpec parse_format_spec(const std::string& spec);
+// Comma-separated specs; "all" expands as in parse_format_list.
+std::vector<FormatSpec> parse_format_specs(const std::string& list);
+// Resets every conv/fc layer to f32, then applies the parts in order.
+void apply_format_spec(Model& model, const FormatSpec& spec,
+                       FissionMode mode = FissionMode::fission,
+                       Rounding rounding = Rounding::nearest_even);
+
 // Parses "fission" / "offchip"; throws Error otherwise.
 FissionMode fission_mode_from_name(const std::string& name);
 const char* fission_mode_name(FissionMode m);

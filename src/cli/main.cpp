@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
   std::string eval_format = "f32", eval_formats, eval_mode = "fission";
   c_eval->add_option("--format", eval_format,
                      "weight format of the conv/fc layers at inference (f32, half, deft16, deft16q, "
-                     "bf16, deft8_e1..deft8_e7); activations stay fp32, except bf16 which rounds "
-                     "them to bf16 too")->capture_default_str();
+                     "bf16, deft8_e1..deft8_e7), or per layer type/name, e.g. conv:bf16+fc:deft8_e4; "
+                     "activations stay fp32, except bf16 which rounds them to bf16 too")->capture_default_str();
   c_eval->add_option("--formats", eval_formats,
                      "sweep: comma-separated formats, or 'all' (accuracy per format in one table)")
       ->excludes("--format");
@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   std::string bench_formats, bench_mode = "fission";
   c_bench->add_option("--formats", bench_formats,
                       "compare weight formats side by side (e.g. f32,half,deft16,deft16q,bf16,"
-                      "deft8_e4,deft8_e5 or 'all'): one copy of the model per format, interleaved "
+                      "deft8_e4,deft8_e5,conv:bf16+fc:deft8_e4 or 'all'): one copy of the model per format, interleaved "
                       "round by round; speedups against f32");
   c_bench->add_option("--fission-mode", bench_mode, "fission (widen next to the FMA) or offchip")
       ->capture_default_str()->check(CLI::IsMember({"fission", "offchip"}));
@@ -156,34 +156,36 @@ int main(int argc, char** argv) {
       if (pad > 0) te = pad_images(te, pad);
       const FissionMode mode = fission_mode_from_name(eval_mode);
       if (eval_formats.empty()) {
-        const Format f = format_from_name(eval_format);
-        if (f != Format::f32) set_model_format(m, f, mode);
+        const FormatSpec spec = parse_format_spec(eval_format);
+        apply_format_spec(m, spec, mode);
         EvalResult r = evaluate(m, te, eval_batch, true);
         std::printf("%s on %s, format %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images, %.2f s, %.0f img/s)\n",
-                    eval_model.c_str(), te.name.c_str(), format_name(f), 100 * r.top1, 100 * r.top5,
+                    eval_model.c_str(), te.name.c_str(), spec.name.c_str(), 100 * r.top1, 100 * r.top5,
                     r.loss, static_cast<long long>(r.count), r.seconds,
                     r.count / std::max(r.seconds, 1e-9));
-        write_json(eval_json, {{"model", eval_model}, {"format", format_name(f)},
+        write_json(eval_json, {{"model", eval_model}, {"format", spec.name},
                                {"fission_mode", eval_mode}, {"top1", r.top1}, {"top5", r.top5},
                                {"loss", r.loss}, {"count", r.count}, {"seconds", r.seconds}});
       } else {
-        std::vector<Format> fl = parse_format_list(eval_formats);
-        if (std::find(fl.begin(), fl.end(), Format::f32) == fl.end()) fl.insert(fl.begin(), Format::f32);
+        std::vector<FormatSpec> fl = parse_format_specs(eval_formats);
+        if (std::none_of(fl.begin(), fl.end(), [](const FormatSpec& f) { return f.name == "f32"; }))
+          fl.insert(fl.begin(), parse_format_spec("f32"));
         std::printf("%s on %s, weights in each format (activations fp32; bf16 rounds them too), mode %s:\n",
                     eval_model.c_str(), te.name.c_str(), eval_mode.c_str());
-        std::printf("%-10s %5s %9s %9s %9s %10s\n", "format", "bits", "top-1 %", "top-5 %", "loss",
+        std::printf("%-20s %5s %9s %9s %9s %10s\n", "format", "bits", "top-1 %", "top-5 %", "loss",
                     "d top-1");
         json rows = json::array();
         double base = 0;
-        for (const Format f : fl) {
-          set_model_format(m, f, mode);
+        for (const FormatSpec& f : fl) {
+          apply_format_spec(m, f, mode);
           EvalResult r = evaluate(m, te, eval_batch, false);
-          if (f == Format::f32) base = r.top1;
-          std::printf("%-10s %5d %9.2f %9.2f %9.4f %+10.2f\n", format_name(f),
-                      format_info(f).bits_per_value, 100 * r.top1, 100 * r.top5, r.loss,
-                      100 * (r.top1 - base));
+          if (f.name == "f32") base = r.top1;
+          const int bits = f.single() ? format_info(f.parts[0].second).bits_per_value : 0;
+          std::printf("%-20s %5s %9.2f %9.2f %9.4f %+10.2f\n", f.name.c_str(),
+                      bits ? std::to_string(bits).c_str() : "mixed", 100 * r.top1, 100 * r.top5,
+                      r.loss, 100 * (r.top1 - base));
           std::fflush(stdout);
-          rows.push_back({{"format", format_name(f)}, {"bits", format_info(f).bits_per_value},
+          rows.push_back({{"format", f.name}, {"bits", bits},
                           {"top1", r.top1}, {"top5", r.top5}, {"loss", r.loss},
                           {"delta_top1", r.top1 - base}, {"count", r.count}});
         }
@@ -191,29 +193,30 @@ int main(int argc, char** argv) {
                                {"formats", rows}});
       }
     } else if (c_bench->parsed() && !bench_formats.empty()) {
-      std::vector<Format> fl = parse_format_list(bench_formats);
-      if (std::find(fl.begin(), fl.end(), Format::f32) == fl.end()) fl.insert(fl.begin(), Format::f32);
+      std::vector<FormatSpec> fl = parse_format_specs(bench_formats);
+      auto is_f32 = [](const FormatSpec& f) { return f.name == "f32"; };
+      if (std::none_of(fl.begin(), fl.end(), is_f32)) fl.insert(fl.begin(), parse_format_spec("f32"));
       const FissionMode mode = fission_mode_from_name(bench_mode);
       std::vector<Model> models;
       std::vector<Model*> ptrs;
-      for (const Format f : fl) {
+      for (const FormatSpec& f : fl) {
         models.push_back(open_model(bench_model, parse_shape(bench_input), bench_classes));
-        set_model_format(models.back(), f, mode);
+        apply_format_spec(models.back(), f, mode);
       }
       for (Model& m : models) ptrs.push_back(&m);
-      const size_t base = static_cast<size_t>(std::find(fl.begin(), fl.end(), Format::f32) - fl.begin());
+      const size_t base = static_cast<size_t>(std::find_if(fl.begin(), fl.end(), is_f32) - fl.begin());
       json runs = json::array();
       for (int64_t b : bench_batches) {
         std::vector<ModelProfile> ps = profile_models(ptrs, b, bench_iters, bench_warmup);
         std::printf("%s, batch %lld, ISA %s, %d threads, mode %s, %d rounds (formats interleaved):\n",
                     bench_model.c_str(), static_cast<long long>(b), isa_name(active_isa()),
                     ps[0].threads, bench_mode.c_str(), bench_iters);
-        std::printf("%-10s %12s %12s %9s\n", "format", "median ms", "min ms", "speedup");
+        std::printf("%-20s %12s %12s %9s\n", "format", "median ms", "min ms", "speedup");
         for (size_t i = 0; i < fl.size(); ++i)
-          std::printf("%-10s %12.3f %12.3f %8.2fx\n", format_name(fl[i]), ps[i].median_ms,
+          std::printf("%-20s %12.3f %12.3f %8.2fx\n", fl[i].name.c_str(), ps[i].median_ms,
                       ps[i].min_ms, ps[base].median_ms / std::max(ps[i].median_ms, 1e-12));
         std::printf("per layer (conv, fc), median ms (speedup vs f32):\n%-10s %-5s", "layer", "type");
-        for (const Format f : fl) std::printf(" %17s", format_name(f));
+        for (const FormatSpec& f : fl) std::printf(" %17s", f.name.substr(0, 17).c_str());
         std::printf("\n");
         for (size_t l = 0; l < ps[0].layers.size(); ++l) {
           const LayerTime& lt = ps[0].layers[l];
@@ -229,7 +232,7 @@ int main(int argc, char** argv) {
         json fj = json::array();
         for (size_t i = 0; i < fl.size(); ++i) {
           json pj = profile_json(ps[i]);
-          pj["format"] = format_name(fl[i]);
+          pj["format"] = fl[i].name;
           pj["speedup"] = ps[base].median_ms / std::max(ps[i].median_ms, 1e-12);
           fj.push_back(pj);
         }

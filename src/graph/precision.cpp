@@ -45,6 +45,57 @@ std::vector<Format> parse_format_list(const std::string& list) {
   return out;
 }
 
+FormatSpec parse_format_spec(const std::string& spec) {
+  FormatSpec out;
+  out.name = spec;
+  size_t at = 0;
+  while (at <= spec.size()) {
+    size_t plus = spec.find('+', at);
+    if (plus == std::string::npos) plus = spec.size();
+    const std::string part = spec.substr(at, plus - at);
+    at = plus + 1;
+    if (part.empty()) throw Error("format spec '" + spec + "' has an empty part");
+    const size_t colon = part.find(':');
+    const std::string sel = colon == std::string::npos ? "" : part.substr(0, colon);
+    const std::string fname = colon == std::string::npos ? part : part.substr(colon + 1);
+    if (colon != std::string::npos && sel.empty())
+      throw Error("format spec '" + spec + "': empty selector before ':'");
+    const Format f = format_from_name(fname);
+    if (!fission_supports(f))
+      throw Error("format '" + fname + "' is not supported by the fission GEMM");
+    out.parts.emplace_back(sel, f);
+  }
+  return out;
+}
+
+std::vector<FormatSpec> parse_format_specs(const std::string& list) {
+  std::vector<FormatSpec> out;
+  size_t at = 0;
+  while (at <= list.size()) {
+    size_t comma = list.find(',', at);
+    if (comma == std::string::npos) comma = list.size();
+    const std::string item = list.substr(at, comma - at);
+    at = comma + 1;
+    if (item.empty()) continue;
+    if (item == "all") {
+      for (const Format f : parse_format_list("all")) out.push_back(parse_format_spec(format_name(f)));
+      continue;
+    }
+    out.push_back(parse_format_spec(item));
+  }
+  if (out.empty()) throw Error("empty format list '" + list + "'");
+  return out;
+}
+
+void apply_format_spec(Model& model, const FormatSpec& spec, FissionMode mode, Rounding rounding) {
+  set_model_format(model, Format::f32);
+  for (const auto& [sel, f] : spec.parts) {
+    std::vector<std::string> layers;
+    if (!sel.empty()) layers.push_back(sel);
+    set_model_format(model, f, mode, layers, rounding);
+  }
+}
+
 Format layer_format(const Layer& layer) {
   if (!gemm_layer(layer)) return Format::f32;
   return format_from_name(layer.attrs().get_str("format", "f32"));
