@@ -810,3 +810,25 @@ TEST(OpsInfer, BadAttributesAtConstruction) {
 }
 
 }  // namespace
+
+// fc computes Y = X W^T + b with the weights as either GEMM operand depending on the batch
+// (small batches put W first); every batch size must match the formula, on both sides of the
+// switch and on odd sizes.
+TEST(OpsFc, EveryBatchSizeMatchesFormula) {
+  Rng rng(11);
+  for (int64_t n : {1, 2, 7, 64, 65, 130}) {
+    auto l = make_layer("fc", Attrs().set("out_features", 37));
+    Tensor x = rand_tensor({n, 45}, rng);
+    l->infer({x.shape()});
+    l->init_params(rng);
+    for (int64_t o = 0; o < 37; ++o) l->param("bias")->value[o] = 0.01f * static_cast<float>(o);
+    Tensor y = run(*l, {x});
+    const Tensor& w = l->param("weight")->value;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t o = 0; o < 37; ++o) {
+        double s = 0.01 * o;
+        for (int64_t k = 0; k < 45; ++k) s += static_cast<double>(x[i * 45 + k]) * w[o * 45 + k];
+        ASSERT_NEAR(y[i * 37 + o], s, 1e-5) << "batch " << n << " row " << i << " out " << o;
+      }
+  }
+}

@@ -93,6 +93,16 @@ class FC final : public Layer {
       beta = 1.0f;
     }
     const int64_t K = depth(I);
+    if (N > 1 && N <= kSmallBatch) {
+      // Small batch: make the weights the GEMM's A operand (Y^T = W X^T). A is packed in
+      // L2-sized blocks as it streams, and the small X^T panel stays in L1 for every weight row;
+      // the other way round every call re-packs the whole weight matrix as B for only N rows
+      // (~55 GFLOP/s at N = 16 on AlexNet's fc6, against ~300 this way).
+      float* yt = ytbuf_.get(out_ * N);
+      sgemm(false, true, out_, N, K, 1.0f, w, K, operand(x, N, I), K, 0.0f, yt, N);
+      store_transposed(yt, N, bp ? bp->value.data() : nullptr, y);
+      return;
+    }
     sgemm(false, true, N, out_, K, 1.0f, operand(x, N, I), K, w, K, beta, y, out_);
   }
 
@@ -167,6 +177,12 @@ class FC final : public Layer {
     }
     float* yt = ytbuf_.get(O * N);
     fission_gemm(a, true, N, 1.0f, X, K, 0.0f, yt, N, fission_.mode);
+    store_transposed(yt, N, b, y);
+  }
+
+  // y [N, O] = yt^T + bias, from yt [O, N] (bias may be null).
+  void store_transposed(const float* yt, int64_t N, const float* b, float* y) const {
+    const int64_t O = out_;
     constexpr int64_t kB = 32;   // transpose in tiles
 #pragma omp parallel for schedule(static) if (N * O >= kParallelMin && !omp_in_parallel())
     for (int64_t n0 = 0; n0 < N; n0 += kB)
@@ -215,6 +231,7 @@ class FC final : public Layer {
   double weight_std_ = 0.01, bias_value_ = 0.0;
   std::vector<int64_t> retained_;   // elimination: K' input features (empty: dense)
   Scratch xbuf_, dbuf_, ytbuf_;
+  static constexpr int64_t kSmallBatch = 64;   // up to this batch, weights are the GEMM's A
   FissionSetting fission_;       // inference weight format (f32: plain sgemm)
   FissionWeightCache packed_;
 };
