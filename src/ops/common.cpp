@@ -56,6 +56,12 @@ void check_num_inputs(const std::string& type, const std::vector<Shape>& in, siz
                    std::to_string(in.size()));
 }
 
+Shape infer_elementwise(const std::string& type, const std::vector<Shape>& inputs) {
+  check_num_inputs(type, inputs, 1);
+  check_positive_dims(type, inputs[0]);
+  return inputs[0];
+}
+
 void check_min_inputs(const std::string& type, const std::vector<Shape>& in, size_t n) {
   if (in.size() < n)
     fail(type, "expects at least " + std::to_string(n) + " inputs, got " +

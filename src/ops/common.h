@@ -1,6 +1,7 @@
 // Internal helpers shared by the layers in src/ops: attribute parsing into typed geometry,
 // shape checks with messages that name the layer, parameter creation, thread-local scratch.
 #pragma once
+#include <omp.h>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -67,5 +68,32 @@ class Scratch {
 
 // Elementwise loops are parallelised only above this many elements.
 constexpr int64_t kParallelMin = 1 << 15;
+
+// Shape inference of an elementwise layer: one input, with positive dims, output of its shape.
+Shape infer_elementwise(const std::string& type, const std::vector<Shape>& inputs);
+
+// out[i] = f(x[i]) (out resized to x's shape), in parallel when large and not already inside a
+// parallel region.
+template <class F>
+void map_elementwise(const Tensor& x, Tensor& out, F f) {
+  out.resize(x.shape());
+  const float* xd = x.data();
+  float* y = out.data();
+  const int64_t n = x.numel();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin && !omp_in_parallel())
+  for (int64_t i = 0; i < n; ++i) y[i] = f(xd[i]);
+}
+
+// out[i] = f(a[i], b[i]) for two tensors of the same size (out resized to a's shape).
+template <class F>
+void map_elementwise(const Tensor& a, const Tensor& b, Tensor& out, F f) {
+  out.resize(a.shape());
+  const float* ad = a.data();
+  const float* bd = b.data();
+  float* y = out.data();
+  const int64_t n = a.numel();
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMin && !omp_in_parallel())
+  for (int64_t i = 0; i < n; ++i) y[i] = f(ad[i], bd[i]);
+}
 
 }  // namespace deftnn::ops

@@ -30,28 +30,21 @@ class Clip final : public Layer {
   }
   std::string type() const override { return "clip"; }
   Shape infer(const std::vector<Shape>& inputs) override {
-    check_num_inputs(type(), inputs, 1);
-    check_positive_dims(type(), inputs[0]);
-    return inputs[0];
+    return infer_elementwise(type(), inputs);
   }
   void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext&) override {
-    const Tensor& x = input(type(), in, 0);
-    out.resize(x.shape());
-    const float* xd = x.data();
-    float* y = out.data();
-    const int64_t n = x.numel();
     const float lo = lo_, hi = hi_;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin && !omp_in_parallel())
-    for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(xd[i], lo), hi);
+    map_elementwise(input(type(), in, 0), out,
+                    [lo, hi](float v) { return std::min(std::max(v, lo), hi); });
   }
   void backward(const std::vector<const Tensor*>& in, const Tensor&, const Tensor& dout,
                 const std::vector<Tensor*>& din, const RunContext&) override {
     if (din.empty() || !din[0]) return;
     const Tensor& x = input(type(), in, 0);
     check_same(type(), dout.shape(), x.shape(), "dout");
-    din[0]->resize(x.shape());
-    for (int64_t i = 0; i < x.numel(); ++i)
-      (*din[0])[i] = (x[i] > lo_ && x[i] < hi_) ? dout[i] : 0.0f;
+    const float lo = lo_, hi = hi_;
+    map_elementwise(x, dout, *din[0],
+                    [lo, hi](float v, float dy) { return v > lo && v < hi ? dy : 0.0f; });
   }
   float lo_, hi_;
 };
@@ -62,34 +55,21 @@ class Sigmoid final : public Layer {
   explicit Sigmoid(const Attrs& a) : Layer(a) { a.check_keys("sigmoid", {}); }
   std::string type() const override { return "sigmoid"; }
   Shape infer(const std::vector<Shape>& inputs) override {
-    check_num_inputs(type(), inputs, 1);
-    check_positive_dims(type(), inputs[0]);
-    return inputs[0];
+    return infer_elementwise(type(), inputs);
   }
   void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext&) override {
-    const Tensor& x = input(type(), in, 0);
-    out.resize(x.shape());
-    const float* xd = x.data();
-    float* y = out.data();
-    const int64_t n = x.numel();
-#pragma omp parallel for schedule(static) if (n >= kParallelMin && !omp_in_parallel())
-    for (int64_t i = 0; i < n; ++i) {
-      // Stable for large |x|: exp of a non-positive number only.
-      const float v = xd[i];
-      if (v >= 0) {
-        y[i] = 1.0f / (1.0f + std::exp(-v));
-      } else {
-        const float e = std::exp(v);
-        y[i] = e / (1.0f + e);
-      }
-    }
+    // Stable for large |x|: exp of a non-positive number only.
+    map_elementwise(input(type(), in, 0), out, [](float v) {
+      if (v >= 0) return 1.0f / (1.0f + std::exp(-v));
+      const float e = std::exp(v);
+      return e / (1.0f + e);
+    });
   }
   void backward(const std::vector<const Tensor*>&, const Tensor& out, const Tensor& dout,
                 const std::vector<Tensor*>& din, const RunContext&) override {
     if (din.empty() || !din[0]) return;
     check_same(type(), dout.shape(), out.shape(), "dout");
-    din[0]->resize(out.shape());
-    for (int64_t i = 0; i < out.numel(); ++i) (*din[0])[i] = dout[i] * out[i] * (1.0f - out[i]);
+    map_elementwise(out, dout, *din[0], [](float y, float dy) { return dy * y * (1.0f - y); });
   }
 };
 

@@ -1,6 +1,4 @@
 // ReLU / leaky ReLU: y = x > 0 ? x : negative_slope * x.
-#include <omp.h>
-
 #include "ops/common.h"
 #include "ops/layers.h"
 
@@ -16,20 +14,12 @@ class ReLU final : public Layer {
   std::string type() const override { return "relu"; }
 
   Shape infer(const std::vector<Shape>& inputs) override {
-    check_num_inputs(type(), inputs, 1);
-    check_positive_dims(type(), inputs[0]);
-    return inputs[0];
+    return infer_elementwise(type(), inputs);
   }
 
   void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext&) override {
-    const Tensor& x = input(type(), in, 0);
-    out.resize(x.shape());
-    const float* xd = x.data();
-    float* y = out.data();
-    const int64_t n = x.numel();
     const float s = slope_;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin && !omp_in_parallel())
-    for (int64_t i = 0; i < n; ++i) y[i] = xd[i] > 0.0f ? xd[i] : s * xd[i];
+    map_elementwise(input(type(), in, 0), out, [s](float v) { return v > 0.0f ? v : s * v; });
   }
 
   void backward(const std::vector<const Tensor*>& in, const Tensor&, const Tensor& dout,
@@ -38,14 +28,8 @@ class ReLU final : public Layer {
     const Tensor& x = input(type(), in, 0);
     if (dout.shape() != x.shape())
       fail(type(), "dout is " + shape_str(dout.shape()) + ", expected " + shape_str(x.shape()));
-    din[0]->resize(x.shape());
-    const float* xd = x.data();
-    const float* dy = dout.data();
-    float* dx = din[0]->data();
-    const int64_t n = x.numel();
     const float s = slope_;
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin && !omp_in_parallel())
-    for (int64_t i = 0; i < n; ++i) dx[i] = xd[i] > 0.0f ? dy[i] : s * dy[i];
+    map_elementwise(x, dout, *din[0], [s](float v, float dy) { return v > 0.0f ? dy : s * dy; });
   }
 
   int64_t flops(const std::vector<Shape>& inputs, const Shape&) const override {
