@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "deftnn/error.h"
@@ -72,28 +73,48 @@ constexpr int64_t kParallelMin = 1 << 15;
 // Shape inference of an elementwise layer: one input, with positive dims, output of its shape.
 Shape infer_elementwise(const std::string& type, const std::vector<Shape>& inputs);
 
-// out[i] = f(x[i]) (out resized to x's shape), in parallel when large and not already inside a
-// parallel region.
+// [begin, end) of thread t's share of n elements, cut at multiples of 16 floats (one cache line).
+inline std::pair<int64_t, int64_t> thread_share(int64_t n, int t, int nt) {
+  auto cut = [&](int k) { return k == nt ? n : (n * k / nt) & ~int64_t{15}; };
+  return {cut(t), cut(t + 1)};
+}
+
+// Runs body(begin, end) over [0, n): split across the threads when n is large and not already
+// inside a parallel region, else in one call, with shares cut on cache lines.
+template <class Body>
+void parallel_ranges(int64_t n, Body body) {
+  if (n >= kParallelMin && !omp_in_parallel()) {
+#pragma omp parallel
+    {
+      const auto [b, e] = thread_share(n, omp_get_thread_num(), omp_get_num_threads());
+      if (b < e) body(b, e);
+    }
+  } else {
+    body(int64_t{0}, n);
+  }
+}
+
+// out[i] = f(x[i]) (out resized to x's shape), in parallel when large.
 template <class F>
 void map_elementwise(const Tensor& x, Tensor& out, F f) {
   out.resize(x.shape());
-  const float* xd = x.data();
-  float* y = out.data();
-  const int64_t n = x.numel();
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin && !omp_in_parallel())
-  for (int64_t i = 0; i < n; ++i) y[i] = f(xd[i]);
+  const float* __restrict xd = x.data();
+  float* __restrict y = out.data();
+  parallel_ranges(x.numel(), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] = f(xd[i]);
+  });
 }
 
 // out[i] = f(a[i], b[i]) for two tensors of the same size (out resized to a's shape).
 template <class F>
 void map_elementwise(const Tensor& a, const Tensor& b, Tensor& out, F f) {
   out.resize(a.shape());
-  const float* ad = a.data();
-  const float* bd = b.data();
-  float* y = out.data();
-  const int64_t n = a.numel();
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMin && !omp_in_parallel())
-  for (int64_t i = 0; i < n; ++i) y[i] = f(ad[i], bd[i]);
+  const float* __restrict ad = a.data();
+  const float* __restrict bd = b.data();
+  float* __restrict y = out.data();
+  parallel_ranges(a.numel(), [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) y[i] = f(ad[i], bd[i]);
+  });
 }
 
 }  // namespace deftnn::ops

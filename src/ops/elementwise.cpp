@@ -44,7 +44,7 @@ class Clip final : public Layer {
     check_same(type(), dout.shape(), x.shape(), "dout");
     const float lo = lo_, hi = hi_;
     map_elementwise(x, dout, *din[0],
-                    [lo, hi](float v, float dy) { return v > lo && v < hi ? dy : 0.0f; });
+                    [lo, hi](float v, float dy) { return static_cast<float>(v > lo && v < hi) * dy; });
   }
   float lo_, hi_;
 };

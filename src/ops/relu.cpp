@@ -19,7 +19,10 @@ class ReLU final : public Layer {
 
   void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext&) override {
     const float s = slope_;
-    map_elementwise(input(type(), in, 0), out, [s](float v) { return v > 0.0f ? v : s * v; });
+    map_elementwise(input(type(), in, 0), out, [s](float v) {
+      const float n = s * v;   // unconditional, so that the loop is if-converted and vectorised
+      return v > 0.0f ? v : n;
+    });
   }
 
   void backward(const std::vector<const Tensor*>& in, const Tensor&, const Tensor& dout,
@@ -29,7 +32,10 @@ class ReLU final : public Layer {
     if (dout.shape() != x.shape())
       fail(type(), "dout is " + shape_str(dout.shape()) + ", expected " + shape_str(x.shape()));
     const float s = slope_;
-    map_elementwise(x, dout, *din[0], [s](float v, float dy) { return v > 0.0f ? dy : s * dy; });
+    map_elementwise(x, dout, *din[0], [s](float v, float dy) {
+      const float n = s * dy;
+      return v > 0.0f ? dy : n;
+    });
   }
 
   int64_t flops(const std::vector<Shape>& inputs, const Shape&) const override {
