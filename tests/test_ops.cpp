@@ -12,6 +12,7 @@
 
 #include "deftnn/error.h"
 #include "deftnn/layer.h"
+#include "deftnn/model.h"
 #include "deftnn/rng.h"
 #include "deftnn/tensor.h"
 
@@ -285,8 +286,11 @@ TEST(OpsConv, BatchedChunksAndThreadsMatchPerImage) {
   // Batches are split into chunks of images (side by side in one GEMM) and over threads; every
   // split must give the per-image results, and dW must be the sum of the per-image dWs.
   Rng rng(21);
+  // The third case: 16 images of 13x13 (CaffeNet conv3..5 at batch 16) split into balanced
+  // chunks of several images (4 x 4 on two threads, 3 x 5-6 on three).
   for (const ConvCase& c : {ConvCase{7, 4, 9, 8, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},
-                            ConvCase{5, 6, 6, 6, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1}}) {
+                            ConvCase{5, 6, 6, 6, 4, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},
+                            ConvCase{16, 3, 13, 13, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}}) {
     auto l = make_layer("conv", conv_attrs(c));
     Tensor x = rand_tensor({c.N, c.C, c.H, c.W}, rng);
     l->infer({x.shape()});
@@ -814,6 +818,39 @@ TEST(OpsInfer, BadAttributesAtConstruction) {
 // fc computes Y = X W^T + b with the weights as either GEMM operand depending on the batch
 // (small batches put W first); every batch size must match the formula, on both sides of the
 // switch and on odd sizes.
+// A frozen model's fc packs its weights once and reuses them: same results as the unfrozen path
+// at every batch size, and freeze(false) drops the packed copy so changed weights are seen.
+TEST(OpsFc, FrozenPrepackedWeightsMatchAndUnfreezeDropsThem) {
+  Rng rng(12);
+  Model m({45});
+  m.add("fc", "fc", Attrs().set("out_features", 37));
+  m.init_params(5);
+  for (int64_t n : {1, 2, 7, 17, 64, 65}) {
+    Tensor x = rand_tensor({n, 45}, rng);
+    const Tensor plain = m.forward(x).clone();
+    m.freeze(true);
+    const Tensor first = m.forward(x).clone();
+    const Tensor again = m.forward(x).clone();
+    m.freeze(false);
+    for (int64_t i = 0; i < plain.numel(); ++i) {
+      ASSERT_NEAR(first[i], plain[i], 1e-5f * (1 + std::fabs(plain[i]))) << "batch " << n;
+      ASSERT_EQ(again[i], first[i]) << "batch " << n;
+    }
+  }
+  // Weights changed after unfreezing: a new frozen run must see them (all-zero weights: y = b).
+  Tensor x = rand_tensor({7, 45}, rng);
+  m.freeze(true);
+  m.forward(x);
+  m.freeze(false);
+  m.nodes()[0].layer->param("weight")->value.zero();
+  m.freeze(true);
+  const Tensor& y = m.forward(x);
+  const Tensor& b = m.nodes()[0].layer->param("bias")->value;
+  for (int64_t i = 0; i < 7; ++i)
+    for (int64_t o = 0; o < 37; ++o) ASSERT_EQ(y[i * 37 + o], b[o]);
+  m.freeze(false);
+}
+
 TEST(OpsFc, EveryBatchSizeMatchesFormula) {
   Rng rng(11);
   for (int64_t n : {1, 2, 7, 64, 65, 130}) {

@@ -65,6 +65,10 @@ struct Param {
 struct RunContext {
   bool training = false;   // dropout active, caches kept for backward
   Rng* rng = nullptr;      // for dropout masks (training only)
+  // The weights are constants (an inference session, Model::freeze): a layer may keep copies
+  // derived from them across calls (fc: the weight matrix packed for the GEMM once, not on
+  // every call). Never set together with training.
+  bool frozen = false;
 };
 
 class Layer {

@@ -56,6 +56,13 @@ class Model {
   void backward(const Tensor& doutput, Rng* rng = nullptr);
   void zero_grad();
 
+  // Inference session: while frozen, the weights are treated as constants and layers may keep
+  // copies derived from them across forward calls (like ONNX Runtime's or oneDNN's prepacked
+  // weights). Do not change weights while frozen; freeze(false) drops the derived copies.
+  // Training forwards never use them.
+  void freeze(bool on);
+  bool frozen() const { return frozen_; }
+
   // Timing of the last forward/backward, per node (filled when timing is enabled).
   void set_timing(bool on) { timing_ = on; }
   const std::vector<NodeTiming>& timings() const { return timings_; }
@@ -75,6 +82,7 @@ class Model {
   std::vector<Tensor> grads_;    // gradients w.r.t. values during backward
   std::vector<NodeTiming> timings_;
   bool timing_ = false;
+  bool frozen_ = false;
   bool last_training_ = false;
 };
 

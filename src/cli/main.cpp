@@ -158,6 +158,7 @@ int main(int argc, char** argv) {
       if (eval_formats.empty()) {
         const FormatSpec spec = parse_format_spec(eval_format);
         apply_format_spec(m, spec, mode);
+        m.freeze(true);   // inference only: layers may prepack their weights once
         EvalResult r = evaluate(m, te, eval_batch, true);
         std::printf("%s on %s, format %s: top-1 %.2f%%  top-5 %.2f%%  loss %.4f  (%lld images, %.2f s, %.0f img/s)\n",
                     eval_model.c_str(), te.name.c_str(), spec.name.c_str(), 100 * r.top1, 100 * r.top5,

@@ -107,7 +107,14 @@ void Model::init_params(uint64_t seed) {
     // One stream per node, so adding a node does not change the others' initial weights.
     Rng rng(seed * 1000003ull + i);
     nodes_[i].layer->init_params(rng);
+    nodes_[i].layer->invalidate();
   }
+}
+
+void Model::freeze(bool on) {
+  if (frozen_ && !on)
+    for (Node& n : nodes_) n.layer->invalidate();
+  frozen_ = on;
 }
 
 const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
@@ -122,7 +129,7 @@ const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
   values_.resize(nodes_.size() + 1);
   timings_.resize(nodes_.size());
   values_[0] = input;
-  RunContext ctx{training, rng};
+  RunContext ctx{training, rng, frozen_ && !training};
   std::vector<const Tensor*> in;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& n = nodes_[i];
@@ -212,6 +219,7 @@ int Model::fold_batchnorm() {
     for (const Node& n : nodes_)
       for (int v : n.inputs) consumers += (v == conv_idx + 1);
     if (consumers != 1) continue;
+    conv.layer->invalidate();   // its weights change in place below
     Param* w = conv.layer->param("weight");
     Param* b = conv.layer->param("bias");
     if (!w || !b) continue;  // a bias-less conv cannot absorb the shift without a new param

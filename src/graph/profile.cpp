@@ -38,8 +38,12 @@ std::vector<ModelProfile> profile_models(const std::vector<Model*>& models, int6
   for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(0.0f, 1.0f);
   std::vector<std::vector<std::vector<double>>> per(nm);
   std::vector<std::vector<double>> total(nm);
+  // Profiling is inference: the weights are constants for its duration (see Model::freeze).
+  std::vector<bool> was_frozen(nm);
   for (size_t m = 0; m < nm; ++m) {
     models[m]->set_timing(true);
+    was_frozen[m] = models[m]->frozen();
+    models[m]->freeze(true);
     per[m].resize(models[m]->nodes().size());
   }
   // Round by round; the model that goes first rotates, so none always follows the same one.
@@ -60,6 +64,7 @@ std::vector<ModelProfile> profile_models(const std::vector<Model*>& models, int6
   for (size_t m = 0; m < nm; ++m) {
     Model& model = *models[m];
     model.set_timing(false);
+    model.freeze(was_frozen[m]);
     std::vector<Shape> shapes = model.value_shapes(batch);
     const auto& nodes = model.nodes();
     ModelProfile p;

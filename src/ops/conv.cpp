@@ -156,15 +156,20 @@ int64_t Conv::plan_chunk(const ConvGeom& g, int64_t K, int64_t N, int threads) {
 
 template <class Fn>
 void Conv::for_chunks(int64_t N, int64_t chunk, int threads, Fn&& fn) {
-  const int64_t nchunks = (N + chunk - 1) / chunk;
+  // Chunks of at most `chunk` images, as many as a multiple of the thread count and of nearly
+  // equal size: 16 images of 13x13 in chunks of 7 were 7 + 7 | 2 on two threads (one thread
+  // idle 40% of the time); now they are 4 + 4 | 4 + 4.
+  int64_t nchunks = (N + chunk - 1) / chunk;
+  if (threads > 1) nchunks = std::min(N, (nchunks + threads - 1) / threads * threads);
+  auto first = [&](int64_t c) { return N * c / nchunks; };
   if (threads == 1) {
-    for (int64_t c = 0; c < nchunks; ++c) fn(c * chunk, std::min(N, (c + 1) * chunk), 0);
+    for (int64_t c = 0; c < nchunks; ++c) fn(first(c), first(c + 1), 0);
   } else {
 #pragma omp parallel num_threads(threads)
     {
       const int t = omp_get_thread_num();
 #pragma omp for schedule(static)
-      for (int64_t c = 0; c < nchunks; ++c) fn(c * chunk, std::min(N, (c + 1) * chunk), t);
+      for (int64_t c = 0; c < nchunks; ++c) fn(first(c), first(c + 1), t);
     }
   }
 }
