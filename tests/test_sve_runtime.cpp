@@ -448,3 +448,73 @@ TEST(SveOptimize, FrontierSavesReloadsAndSelectsTheSameConfiguration) {
   }
   EXPECT_THROW(load_optimization((dir.path / "missing").string()), Error);
 }
+
+TEST(SveOptimize, JointFineTuneTrainsEveryLayerAndLeavesTheCandidatesComposable) {
+  const Dataset tr = synthetic(320, 11), val = synthetic(160, 12);
+  Model base = tiny_model();
+  TrainConfig tc;
+  tc.epochs = 3;
+  tc.batch = 32;
+  tc.lr = 0.05;
+  tc.progress = false;
+  train(base, tr, nullptr, tc);
+  OptimizeOptions o;
+  o.thresholds = {0.3};
+  o.align = 1;
+  o.layers = {"ip1"};
+  o.finetune.epochs = 1;
+  o.finetune.batch = 32;
+  o.time_batch = 4;
+  o.time_iterations = 2;
+  Optimization opt = optimize(base, tr, val, o);
+  ASSERT_EQ(opt.candidates.size(), 1u);
+  const std::map<std::string, int> choice{{"ip1", 0}};
+  Model composed_before = compose(opt, choice);
+
+  // 0 epochs: exactly the composed model.
+  TrainConfig ft = tc;
+  ft.epochs = 0;
+  Model same = finetune_configuration(opt, choice, tr, ft);
+  const Tensor x = val.images;
+  {
+    Model c = compose(opt, choice);
+    const Tensor a = c.forward(x).clone(), b = same.forward(x).clone();
+    for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(a[i], b[i]);
+  }
+  // 1 epoch: every layer's weights move (not only the eliminated one), the retained index and
+  // the truncated shape stay, and the stored candidate and base are untouched.
+  ft.epochs = 1;
+  ft.lr = 0.01;
+  Model tuned = finetune_configuration(opt, choice, tr, ft);
+  for (const char* name : {"conv1", "ip1", "ip2"}) {
+    const Tensor& w0 = composed_before.nodes()[composed_before.find(name)].layer->param("weight")->value;
+    const Tensor& w1 = tuned.nodes()[tuned.find(name)].layer->param("weight")->value;
+    ASSERT_EQ(w0.shape(), w1.shape()) << name;
+    double diff = 0;
+    for (int64_t i = 0; i < w0.numel(); ++i) diff += std::fabs(w0[i] - w1[i]);
+    EXPECT_GT(diff, 0) << name << " was not trained";
+  }
+  const Layer& ip1 = *tuned.nodes()[tuned.find("ip1")].layer;
+  EXPECT_EQ(ip1.attrs().get_ints("retained"), opt.candidates[0].elimination.retained);
+  {
+    Model c = compose(opt, choice);   // the stored candidate and base did not move
+    const Tensor a = c.forward(x).clone(), b = composed_before.forward(x).clone();
+    for (int64_t i = 0; i < a.numel(); ++i) ASSERT_EQ(a[i], b[i]);
+  }
+
+  // refine_frontier: every point within the loss (the dense one included, as the control),
+  // each refined accuracy evaluated; select_refined picks the fastest within a loss.
+  std::vector<std::string> log;
+  const std::vector<RefinedPoint> r =
+      refine_frontier(opt, tr, val, ft, 100.0, [&](const std::string& s) { log.push_back(s); });
+  ASSERT_EQ(r.size(), opt.frontier.size());
+  EXPECT_EQ(log.size(), r.size());
+  for (const RefinedPoint& p : r) {
+    EXPECT_EQ(p.accuracy, evaluate(const_cast<Model&>(p.model), val, 256, false).top1);
+    EXPECT_EQ(p.accuracy_before, opt.frontier[p.point].accuracy);
+  }
+  const int any = select_refined(opt, r, 0.0, 100.0);
+  ASSERT_GE(any, 0);
+  for (const RefinedPoint& p : r) EXPECT_LE(opt.frontier[r[any].point].ms, opt.frontier[p.point].ms);
+  EXPECT_EQ(select_refined(opt, r, 2.0, 0.0), -1);   // nothing is above 200%
+}

@@ -10,8 +10,9 @@
 // of candidates for distinct layers composes by swapping those layers into the base model,
 // without retraining (the paper's "each <layer, threshold> pair is fine-tuned independently").
 //
-// Times are measured on this machine, never FLOP counts: profile_model medians over iterations,
-// three rounds, the fastest round kept (a shared machine preempts whole rounds). A candidate's
+// Times are measured on this machine, never FLOP counts: medians over iterations of runs that
+// interleave the models compared forward by forward (profile_models), so every model sees the
+// same load of the shared machine. A candidate's
 // saving is the measured time of its layer dense minus eliminated; a configuration's time is
 // estimated from those savings to rank combinations, and every configuration on the saved
 // frontier is then measured end to end and its accuracy evaluated on the validation set.
@@ -101,7 +102,7 @@ struct FrontierPoint {
   std::map<std::string, int> choice;  // layer -> candidate index in Optimization::candidates
   double accuracy = 0;                // validation top-1 of the composed model
   double ms = 0;                      // measured end-to-end time at time_batch
-  double speedup = 1;                 // base time / ms, the base timed alternately in the same run
+  double speedup = 1;                 // base time / ms, both from one interleaved run
 };
 
 struct Optimization {
@@ -123,6 +124,34 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
 
 // The base model with the chosen candidates swapped in (copies of their layers).
 Model compose(const Optimization& opt, const std::map<std::string, int>& choice);
+
+// Joint fine-tuning of one configuration (beyond the per-candidate fine-tune; issue 3 allows a
+// final joint fine-tune of a SELECTED configuration): the composed model, every parameter the
+// base trains trainable (flags, lr_mult, decay_mult kept), trained with `config` on `train_set`. The candidates and
+// the frontier are untouched, so the per-layer candidates still compose for the frontier; the
+// result is a standalone model (its dense layers changed too, so it is no longer the base plus
+// swapped layers). Eliminated layers keep their `retained` index; gradients flow through it.
+Model finetune_configuration(const Optimization& opt, const std::map<std::string, int>& choice,
+                             const Dataset& train_set, const TrainConfig& config);
+
+// The frontier after joint fine-tuning: each point of opt.frontier (the all-dense one included,
+// as the control: the same extra training on the dense model) whose frontier accuracy is at
+// least base - max_loss points is jointly fine-tuned with `config` and evaluated on
+// `validation`. Times are the frontier's (fine-tuning changes no shape).
+struct RefinedPoint {
+  int point = -1;                 // index into opt.frontier
+  double accuracy_before = 0;     // the frontier's validation top-1 (candidates composed)
+  double accuracy = 0;            // validation top-1 after the joint fine-tune
+  Model model;
+};
+std::vector<RefinedPoint> refine_frontier(const Optimization& opt, const Dataset& train_set,
+                                          const Dataset& validation, const TrainConfig& config,
+                                          double max_loss,
+                                          const std::function<void(const std::string&)>& progress = {});
+// Among refined points, the fastest (frontier ms) whose refined accuracy is at least
+// reference - max_loss points; -1 if none. Returns an index into `refined`.
+int select_refined(const Optimization& opt, const std::vector<RefinedPoint>& refined,
+                   double reference_accuracy, double max_loss);
 
 // The Pareto frontier of points: keeps a point unless another has accuracy >= and ms <= with one
 // strict; sorted by ms descending (slowest, most accurate first). Ties: the first kept.

@@ -8,6 +8,7 @@
 // (`deftnn run` belongs to cmd_onnx.cpp: it runs a model on a .npy input; selection lives here.)
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <sstream>
 
 #include "cli/common.h"
@@ -315,6 +316,126 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
       throw Error("-o/--eval/--bench need a target (--target, --max-accuracy-loss or --min-speedup)");
     }
     write_json(fa->json_path, j);
+  });
+
+  // refine: joint fine-tuning of frontier points, then the precise / 1-point / 2-point picks
+  struct RefineArgs {
+    std::string dir, out, json_path, losses = "0.2,1,2";
+    int epochs = 2, lr_step = 0;
+    double lr = 0.001, lr_gamma = 0.1, max_loss = 5;
+    int64_t val = 5000, ft_batch = 64, batch = 0;
+    int iters = 30;
+    DataOptions data;
+  };
+  auto ra = std::make_shared<RefineArgs>();
+  auto* c_rf = app.add_subcommand(
+      "refine", "jointly fine-tune frontier points (all layers), then select the fastest within each accuracy loss and time it side by side with the base");
+  c_rf->add_option("opt", ra->dir, "directory written by deftnn optimize")->required();
+  c_rf->add_option("--out", ra->out, "write the selected refined models here (refined_<loss>.deft)");
+  c_rf->add_option("--max-loss", ra->max_loss, "refine only frontier points losing at most this many points before refining")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c_rf->add_option("--losses", ra->losses, "accuracy losses (points) to select for, against the base")->capture_default_str();
+  c_rf->add_option("--finetune-epochs", ra->epochs, "joint fine-tuning epochs")->capture_default_str()->check(CLI::Range(0, 1000));
+  c_rf->add_option("--finetune-lr", ra->lr, "joint fine-tuning learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  c_rf->add_option("--finetune-lr-step", ra->lr_step, "multiply the rate by --finetune-lr-gamma every N epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c_rf->add_option("--finetune-lr-gamma", ra->lr_gamma, "rate factor")->capture_default_str()->check(CLI::PositiveNumber);
+  c_rf->add_option("--finetune-batch", ra->ft_batch, "joint fine-tuning batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  c_rf->add_option("--val", ra->val, "validation images for the selection (the first N of the test set)")->capture_default_str()->check(CLI::PositiveNumber);
+  c_rf->add_option("--batch", ra->batch, "timing batch (default: the frontier's)")->check(CLI::Range(1, 1 << 16));
+  c_rf->add_option("--iters", ra->iters, "timed iterations per round")->capture_default_str()->check(CLI::Range(1, 100000));
+  c_rf->add_option("--json", ra->json_path, "write the refined points and selections as JSON");
+  add_data_options(c_rf, ra->data);
+  c_rf->get_option("--limit")->description("fine-tune on only the first N training images");
+  registry.add(c_rf, [ra] {
+    Optimization opt = load_optimization(ra->dir);
+    Dataset tr = data_for(opt.base, ra->data, true, ra->data.limit);
+    Dataset val = data_for(opt.base, ra->data, false, ra->val);
+    Dataset test = data_for(opt.base, ra->data, false, -1);
+    TrainConfig tc;
+    tc.epochs = ra->epochs;
+    tc.lr = ra->lr;
+    tc.lr_step = ra->lr_step;
+    tc.lr_gamma = ra->lr_gamma;
+    tc.batch = ra->ft_batch;
+    tc.progress = false;
+    const std::vector<double> losses = parse_doubles(ra->losses, "--losses");
+    std::printf("refining %s: joint fine-tune on %lld images (%d epoch(s), lr %g), validate on %lld, %d thread(s)\n",
+                ra->dir.c_str(), static_cast<long long>(tr.size()), ra->epochs, ra->lr,
+                static_cast<long long>(val.size()), omp_get_max_threads());
+    const double base_val = evaluate(opt.base, val, 256, false).top1;
+    const double base_test = evaluate(opt.base, test, 256, false).top1;
+    std::printf("base: validation %.2f%%, test %.2f%%\n", 100 * base_val, 100 * base_test);
+    std::vector<RefinedPoint> refined = refine_frontier(opt, tr, val, tc, ra->max_loss, [](const std::string& s) {
+      std::printf("%s\n", s.c_str());
+      std::fflush(stdout);
+    });
+    json j = {{"dir", ra->dir}, {"epochs", ra->epochs}, {"lr", ra->lr}, {"train_images", tr.size()},
+              {"validation_images", val.size()}, {"base_validation", base_val}, {"base_test", base_test}};
+    json pts = json::array();
+    for (const auto& r : refined)
+      pts.push_back({{"point", r.point}, {"configuration", describe(opt, opt.frontier[r.point])},
+                     {"frontier_speedup", opt.frontier[r.point].speedup},
+                     {"accuracy_composed", r.accuracy_before}, {"accuracy_refined", r.accuracy}});
+    j["refined"] = pts;
+    // Selections against the base as given (the loss a user sees).
+    std::vector<int> picks;
+    json sel = json::array();
+    for (double loss : losses) {
+      const int k = select_refined(opt, refined, base_val, loss);
+      picks.push_back(k);
+      if (k < 0) {
+        std::printf("loss <= %.2f pt: no refined point\n", loss);
+        continue;
+      }
+      std::printf("loss <= %.2f pt: point %d, validation %.2f%% (frontier speedup %.2fx): %s\n", loss,
+                  refined[k].point, 100 * refined[k].accuracy, opt.frontier[refined[k].point].speedup,
+                  describe(opt, opt.frontier[refined[k].point]).c_str());
+    }
+    // Side by side: the base and every distinct pick, interleaved rounds (profile_models).
+    const int64_t b = ra->batch > 0 ? ra->batch : opt.time_batch;
+    std::vector<int> distinct;
+    for (int k : picks)
+      if (k >= 0 && std::find(distinct.begin(), distinct.end(), k) == distinct.end()) distinct.push_back(k);
+    std::vector<Model*> models{&opt.base};
+    for (int k : distinct) models.push_back(&refined[k].model);
+    std::vector<std::vector<double>> rounds(models.size());
+    for (int r = 0; r < 5; ++r) {
+      const std::vector<ModelProfile> ps = profile_models(models, b, ra->iters, 3);
+      for (size_t i = 0; i < ps.size(); ++i) rounds[i].push_back(ps[i].median_ms);
+    }
+    const double tb = median(rounds[0]);
+    std::printf("batch %lld, 5 interleaved rounds x %d iterations, medians: base %.3f ms\n",
+                static_cast<long long>(b), ra->iters, tb);
+    for (size_t li = 0; li < losses.size(); ++li) {
+      const int k = picks[li];
+      if (k < 0) {
+        sel.push_back({{"max_loss", losses[li]}, {"point", nullptr}});
+        continue;
+      }
+      const size_t mi = 1 + (std::find(distinct.begin(), distinct.end(), k) - distinct.begin());
+      const double tk = median(rounds[mi]);
+      const double acc_test = evaluate(refined[k].model, test, 256, false).top1;
+      std::printf("  loss <= %.2f pt: %.3f ms, speedup %.2fx; test top-1 %.2f%% (base %.2f%%, loss %.2f pt)\n",
+                  losses[li], tk, tb / tk, 100 * acc_test, 100 * base_test, 100 * (base_test - acc_test));
+      json e = {{"max_loss", losses[li]}, {"point", refined[k].point},
+                {"configuration", describe(opt, opt.frontier[refined[k].point])},
+                {"validation", refined[k].accuracy}, {"test", acc_test}, {"ms", tk},
+                {"base_ms", tb}, {"speedup", tb / tk}, {"batch", b}};
+      if (!ra->out.empty()) {
+        std::error_code ec;
+        std::filesystem::create_directories(ra->out, ec);
+        char name[64];
+        std::snprintf(name, sizeof name, "refined_%g.deft", losses[li]);
+        const std::string path = (std::filesystem::path(ra->out) / name).string();
+        save_model(refined[k].model, path,
+                   {{"sve_configuration", describe(opt, opt.frontier[refined[k].point])},
+                    {"sve_optimization", ra->dir}, {"sve_refined_epochs", std::to_string(ra->epochs)}});
+        std::printf("  wrote %s\n", path.c_str());
+        e["file"] = path;
+      }
+      sel.push_back(e);
+    }
+    j["selected"] = sel;
+    write_json(ra->json_path, j);
   });
 }
 

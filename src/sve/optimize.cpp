@@ -189,6 +189,54 @@ LayerElimination eliminate_layer(Model& model, const std::string& layer,
   return e;
 }
 
+Model finetune_configuration(const Optimization& opt, const std::map<std::string, int>& choice,
+                             const Dataset& train_set, const TrainConfig& config) {
+  // compose() keeps the base's trainable flags (a frozen constant stays frozen) and the
+  // candidates' own, so every layer the base trains is trained here.
+  Model m = compose(opt, choice);
+  if (config.epochs > 0) train(m, train_set, nullptr, config);
+  return m;
+}
+
+std::vector<RefinedPoint> refine_frontier(const Optimization& opt, const Dataset& train_set,
+                                          const Dataset& validation, const TrainConfig& config,
+                                          double max_loss,
+                                          const std::function<void(const std::string&)>& progress) {
+  std::vector<RefinedPoint> out;
+  for (size_t i = 0; i < opt.frontier.size(); ++i) {
+    const FrontierPoint& p = opt.frontier[i];
+    if (100 * (opt.base_accuracy - p.accuracy) > max_loss + 1e-9) continue;
+    RefinedPoint r;
+    r.point = static_cast<int>(i);
+    r.accuracy_before = p.accuracy;
+    r.model = finetune_configuration(opt, p.choice, train_set, config);
+    r.accuracy = evaluate(r.model, validation, 256, false).top1;
+    if (progress) {
+      std::string desc;
+      for (const auto& [l, ci] : p.choice)
+        if (ci >= 0)
+          desc += fmt(" %s@%.2f(K'=%lld)", l.c_str(), opt.candidates[ci].elimination.correlation_threshold,
+                      static_cast<long long>(opt.candidates[ci].elimination.kept));
+      progress(fmt("point %zu: %.2fx, top-1 %.2f%% composed -> %.2f%% jointly fine-tuned (base %.2f%%)%s", i,
+                   p.speedup, 100 * p.accuracy, 100 * r.accuracy, 100 * opt.base_accuracy,
+                   desc.empty() ? " dense (control)" : desc.c_str()));
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+int select_refined(const Optimization& opt, const std::vector<RefinedPoint>& refined,
+                   double reference_accuracy, double max_loss) {
+  int best = -1;
+  for (size_t i = 0; i < refined.size(); ++i) {
+    const RefinedPoint& r = refined[i];
+    if (r.accuracy < reference_accuracy - max_loss / 100.0 - 1e-12) continue;
+    if (best < 0 || opt.frontier[r.point].ms < opt.frontier[refined[best].point].ms) best = static_cast<int>(i);
+  }
+  return best;
+}
+
 std::vector<FrontierPoint> pareto_frontier(std::vector<FrontierPoint> points) {
   std::vector<FrontierPoint> out;
   for (size_t i = 0; i < points.size(); ++i) {
@@ -279,16 +327,15 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
           for (Param& p : m.nodes()[i].layer->params()) p.trainable = false;
       if (o.finetune.epochs > 0) train(m, train_set, nullptr, o.finetune);
       c.accuracy = evaluate(m, validation, o.eval_batch, false).top1;
-      // Time: dense and eliminated, side by side.
-      std::vector<double> dense_t, elim_t;
-      for (int rep = 0; rep < 3; ++rep) {
-        dense_t.push_back(layer_median(profile_model(opt.base, o.time_batch, o.time_iterations, 2), lname));
-        elim_t.push_back(layer_median(profile_model(m, o.time_batch, o.time_iterations, 2), lname));
+      // Time: dense and eliminated interleaved forward by forward (profile_models), medians.
+      // Separate runs, even alternating, swung several-fold on the shared 2-core machine (a
+      // 472/500 candidate "4x faster" than dense); interleaving exposes both to the same load.
+      {
+        Model& b = opt.base;
+        const std::vector<ModelProfile> ps = profile_models({&b, &m}, o.time_batch, o.time_iterations, 2);
+        c.dense_layer_ms = layer_median(ps[0], lname);
+        c.layer_ms = layer_median(ps[1], lname);
       }
-      // Per round a median over iterations; across rounds the least disturbed round (the machine
-      // is shared: a round that another process preempted says nothing about the layer).
-      c.dense_layer_ms = *std::min_element(dense_t.begin(), dense_t.end());
-      c.layer_ms = *std::min_element(elim_t.begin(), elim_t.end());
       c.layer = clone_layer(*m.nodes()[idx].layer, node_input(m, idx));
       c.file = "cand_" + lname + "_" + std::to_string(seen.size() - 1) + ".deft";
       c.elimination = std::move(e);
@@ -335,25 +382,28 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
   for (size_t i : pick)
     if (est[i].choice != dense_choice) configs.push_back(est[i].choice);
   say(fmt("frontier: %zu estimated Pareto configurations, measuring %zu", n, configs.size()));
-  // Each configuration is timed side by side with the base (alternating rounds, the least
-  // disturbed round of each kept), and its speedup is that pair's ratio; base_ms is the fastest
-  // base round of the whole run.
+  // Every configuration and the base are timed in ONE interleaved run (profile_models: each
+  // iteration runs every model once, the first rotating), so all see the same machine; a
+  // configuration's speedup is the base's median over its median from that run.
   std::vector<FrontierPoint> points;
-  opt.base_ms = 1e300;
+  std::vector<Model> composed;
+  composed.reserve(configs.size());
   for (const auto& ch : configs) {
-    Model m = compose(opt, ch);
+    composed.push_back(compose(opt, ch));
     FrontierPoint p;
     p.choice = ch;
-    p.accuracy = evaluate(m, validation, o.eval_batch, false).top1;
-    double tb = 1e300, tc = 1e300;
-    for (int rep = 0; rep < 3; ++rep) {
-      tb = std::min(tb, profile_model(opt.base, o.time_batch, o.time_iterations, 2).median_ms);
-      tc = std::min(tc, profile_model(m, o.time_batch, o.time_iterations, 2).median_ms);
-    }
-    opt.base_ms = std::min(opt.base_ms, tb);
-    p.ms = tc;
-    p.speedup = ch == dense_choice ? 1.0 : tb / std::max(tc, 1e-12);
+    p.accuracy = evaluate(composed.back(), validation, o.eval_batch, false).top1;
     points.push_back(std::move(p));
+  }
+  {
+    std::vector<Model*> ms;
+    for (Model& m : composed) ms.push_back(&m);   // configs[0] is the all-dense base
+    const std::vector<ModelProfile> ps = profile_models(ms, o.time_batch, o.time_iterations, 2);
+    opt.base_ms = ps[0].median_ms;
+    for (size_t i = 0; i < points.size(); ++i) {
+      points[i].ms = ps[i].median_ms;
+      points[i].speedup = i == 0 ? 1.0 : opt.base_ms / std::max(ps[i].median_ms, 1e-12);
+    }
   }
   opt.frontier = pareto_frontier(points);
   for (const auto& p : opt.frontier) {
