@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -430,6 +431,34 @@ TEST(OpsPool, MaxAndAvgHandComputed) {
   Tensor neg = Tensor::from({1, 1, 2, 2}, {-4, -3, -2, -1});
   auto mpp = make_layer("maxpool", Attrs().set("kernel", 2).set("stride", 1).set("pad", 1));
   expect_near_all(run(*mpp, {neg}), {-4, -3, -3, -2, -1, -1, -2, -1, -1}, 0, "maxpool pad");
+}
+
+// Max pooling against a naive per-window maximum (padding never wins) on random planes of odd
+// sizes and several windows, in inference (the separable path) and training (argmax mask path).
+TEST(OpsPool, MaxMatchesNaiveWindowsInferenceAndTraining) {
+  Rng rng(31);
+  struct Case { int64_t H, W, k, s, pad; };
+  for (const Case& c : {Case{55, 55, 3, 2, 0}, Case{27, 27, 3, 2, 0}, Case{13, 13, 3, 2, 0},
+                        Case{17, 7, 3, 1, 1}, Case{1, 1, 3, 2, 1}, Case{255, 9, 5, 3, 2},
+                        Case{8, 8, 2, 2, 0}, Case{7, 17, 4, 1, 0}}) {
+    auto l = make_layer("maxpool", Attrs().set("kernel", c.k).set("stride", c.s).set("pad", c.pad));
+    Tensor x = rand_tensor({2, 3, c.H, c.W}, rng);
+    Tensor yi = run(*l, {x}, false);
+    Tensor yt = run(*l, {x}, true);
+    ASSERT_EQ(yi.shape(), yt.shape());
+    const int64_t OH = yi.dim(2), OW = yi.dim(3);
+    for (int64_t p = 0; p < 6; ++p)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          float m = -std::numeric_limits<float>::infinity();
+          for (int64_t h = oh * c.s - c.pad; h < oh * c.s - c.pad + c.k; ++h)
+            for (int64_t w = ow * c.s - c.pad; w < ow * c.s - c.pad + c.k; ++w)
+              if (h >= 0 && h < c.H && w >= 0 && w < c.W) m = std::max(m, x[(p * c.H + h) * c.W + w]);
+          const int64_t o = (p * OH + oh) * OW + ow;
+          ASSERT_EQ(yi[o], m) << c.H << "x" << c.W << " k" << c.k << " s" << c.s << " at " << oh << "," << ow;
+          ASSERT_EQ(yt[o], m) << "training path";
+        }
+  }
 }
 
 TEST(OpsPool, AvgPaddingRuleCaffeVsOnnx) {
