@@ -52,9 +52,13 @@ float max_abs(const Tensor& t) {
 
 TEST(OnnxRoundTrip, OptimisedLeNetExportsAndReimportsWithSameOutputs) {
   // 1. ONNX in: a LeNet exported to ONNX and imported again, as a user's model would be.
+  // Node names as torch.onnx writes them ("/net/net.0/Conv"): paths, not file names.
   Model lenet = build_zoo("lenet");
   lenet.init_params(7);
+  for (auto& n : lenet.nodes()) n.name = "/net/" + n.name + "/Op";
   Model base = import_onnx_bytes(export_onnx_bytes(lenet), ".", "lenet", {});
+  const std::string dir = (std::filesystem::temp_directory_path() / ("deftnn_onnx_rt_" + std::to_string(getpid()))).string();
+  std::filesystem::create_directories(dir);
 
   // 2. Optimise it: one low threshold so every candidate eliminates, tiny data and timings.
   Dataset tr = blobs(96, 1), val = blobs(48, 2);
@@ -66,7 +70,10 @@ TEST(OnnxRoundTrip, OptimisedLeNetExportsAndReimportsWithSameOutputs) {
   o.time_batch = 2;
   o.time_iterations = 1;
   o.max_evaluated = 2;
-  Optimization opt = optimize(base, tr, val, o);
+  // Saved and loaded as `deftnn optimize` / `deftnn frontier` do (candidate files are named
+  // after the layers, whose names here hold '/').
+  save_optimization(optimize(base, tr, val, o), dir + "/opt");
+  Optimization opt = load_optimization(dir + "/opt");
   ASSERT_FALSE(opt.candidates.empty());
   std::map<std::string, int> all;
   for (size_t i = 0; i < opt.candidates.size(); ++i) all[opt.candidates[i].elimination.layer] = static_cast<int>(i);
@@ -84,8 +91,6 @@ TEST(OnnxRoundTrip, OptimisedLeNetExportsAndReimportsWithSameOutputs) {
   EXPECT_GT(fc_elim, 0) << "no fc layer eliminated (retained < K)";
 
   // 3. ONNX out, through a file as `deftnn convert chosen.deft -o opt.onnx` does.
-  const std::string dir = (std::filesystem::temp_directory_path() / ("deftnn_onnx_rt_" + std::to_string(getpid()))).string();
-  std::filesystem::create_directories(dir);
   save_model(m, dir + "/chosen.deft");
   export_onnx(load_model(dir + "/chosen.deft"), dir + "/opt.onnx");
   Model back = import_onnx(dir + "/opt.onnx");

@@ -84,6 +84,19 @@ std::string fmt(const char* f, ...) {
   return buf;
 }
 
+// The file of candidate `index` (its position in Optimization::candidates) inside the OPT
+// directory. Node names of imported ONNX models are paths ("/net/net.0/Conv" from torch.onnx), so
+// everything but [A-Za-z0-9._-] becomes '_'; the index keeps names that map alike apart.
+std::string candidate_file(const std::string& layer, size_t index) {
+  std::string s = "cand_";
+  for (const char ch : layer) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                    ch == '.' || ch == '-' || ch == '_';
+    s += ok ? ch : '_';
+  }
+  return s + "_" + std::to_string(index) + ".deft";
+}
+
 double layer_median(const ModelProfile& p, const std::string& name) {
   for (const LayerTime& l : p.layers)
     if (l.name == name) return l.median_ms;
@@ -337,7 +350,7 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
         c.layer_ms = layer_median(ps[1], lname);
       }
       c.layer = clone_layer(*m.nodes()[idx].layer, node_input(m, idx));
-      c.file = "cand_" + lname + "_" + std::to_string(seen.size() - 1) + ".deft";
+      c.file = candidate_file(lname, opt.candidates.size());
       c.elimination = std::move(e);
       say(head + fmt(", top-1 %.2f%% searched -> %.2f%% fine-tuned (base %.2f%%), layer %.3f ms vs dense %.3f ms (%.2fx)",
                      100 * c.accuracy_searched, 100 * c.accuracy, 100 * opt.base_accuracy,
@@ -481,7 +494,7 @@ void save_optimization(const Optimization& opt, const std::string& dir) {
   check(!ec && fs::is_directory(dir), "cannot create directory '" + dir + "'");
   save_model(opt.base, (fs::path(dir) / "base.deft").string(), {{"role", "sve base model"}});
   json cands = json::array();
-  std::map<std::string, int> per_layer;
+  std::set<std::string> files;
   for (size_t i = 0; i < opt.candidates.size(); ++i) {
     const Candidate& c = opt.candidates[i];
     const LayerElimination& e = c.elimination;
@@ -490,10 +503,10 @@ void save_optimization(const Optimization& opt, const std::string& dir) {
     const Shape in = node_input(opt.base, idx);
     Model cm(Shape(in.begin() + 1, in.end()));
     cm.add(e.layer, clone_layer(*c.layer, in));
-    const std::string file = !c.file.empty() ? c.file
-                             : "cand_" + e.layer + "_" + std::to_string(per_layer[e.layer]++) + ".deft";
-    check(file.find('/') == std::string::npos && file != "base.deft",
-          "candidate " + std::to_string(i) + " has a bad file name '" + file + "'");
+    const std::string file = !c.file.empty() ? c.file : candidate_file(e.layer, i);
+    check(file.find('/') == std::string::npos && file != "base.deft" && file != "frontier.json" &&
+              files.insert(file).second,
+          "candidate " + std::to_string(i) + " has a bad or repeated file name '" + file + "'");
     save_model(cm, (fs::path(dir) / file).string(),
                {{"role", "sve candidate"}, {"layer", e.layer},
                 {"correlation_threshold", fmt("%.17g", e.correlation_threshold)}});
