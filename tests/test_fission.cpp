@@ -216,5 +216,114 @@ TEST_F(FissionTest, TransposedAAndAlphaZeroAndErrors) {
   EXPECT_EQ(p.bytes() % 64, 0);
 }
 
+// fission_conv: the column matrix built straight into the packed panels. Against the same fission
+// kernels on an explicitly im2col'ed B (bit for bit: same panel values, same accumulation order)
+// and against a naive double-accumulating convolution on the widened operands (tolerance as
+// above). Geometries: M, N (images x OH x OW) and K (C x kh x kw) take 1, 7, 17, 255 and other
+// odd sizes; strides 1..4, padding on either side, dilation, several images side by side with an
+// image stride larger than C x H x W (a group of a wider input); every ISA path, every format,
+// both modes, 1 and 2 threads.
+struct ConvCase {
+  int64_t M, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, images;
+};
+
+void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, float alpha, float beta,
+                   uint32_t seed) {
+  FissionConvShape g;
+  g.C = cc.C; g.H = cc.H; g.W = cc.W; g.kh = cc.kh; g.kw = cc.kw; g.sh = cc.sh; g.sw = cc.sw;
+  g.pt = cc.pt; g.pl = cc.pl; g.dh = cc.dh; g.dw = cc.dw;
+  g.OH = (cc.H + cc.pt + cc.pb - (cc.dh * (cc.kh - 1) + 1)) / cc.sh + 1;
+  g.OW = (cc.W + cc.pl + cc.pr - (cc.dw * (cc.kw - 1) + 1)) / cc.sw + 1;
+  g.images = cc.images;
+  g.image_stride = cc.C * cc.H * cc.W + 5;
+  const int64_t M = cc.M, K = cc.C * cc.kh * cc.kw, P = g.OH * g.OW, N = cc.images * P;
+  const int64_t ldc = N + 2;
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> A(M * K), X(cc.images * g.image_stride), C0(M * ldc);
+  for (auto& v : A) v = dist(gen);
+  for (auto& v : X) v = dist(gen);
+  for (auto& v : C0) v = dist(gen);
+  // Naive im2col of all images side by side.
+  std::vector<float> B(K * N, 0.0f);
+  for (int64_t t = 0; t < cc.images; ++t)
+    for (int64_t c = 0, k = 0; c < cc.C; ++c)
+      for (int64_t i = 0; i < cc.kh; ++i)
+        for (int64_t j = 0; j < cc.kw; ++j, ++k)
+          for (int64_t oh = 0; oh < g.OH; ++oh)
+            for (int64_t ow = 0; ow < g.OW; ++ow) {
+              const int64_t ih = oh * cc.sh - cc.pt + i * cc.dh, iw = ow * cc.sw - cc.pl + j * cc.dw;
+              if (ih >= 0 && ih < cc.H && iw >= 0 && iw < cc.W)
+                B[k * N + t * P + oh * g.OW + ow] =
+                    X[t * g.image_stride + (c * cc.H + ih) * cc.W + iw];
+            }
+  const FissionPackedA pa(f, Rounding::nearest_even, false, M, K, A.data(), K);
+  std::vector<float> want = C0, got = C0;
+  fission_gemm(pa, false, N, alpha, B.data(), N, beta, want.data(), ldc, mode);
+  fission_conv(pa, g, X.data(), alpha, beta, got.data(), ldc, mode);
+  const std::string what = std::string(format_name(f)) +
+                           (mode == FissionMode::offchip ? " offchip" : " fission") + " isa=" +
+                           isa_name(isa) + " M=" + std::to_string(M) + " K=" + std::to_string(K) +
+                           " N=" + std::to_string(N) + " stride " + std::to_string(cc.sh) + "x" +
+                           std::to_string(cc.sw) + " images " + std::to_string(cc.images);
+  for (int64_t i = 0; i < M * ldc; ++i)
+    ASSERT_EQ(got[i], want[i]) << what << " at " << i / ldc << "," << i % ldc;
+  // And the naive convolution on the widened operands.
+  const std::vector<float> Aw = pa.widened();
+  std::vector<float> Bw = B;
+  if (f == Format::bf16 && mode == FissionMode::fission)
+    for (auto& v : Bw) v = bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
+  const double tol = 4e-7 * std::sqrt(static_cast<double>(K)) + 2e-7;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = static_cast<double>(Aw[i * K + k]) * Bw[k * N + j];
+        s += p;
+        mag += std::fabs(p);
+      }
+      const double c0 = C0[i * ldc + j];
+      const double ref = alpha * s + (beta == 0.0f ? 0.0 : beta * c0);
+      ASSERT_LE(std::fabs(got[i * ldc + j] - ref),
+                tol * (std::fabs(alpha) * mag + std::fabs(beta * c0)) + 1e-30)
+          << what << " at (" << i << "," << j << ")";
+    }
+}
+
+TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
+  //                      M   C   H   W kh kw sh sw pt pb pl pr dh dw images
+  const std::vector<ConvCase> cases = {
+      {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},         // M = N = K = 1
+      {17, 7, 5, 9, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1},        // K = 7, N = 15, strided 1x1
+      {7, 3, 17, 1, 3, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1},        // N = 17 (one column), K = 9
+      {255, 3, 23, 23, 11, 11, 4, 4, 0, 0, 0, 0, 1, 1, 1},   // conv1-like: K = 363, stride 4
+      {7, 5, 15, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},       // N = 255 (15 x 17), K = 45
+      {13, 2, 9, 9, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 3},        // dilation 2, 3 images, K = 18
+      {33, 1, 2, 3, 5, 5, 3, 2, 2, 1, 1, 2, 1, 1, 2},        // kernel larger than the image
+      {40, 4, 13, 13, 3, 3, 2, 3, 1, 0, 0, 1, 1, 1, 7},      // 7 images of OW < NR, K = 36
+      {17, 255, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},      // K = 255, padded 1x1
+  };
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (Format f : {Format::f32, Format::half, Format::deft16, Format::deft16q, Format::bf16,
+                     Format::deft8_e4})
+      for (FissionMode mode : {FissionMode::fission, FissionMode::offchip}) {
+        uint32_t seed = 11;
+        for (const ConvCase& cc : cases)
+          for (int threads : {1, 2}) {
+            omp_set_num_threads(threads);
+            const float alpha = seed % 2 ? 1.0f : 0.75f, beta = seed % 3 ? 0.0f : 0.5f;
+            run_conv_case(f, mode, isa, cc, alpha, beta, seed++);
+            if (HasFatalFailure()) return;
+          }
+      }
+  }
+  const FissionPackedA p(Format::bf16, Rounding::nearest_even, false, 4, 9, std::vector<float>(36).data(), 9);
+  FissionConvShape g;
+  g.C = 2; g.H = g.W = 4; g.kh = g.kw = 2; g.OH = g.OW = 3;
+  std::vector<float> x(32), c(36);
+  EXPECT_THROW(fission_conv(p, g, x.data(), 1.0f, 0.0f, c.data(), 9), Error);   // K 8 != 9
+}
+
 }  // namespace
 }  // namespace deftnn

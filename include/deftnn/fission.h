@@ -90,6 +90,29 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
                   int64_t ldb, float beta, float* C, int64_t ldc,
                   FissionMode mode = FissionMode::fission);
 
+// A convolution as a fission GEMM whose B operand is never materialised: C[M x N] = alpha *
+// widen(A) * B + beta * C with B[K x N] the column matrix (im2col) of `images` images side by
+// side, built straight into the packed B panels in the format the kernel reads (native bf16:
+// K-pair words, rounded to nearest even with DAZ like vdpbf16ps; else fp32). Row k of B is
+// (c, i, j) = (k / (kh * kw), k / kw % kh, k % kw), column n is image n / (OH * OW) at output
+// position n % (OH * OW); x[c, ih, iw] of image t is x[t * image_stride + (c * H + ih) * W + iw],
+// zero outside [0, H) x [0, W). Once per call the images are copied into a zero-padded copy split
+// by the column stride into sw phases (sw = 1: padding only), so that every row segment of every
+// panel is one contiguous load: no im2col matrix (conv1: 4.4 MB) and no strided reads.
+// Requires a.depth() == C * kh * kw; N = images * OH * OW; ldc >= N.
+struct FissionConvShape {
+  int64_t C = 0, H = 0, W = 0;     // input channels (of this group) and spatial size
+  int64_t kh = 1, kw = 1;          // kernel
+  int64_t sh = 1, sw = 1;          // stride
+  int64_t pt = 0, pl = 0;          // top / left padding (bottom / right follow from OH, OW)
+  int64_t dh = 1, dw = 1;          // dilation
+  int64_t OH = 0, OW = 0;          // output size
+  int64_t images = 1;              // images side by side in B (and C)
+  int64_t image_stride = 0;        // floats between consecutive images' x (>= C * H * W)
+};
+void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
+                  float beta, float* C, int64_t ldc, FissionMode mode = FissionMode::fission);
+
 // Name of the kernel family a packed A runs (for logs and benchmarks).
 const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode = FissionMode::fission);
 

@@ -66,6 +66,7 @@ thread_local ByteBuf t_bpack;    // B panels (owned by the calling thread, share
 thread_local ByteBuf t_strip;    // decoded fp32 strip(s) (portable / off-chip)
 thread_local ByteBuf t_bpriv;    // a thread's own B panel (panel-major order)
 thread_local ByteBuf t_tmp;      // scratch (packing)
+thread_local ByteBuf t_image;    // fission_conv's padded, phased images (calling thread's)
 
 int team_size(double flops) {
   if (omp_in_parallel()) return 1;
@@ -171,21 +172,28 @@ const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode) {
   return cfg.name;
 }
 
-void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
-                  int64_t ldb, float beta, float* C, int64_t ldc, FissionMode mode) {
-  check(!a.empty(), "fission_gemm: empty FissionPackedA");
-  const int64_t M = a.rows(), K = a.depth();
-  check(N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N),
-        "fission_gemm: bad N/ldb/ldc (M=" + std::to_string(M) + " N=" + std::to_string(N) +
-            " K=" + std::to_string(K) + " ldb=" + std::to_string(ldb) + " ldc=" +
-            std::to_string(ldc) + ")");
-  if (N == 0) return;
-  if (alpha == 0.0f) {   // sgemm semantics: C = beta * C, A and B not read
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-    return;
+namespace gemm {
+namespace {
+
+// The B-panel builder of fission_conv for an ISA: native bf16 pairs or fp32.
+PanelBuild panel_builder(Isa isa, bool native) {
+  if (native) return panel_pairs__avx512bf16;
+  switch (isa) {
+    case Isa::avx512: case Isa::avx512_bf16: return panel_f32__avx512;
+    case Isa::avx2: return panel_f32__avx2;
+    default: return panel_f32__portable;
   }
-  const gemm::FissionConfig& cfg = gemm::fission_config(a.isa());
+}
+
+// The fission GEMM driver over any B source. prep(): run by every thread of the team before any
+// panel is packed, ending in a barrier (the source's own set-up; may be empty); pack(j0, nq,
+// native, dst): writes the panel of columns [j0, j0 + nq) as native K-pair words (native) or
+// fp32 [k * nq + j].
+template <class Prep, class Pack>
+void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C, int64_t ldc,
+           FissionMode mode, Prep&& prep, Pack&& pack) {
+  const int64_t M = a.rows(), K = a.depth();
+  const FissionConfig& cfg = fission_config(a.isa());
   const int MR = cfg.mr, NR = cfg.nr;
   // Strips decoded to fp32 before the kernel: the off-chip baseline, or a kernel that cannot widen.
   const bool offchip = mode == FissionMode::offchip || !cfg.widens;
@@ -195,31 +203,19 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
   // bf16 without the native instruction (and not off-chip): B is rounded to bf16 like vdpbf16ps.
   // (On the portable path too: fission semantics do not depend on where the widening happens.)
   const bool round_b = a.format() == Format::bf16 && !native && mode == FissionMode::fission;
-  const int64_t S = a.strips(), P = gemm::ceil_div(N, NR);
+  const int64_t S = a.strips(), P = ceil_div(N, NR);
   const int64_t KP = (K + 1) / 2;
   // Panel q (width nq = min(NR, N - q * NR)) starts at q * NR * slot bytes.
   const int64_t panel_stride = native ? NR * KP * 4 : NR * K * 4;
-  const int nt = gemm::team_size(2.0 * M * N * K);
+  const int nt = team_size(2.0 * M * N * K);
   auto pack_panel = [&](int64_t q, uint8_t* dst) {
     const int64_t j0 = q * NR, nq = std::min<int64_t>(NR, N - j0);
-    const float* bsrc = trans_b ? B + j0 * ldb : B + j0;
-    if (native) {
-      uint16_t* d16 = reinterpret_cast<uint16_t*>(dst);
-      if (!trans_b) {
-        pack_bf16_pairs(bsrc, ldb, K, nq, d16);
-      } else {
-        float* tmp = static_cast<float*>(gemm::t_tmp.get(K * nq * 4));
-        gemm::pack_b(true, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, tmp);
-        pack_bf16_pairs(tmp, nq, K, nq, d16);
-      }
-    } else {
+    pack(j0, nq, native, dst);
+    if (round_b) {
       float* df = reinterpret_cast<float*>(dst);
-      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, df);
-      if (round_b) {
-        uint16_t* tmp = static_cast<uint16_t*>(gemm::t_tmp.get(K * nq * 2));
-        encode(Format::bf16, Rounding::nearest_even, df, tmp, K * nq);
-        decode(Format::bf16, tmp, df, K * nq);
-      }
+      uint16_t* tmp = static_cast<uint16_t*>(t_tmp.get(K * nq * 2));
+      encode(Format::bf16, Rounding::nearest_even, df, tmp, K * nq);
+      decode(Format::bf16, tmp, df, K * nq);
     }
   };
   auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel) {
@@ -238,14 +234,15 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
   const int64_t a_kernel_bytes = decode_a ? S * strip_floats * 4 : a.bytes();
   if (a_kernel_bytes <= (int64_t{768} << 10) && P >= 2 * nt) {
     // Off-chip: widen the whole (small) A to fp32 once per call, then the fp32 kernel.
-    float* adec = decode_a ? static_cast<float*>(gemm::t_strip.get(S * strip_floats * 4)) : nullptr;
+    float* adec = decode_a ? static_cast<float*>(t_strip.get(S * strip_floats * 4)) : nullptr;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
+      prep();
       if (adec) {
 #pragma omp for schedule(static)
-        for (int64_t s = 0; s < S; ++s) gemm::decode_strip(a, s, adec + s * strip_floats);
+        for (int64_t s = 0; s < S; ++s) decode_strip(a, s, adec + s * strip_floats);
       }
-      uint8_t* bp = static_cast<uint8_t*>(gemm::t_bpriv.get(panel_stride));
+      uint8_t* bp = static_cast<uint8_t*>(t_bpriv.get(panel_stride));
 #pragma omp for schedule(dynamic, 1)
       for (int64_t q = 0; q < P; ++q) {
         pack_panel(q, bp);
@@ -256,19 +253,20 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
     return;
   }
 
-  uint8_t* bpack = static_cast<uint8_t*>(gemm::t_bpack.get(P * panel_stride));
+  uint8_t* bpack = static_cast<uint8_t*>(t_bpack.get(P * panel_stride));
   // Items (strip, panel), strip-major; whole strips per item when there are plenty of strips.
   const int64_t per_item = S >= 4 * nt ? P : 1;
   const int64_t items = S * P / per_item;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
+    prep();
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     for (int64_t q = tid; q < P; q += team) pack_panel(q, bpack + q * panel_stride);
     if (team > 1) {
 #pragma omp barrier
     }
     int64_t cached = -1;   // the strip this thread last decoded (off-chip / portable)
-    float* sbuf = decode_a ? static_cast<float*>(gemm::t_strip.get(strip_floats * 4)) : nullptr;
+    float* sbuf = decode_a ? static_cast<float*>(t_strip.get(strip_floats * 4)) : nullptr;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
       const int64_t first = it * per_item;
@@ -277,7 +275,7 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
         const void* astrip = a.strip(s);
         if (sbuf) {
           if (cached != s) {
-            gemm::decode_strip(a, s, sbuf);
+            decode_strip(a, s, sbuf);
             cached = s;
           }
           astrip = sbuf;
@@ -286,6 +284,125 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
       }
     }
   }
+}
+
+// C = beta * C (alpha == 0: sgemm semantics, A and B not read).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+}
+
+}  // namespace
+}  // namespace gemm
+
+void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
+                  int64_t ldb, float beta, float* C, int64_t ldc, FissionMode mode) {
+  check(!a.empty(), "fission_gemm: empty FissionPackedA");
+  const int64_t M = a.rows(), K = a.depth();
+  check(N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N),
+        "fission_gemm: bad N/ldb/ldc (M=" + std::to_string(M) + " N=" + std::to_string(N) +
+            " K=" + std::to_string(K) + " ldb=" + std::to_string(ldb) + " ldc=" +
+            std::to_string(ldc) + ")");
+  if (N == 0) return;
+  if (alpha == 0.0f) {
+    gemm::scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  auto pack = [&](int64_t j0, int64_t nq, bool native, uint8_t* dst) {
+    const float* bsrc = trans_b ? B + j0 * ldb : B + j0;
+    if (native) {
+      uint16_t* d16 = reinterpret_cast<uint16_t*>(dst);
+      if (!trans_b) {
+        pack_bf16_pairs(bsrc, ldb, K, nq, d16);
+      } else {
+        float* tmp = static_cast<float*>(gemm::t_tmp.get(K * nq * 4));
+        gemm::pack_b(true, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, tmp);
+        pack_bf16_pairs(tmp, nq, K, nq, d16);
+      }
+    } else {
+      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1,
+                   reinterpret_cast<float*>(dst));
+    }
+  };
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, [] {}, pack);
+}
+
+void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
+                  float beta, float* C, int64_t ldc, FissionMode mode) {
+  check(!a.empty(), "fission_conv: empty FissionPackedA");
+  const int64_t M = a.rows(), K = a.depth();
+  const std::string shape = " (C=" + std::to_string(g.C) + " H=" + std::to_string(g.H) +
+                            " W=" + std::to_string(g.W) + " kernel " + std::to_string(g.kh) +
+                            "x" + std::to_string(g.kw) + " OH=" + std::to_string(g.OH) +
+                            " OW=" + std::to_string(g.OW) + " K=" + std::to_string(K) + ")";
+  check(g.C > 0 && g.H > 0 && g.W > 0 && g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0 &&
+            g.dh > 0 && g.dw > 0 && g.pt >= 0 && g.pl >= 0 && g.OH > 0 && g.OW > 0 &&
+            g.images > 0 && (g.images == 1 || g.image_stride >= g.C * g.H * g.W),
+        "fission_conv: bad geometry" + shape);
+  check(g.C * g.kh * g.kw == K, "fission_conv: C * kh * kw != depth of A" + shape);
+  const int64_t P = g.OH * g.OW, N = g.images * P;
+  check(ldc >= N, "fission_conv: ldc=" + std::to_string(ldc) + " < N=" + std::to_string(N));
+  if (alpha == 0.0f) {
+    gemm::scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  // The padded, phased copy of the images: element (c, ihp, iwp) of padded image t (ihp = ih +
+  // pt, iwp = iw + pl) at t * img + ((c * Hp + ihp) * sw + iwp % sw) * Wp + iwp / sw. Output
+  // (oh, ow) of row (c, i, j) reads ihp = oh * sh + i * dh, iwp = ow * sw + j * dw: phase
+  // (j * dw) % sw, so one output row's values are contiguous in one phase.
+  const int64_t sw = g.sw;
+  const int64_t Hp = (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+  const int64_t Wfull = (g.OW - 1) * sw + (g.kw - 1) * g.dw + 1;
+  const int64_t Wp = (Wfull + sw - 1) / sw;
+  const int64_t img = g.C * Hp * sw * Wp;
+  const int64_t rows = g.images * g.C * Hp;
+  float* xs = static_cast<float*>(gemm::t_image.get(g.images * img * 4));
+  std::vector<int64_t> rowoff(static_cast<size_t>(K));
+  for (int64_t c = 0, k = 0; c < g.C; ++c)
+    for (int64_t i = 0; i < g.kh; ++i)
+      for (int64_t j = 0; j < g.kw; ++j, ++k)
+        rowoff[k] = ((c * Hp + i * g.dh) * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
+  auto prep = [&] {
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t t = r / (g.C * Hp), c = r / Hp % g.C, ihp = r % Hp, ih = ihp - g.pt;
+      float* d = xs + r * sw * Wp;
+      if (ih < 0 || ih >= g.H) {
+        std::fill(d, d + sw * Wp, 0.0f);
+        continue;
+      }
+      const float* srow = x + t * g.image_stride + (c * g.H + ih) * g.W;
+      for (int64_t ph = 0; ph < sw; ++ph) {
+        // m in [m0, m1) reads iw = m * sw + ph - pl inside [0, W); zeros around.
+        float* dp = d + ph * Wp;
+        const int64_t o = ph - g.pl;
+        const int64_t m0 = std::min(Wp, o >= 0 ? 0 : (-o + sw - 1) / sw);
+        const int64_t m1 = std::max(m0, std::min(Wp, g.W - o > 0 ? (g.W - o + sw - 1) / sw : 0));
+        std::fill(dp, dp + m0, 0.0f);
+        const float* sp = srow + o;
+        if (sw == 1)
+          std::memcpy(dp + m0, sp + m0, sizeof(float) * static_cast<size_t>(m1 - m0));
+        else
+          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m * sw];
+        std::fill(dp + m1, dp + Wp, 0.0f);
+      }
+    }
+  };
+  auto pack = [&](int64_t j0, int64_t nq, bool native, uint8_t* dst) {
+    gemm::PanelSeg seg[16];
+    int nseg = 0;
+    for (int64_t p = j0, lane = 0; lane < nq; ++nseg) {
+      const int64_t t = p / P, rem = p % P, oh = rem / g.OW, ow = rem % g.OW;
+      const int64_t len = std::min(g.OW - ow, nq - lane);
+      seg[nseg] = {static_cast<int>(lane), static_cast<int>(len),
+                   t * img + oh * g.sh * sw * Wp + ow};
+      lane += len;
+      p += len;
+    }
+    gemm::panel_builder(a.isa(), native)(xs, rowoff.data(), K, seg, nseg, static_cast<int>(nq),
+                                         dst);
+  };
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, prep, pack);
 }
 
 }  // namespace deftnn

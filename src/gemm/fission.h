@@ -31,6 +31,28 @@ void fission_tile__avx512(Format, int64_t, const void*, const void*, float*, int
 void fission_tile__avx512bf16(Format, int64_t, const void*, const void*, float*, int64_t, int,
                               int, float, float);
 
+// B-PANEL BUILDERS FROM AN IMAGE (fission_conv)
+//   void build(const float* src, const int64_t* rowoff, int64_t K, const PanelSeg* seg, int nseg,
+//              int nq, void* dst);
+//   Column j of the panel (0 <= j < nq <= 16) lies in exactly one segment s (seg[s].lane <= j <
+//   seg[s].lane + seg[s].len, segments in lane order, covering [0, nq)); its value in row k is
+//   src[seg[s].off + rowoff[k] + (j - seg[s].lane)]. Every such address is inside src (the
+//   padded, phased image: no bounds checks). dst: the panel as the tile kernel reads it, exactly
+//   nq wide: fp32 (k, j) at [k * nq + j] (panel_f32), or native bf16 K-pair words (k/2, j) at
+//   [(k / 2) * nq + j], row K (when K is odd) zero, values rounded to nearest even with DAZ like
+//   vcvtne2ps2bf16 (panel_pairs).
+struct PanelSeg {
+  int lane, len;
+  int64_t off;
+};
+using PanelBuild = void (*)(const float* src, const int64_t* rowoff, int64_t K,
+                            const PanelSeg* seg, int nseg, int nq, void* dst);
+void panel_f32__portable(const float*, const int64_t*, int64_t, const PanelSeg*, int, int, void*);
+void panel_f32__avx2(const float*, const int64_t*, int64_t, const PanelSeg*, int, int, void*);
+void panel_f32__avx512(const float*, const int64_t*, int64_t, const PanelSeg*, int, int, void*);
+void panel_pairs__avx512bf16(const float*, const int64_t*, int64_t, const PanelSeg*, int, int,
+                             void*);
+
 // Deft-8 widening constants: bits = (sign-extended code << shift) & mask, value = bits * scale.
 struct Deft8Widen {
   int shift;       // 16 + N

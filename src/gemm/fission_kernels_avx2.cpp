@@ -151,3 +151,31 @@ void fission_tile__avx2(Format f, int64_t K, const void* a, const void* b, float
 }
 
 }  // namespace deftnn::gemm
+
+namespace deftnn::gemm {
+
+// fp32 B panel straight from the padded, phased image (contract: src/gemm/fission.h), nq <= 8:
+// one masked load per segment per row (masked lanes read as +0.0, so segments combine by OR),
+// one masked store.
+void panel_f32__avx2(const float* src, const int64_t* rowoff, int64_t K, const PanelSeg* seg,
+                     int nseg, int nq, void* dst) {
+  float* d = static_cast<float*>(dst);
+  const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i all = _mm256_cmpgt_epi32(_mm256_set1_epi32(nq), lanes);
+  __m256i m[8];
+  const float* base[8];
+  for (int s = 0; s < nseg; ++s) {
+    const __m256i lo = _mm256_cmpgt_epi32(_mm256_set1_epi32(seg[s].lane), lanes);
+    const __m256i hi = _mm256_cmpgt_epi32(_mm256_set1_epi32(seg[s].lane + seg[s].len), lanes);
+    m[s] = _mm256_andnot_si256(lo, hi);
+    base[s] = src + (seg[s].off - seg[s].lane);   // lanes below seg[s].lane are masked off
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t o = rowoff[k];
+    __m256 v = _mm256_maskload_ps(base[0] + o, m[0]);
+    for (int s = 1; s < nseg; ++s) v = _mm256_or_ps(v, _mm256_maskload_ps(base[s] + o, m[s]));
+    _mm256_maskstore_ps(d + k * nq, all, v);
+  }
+}
+
+}  // namespace deftnn::gemm

@@ -4,9 +4,11 @@
 // For n <= 2 (GEMV, fc at batch 1) the k loop is unrolled into independent accumulator sets so
 // the FMA latency does not bound the weight stream.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"   // GCC 12: _mm512_undefined_* inside the intrinsics
 #include <immintrin.h>
 
 #include "gemm/fission.h"
+#include "gemm/fission_store_avx512.h"
 
 namespace deftnn::gemm {
 namespace {
@@ -94,19 +96,18 @@ void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, f
       acc[0][j][1] = _mm512_fmadd_ps(h1, bj, acc[0][j][1]);
     }
   }
-  alignas(64) float t[NRT * MR];
+  __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12
   for (int j = 0; j < NRT; ++j) {
-    __m512 s0 = acc[0][j][0], s1 = acc[0][j][1];
+    s0[j] = acc[0][j][0];
+    s1[j] = acc[0][j][1];
 #pragma GCC unroll 4
     for (int u = 1; u < U; ++u) {
-      s0 = _mm512_add_ps(s0, acc[u][j][0]);
-      s1 = _mm512_add_ps(s1, acc[u][j][1]);
+      s0[j] = _mm512_add_ps(s0[j], acc[u][j][0]);
+      s1[j] = _mm512_add_ps(s1[j], acc[u][j][1]);
     }
-    _mm512_store_ps(t + j * MR, s0);
-    _mm512_store_ps(t + j * MR + 16, s1);
   }
-  fission_store(t, MR, W::kEo, m, NRT, alpha, beta, c, ldc);
+  fission_store_tile32(s0, s1, W::kEo, m, alpha, beta, c, ldc);
 }
 
 template <class W>
@@ -151,6 +152,30 @@ void fission_tile__avx512(Format f, int64_t K, const void* a, const void* b, flo
       dispatch_n(w, K, bf, c, ldc, m, n, alpha, beta);
       return;
     }
+  }
+}
+
+}  // namespace deftnn::gemm
+
+namespace deftnn::gemm {
+
+// fp32 B panel straight from the padded, phased image (contract: src/gemm/fission.h): one
+// masked load per segment per row, one masked store.
+void panel_f32__avx512(const float* src, const int64_t* rowoff, int64_t K, const PanelSeg* seg,
+                       int nseg, int nq, void* dst) {
+  float* d = static_cast<float*>(dst);
+  const __mmask16 all = static_cast<__mmask16>((1u << nq) - 1);
+  __mmask16 m[16];
+  const float* base[16];
+  for (int s = 0; s < nseg; ++s) {
+    m[s] = static_cast<__mmask16>(((1u << seg[s].len) - 1) << seg[s].lane);
+    base[s] = src + (seg[s].off - seg[s].lane);   // lanes below seg[s].lane are masked off
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t o = rowoff[k];
+    __m512 v = _mm512_maskz_loadu_ps(m[0], base[0] + o);
+    for (int s = 1; s < nseg; ++s) v = _mm512_mask_loadu_ps(v, m[s], base[s] + o);
+    _mm512_mask_storeu_ps(d + k * nq, all, v);
   }
 }
 

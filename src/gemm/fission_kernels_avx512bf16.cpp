@@ -3,9 +3,11 @@
 // broadcast K-pair words; fp32 accumulation. Two products per lane per instruction: twice the
 // fp32 FMA's flops. Other formats go to the AVX-512 kernels. Contract: src/gemm/fission.h.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"   // GCC 12: _mm512_undefined_* inside the intrinsics
 #include <immintrin.h>
 
 #include "gemm/fission.h"
+#include "gemm/fission_store_avx512.h"
 
 namespace deftnn::gemm {
 namespace {
@@ -48,19 +50,18 @@ void tile(int64_t K, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc
       acc[0][j][1] = _mm512_dpbf16_ps(acc[0][j][1], a1, bj);
     }
   }
-  alignas(64) float t[NRT * MR];
+  __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12
   for (int j = 0; j < NRT; ++j) {
-    __m512 s0 = acc[0][j][0], s1 = acc[0][j][1];
+    s0[j] = acc[0][j][0];
+    s1[j] = acc[0][j][1];
 #pragma GCC unroll 4
     for (int u = 1; u < U; ++u) {
-      s0 = _mm512_add_ps(s0, acc[u][j][0]);
-      s1 = _mm512_add_ps(s1, acc[u][j][1]);
+      s0[j] = _mm512_add_ps(s0[j], acc[u][j][0]);
+      s1[j] = _mm512_add_ps(s1[j], acc[u][j][1]);
     }
-    _mm512_store_ps(t + j * MR, s0);
-    _mm512_store_ps(t + j * MR + 16, s1);
   }
-  fission_store(t, MR, false, m, NRT, alpha, beta, c, ldc);
+  fission_store_tile32(s0, s1, false, m, alpha, beta, c, ldc);
 }
 
 }  // namespace
@@ -81,6 +82,45 @@ void fission_tile__avx512bf16(Format f, int64_t K, const void* a, const void* b,
     DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
 #undef DEFTNN_FIS_CASE
     default: break;
+  }
+}
+
+}  // namespace deftnn::gemm
+
+namespace deftnn::gemm {
+
+// Native bf16 B panel straight from the padded, phased image (contract: src/gemm/fission.h):
+// rows 2kp and 2kp+1 are loaded as fp32 (one masked load per segment), rounded to bf16 by one
+// vcvtne2ps2bf16 and interleaved into K-pair words by one vpermw.
+void panel_pairs__avx512bf16(const float* src, const int64_t* rowoff, int64_t K,
+                             const PanelSeg* seg, int nseg, int nq, void* dst) {
+  alignas(64) static const uint16_t kIdx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
+                                                11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kIdx);
+  uint32_t* d = static_cast<uint32_t*>(dst);
+  const __mmask16 all = static_cast<__mmask16>((1u << nq) - 1);
+  __mmask16 m[16];
+  const float* base[16];
+  for (int s = 0; s < nseg; ++s) {
+    m[s] = static_cast<__mmask16>(((1u << seg[s].len) - 1) << seg[s].lane);
+    base[s] = src + (seg[s].off - seg[s].lane);   // lanes below seg[s].lane are masked off
+  }
+  auto row = [&](int64_t k) {
+    const int64_t o = rowoff[k];
+    __m512 v = _mm512_maskz_loadu_ps(m[0], base[0] + o);
+    for (int s = 1; s < nseg; ++s) v = _mm512_mask_loadu_ps(v, m[s], base[s] + o);
+    return v;
+  };
+  const int64_t KP = K / 2;
+  for (int64_t kp = 0; kp < KP; ++kp) {
+    const __m512 r0 = row(2 * kp), r1 = row(2 * kp + 1);
+    const __m512i c = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(r1, r0));
+    _mm512_mask_storeu_epi32(d + kp * nq, all, _mm512_permutexvar_epi16(idx, c));
+  }
+  if (K & 1) {
+    const __m512i c = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(_mm512_setzero_ps(), row(K - 1)));
+    _mm512_mask_storeu_epi32(d + KP * nq, all, _mm512_permutexvar_epi16(idx, c));
   }
 }
 

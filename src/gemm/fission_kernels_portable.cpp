@@ -19,3 +19,18 @@ void fission_tile__portable(Format, int64_t K, const void* a, const void* b, flo
 }
 
 }  // namespace deftnn::gemm
+
+namespace deftnn::gemm {
+
+// fp32 B panel straight from the padded, phased image (contract: src/gemm/fission.h).
+void panel_f32__portable(const float* src, const int64_t* rowoff, int64_t K, const PanelSeg* seg,
+                         int nseg, int nq, void* dst) {
+  float* d = static_cast<float*>(dst);
+  for (int64_t k = 0; k < K; ++k)
+    for (int s = 0; s < nseg; ++s) {
+      const float* p = src + seg[s].off + rowoff[k];
+      for (int t = 0; t < seg[s].len; ++t) d[k * nq + seg[s].lane + t] = p[t];
+    }
+}
+
+}  // namespace deftnn::gemm

@@ -222,6 +222,9 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   float* y = out.data();
   const float* xd = x.data();
   const bool ident = !eliminated() && g.identity();
+  // Fission (no elimination, not 1x1): the column matrix is built straight into the packed
+  // reduced-format B panels by fission_conv, never materialised in fp32.
+  const bool direct = pa && !eliminated() && !ident;
 
   const int used = plan_threads(N, 2.0 * O * P * K);
   const int64_t chunk = plan_chunk(g, K, N, used);
@@ -240,7 +243,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
         const float* xg = xd + (n0 * C + gi * g.C) * HW;
         float* yg = y + (n0 * O + gi * Og) * P;
         const float* B = xg;
-        if (!ident) {
+        if (!ident && !direct) {
           B = col_[t].get(K * P);
           build_columns(g, false, gi, xg, col_[t].get(K * P), P);
         }
@@ -249,15 +252,24 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
           for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * Og + o]);
           beta = 1.0f;
         }
-        gemm(gi, P, wg, K, B, beta, yg);
+        if (direct)
+          fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, beta, yg, P,
+                       fission_.mode);
+        else
+          gemm(gi, P, wg, K, B, beta, yg);
         continue;
       }
       // Several images side by side: Ybuf[Og, nb*P] = W_g * [col_0 | col_1 | ...].
       float* col = col_[t].get(K * P * chunk);
       float* yb = ybuf_[t].get(Og * P * chunk);
-      for (int64_t i = 0; i < nb; ++i)
-        build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
-      gemm(gi, L, wg, K, col, 0.0f, yb);
+      if (direct) {
+        fission_conv((*pa)[gi], fission_conv_shape(g, nb, C * HW), xd + (n0 * C + gi * g.C) * HW,
+                     1.0f, 0.0f, yb, L, fission_.mode);
+      } else {
+        for (int64_t i = 0; i < nb; ++i)
+          build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
+        gemm(gi, L, wg, K, col, 0.0f, yb);
+      }
       for (int64_t i = 0; i < nb; ++i)
         for (int64_t o = 0; o < Og; ++o) {
           const float* src = yb + o * L + i * P;

@@ -6,6 +6,26 @@
 
 namespace deftnn::ops {
 
+FissionConvShape fission_conv_shape(const ConvGeom& g, int64_t images, int64_t image_stride) {
+  FissionConvShape s;
+  s.C = g.C;
+  s.H = g.H;
+  s.W = g.W;
+  s.kh = g.kh;
+  s.kw = g.kw;
+  s.sh = g.sh;
+  s.sw = g.sw;
+  s.pt = g.pt;
+  s.pl = g.pl;
+  s.dh = g.dh;
+  s.dw = g.dw;
+  s.OH = g.OH;
+  s.OW = g.OW;
+  s.images = images;
+  s.image_stride = image_stride;
+  return s;
+}
+
 const std::vector<std::string>& fission_attr_keys() {
   static const std::vector<std::string> k{"format", "fission_mode", "rounding"};
   return k;

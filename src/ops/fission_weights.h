@@ -23,8 +23,13 @@
 #include "deftnn/fission.h"
 #include "deftnn/formats.h"
 #include "deftnn/layer.h"
+#include "ops/im2col.h"
 
 namespace deftnn::ops {
+
+// The fission_conv geometry of one group of a convolution over `images` images side by side,
+// x of consecutive images `image_stride` floats apart.
+FissionConvShape fission_conv_shape(const ConvGeom& g, int64_t images, int64_t image_stride);
 
 struct FissionSetting {
   Format format = Format::f32;
