@@ -11,6 +11,83 @@ namespace {
 
 constexpr int MR = 16;
 
+// Partial rows of C: the first N <= 4 floats of an xmm, N <= 8 of a ymm (no masked moves: they
+// are slow on AMD).
+template <int N>
+inline void store_part(float* c, __m128 x) {
+  if constexpr (N == 1) _mm_store_ss(c, x);
+  if constexpr (N == 2 || N == 3) _mm_storel_pi(reinterpret_cast<__m64*>(c), x);
+  if constexpr (N == 3) _mm_store_ss(c + 2, _mm_movehl_ps(x, x));
+  if constexpr (N == 4) _mm_storeu_ps(c, x);
+}
+template <int N>
+inline __m128 load_part(const float* c) {
+  if constexpr (N == 0) return _mm_setzero_ps();
+  if constexpr (N == 1) return _mm_load_ss(c);
+  if constexpr (N == 2) return _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(c)));
+  if constexpr (N == 3)
+    return _mm_movelh_ps(_mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(c))),
+                         _mm_load_ss(c + 2));
+  if constexpr (N == 4) return _mm_loadu_ps(c);
+}
+template <int N>
+inline void store_row(float* c, __m256 v) {
+  if constexpr (N == 8) {
+    _mm256_storeu_ps(c, v);
+  } else if constexpr (N >= 4) {
+    _mm_storeu_ps(c, _mm256_castps256_ps128(v));
+    store_part<N - 4>(c + 4, _mm256_extractf128_ps(v, 1));
+  } else {
+    store_part<N>(c, _mm256_castps256_ps128(v));
+  }
+}
+template <int N>
+inline __m256 load_row(const float* c) {
+  if constexpr (N == 8) return _mm256_loadu_ps(c);
+  if constexpr (N >= 4 && N < 8)
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(c)), load_part<N - 4>(c + 4), 1);
+  if constexpr (N < 4) return _mm256_castps128_ps256(load_part<N>(c));
+}
+
+// The tile store: columns col[j] (lane r = row r of column j), j < N <= 8, transposed in
+// registers (8 x 8: 24 shuffles) and stored a row at a time at c + (row0 + r * rstep) * ldc for
+// row0 + r * rstep < m: C = alpha * tile + beta * C (beta == 0: C not read).
+template <int N>
+inline void store_cols8(const __m256 (&col)[N], int row0, int rstep, int m, float alpha,
+                        float beta, float* c, int64_t ldc) {
+  __m256 x[8], t[8];
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) x[j] = j < N ? col[j] : _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(x[2 * i], x[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(x[2 * i], x[2 * i + 1]);
+  }
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    x[4 * h + 0] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0x44);
+    x[4 * h + 1] = _mm256_shuffle_ps(t[4 * h], t[4 * h + 2], 0xEE);
+    x[4 * h + 2] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0x44);
+    x[4 * h + 3] = _mm256_shuffle_ps(t[4 * h + 1], t[4 * h + 3], 0xEE);
+  }
+  __m256 row[8];
+#pragma GCC unroll 4
+  for (int r = 0; r < 4; ++r) {
+    row[r] = _mm256_permute2f128_ps(x[r], x[4 + r], 0x20);
+    row[4 + r] = _mm256_permute2f128_ps(x[r], x[4 + r], 0x31);
+  }
+  const __m256 va = _mm256_set1_ps(alpha), vb = _mm256_set1_ps(beta);
+#pragma GCC unroll 8
+  for (int r = 0; r < 8; ++r) {
+    const int i = row0 + r * rstep;
+    if (i >= m) break;
+    float* cr = c + i * ldc;
+    __m256 v = alpha == 1.0f ? row[r] : _mm256_mul_ps(row[r], va);
+    if (beta != 0.0f) v = _mm256_fmadd_ps(load_row<N>(cr), vb, v);
+    store_row<N>(cr, v);
+  }
+}
+
 struct WF32 {
   static constexpr bool kEo = false;
   const float* a;
@@ -91,19 +168,25 @@ void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, f
       acc[0][j][1] = _mm256_fmadd_ps(h1, bj, acc[0][j][1]);
     }
   }
-  alignas(32) float t[NRT * MR];
+  __m256 s0[NRT], s1[NRT];
 #pragma GCC unroll 6
   for (int j = 0; j < NRT; ++j) {
-    __m256 s0 = acc[0][j][0], s1 = acc[0][j][1];
+    s0[j] = acc[0][j][0];
+    s1[j] = acc[0][j][1];
 #pragma GCC unroll 4
     for (int u = 1; u < U; ++u) {
-      s0 = _mm256_add_ps(s0, acc[u][j][0]);
-      s1 = _mm256_add_ps(s1, acc[u][j][1]);
+      s0[j] = _mm256_add_ps(s0[j], acc[u][j][0]);
+      s1[j] = _mm256_add_ps(s1[j], acc[u][j][1]);
     }
-    _mm256_store_ps(t + j * MR, s0);
-    _mm256_store_ps(t + j * MR + 8, s1);
   }
-  fission_store(t, MR, W::kEo, m, NRT, alpha, beta, c, ldc);
+  // s0 / s1: rows 0..7 / 8..15, or with kEo the even / odd rows.
+  if constexpr (W::kEo) {
+    store_cols8(s0, 0, 2, m, alpha, beta, c, ldc);
+    if (m > 1) store_cols8(s1, 1, 2, m, alpha, beta, c, ldc);
+  } else {
+    store_cols8(s0, 0, 1, m, alpha, beta, c, ldc);
+    if (m > 8) store_cols8(s1, 8, 1, m, alpha, beta, c, ldc);
+  }
 }
 
 template <class W>
