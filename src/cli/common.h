@@ -34,6 +34,7 @@ struct Registry {
 // Defined in cmd_sve.cpp (optimize, frontier) and cmd_onnx.cpp (run, convert).
 void register_sve_commands(CLI::App& app, Registry& registry);
 void register_onnx_commands(CLI::App& app, Registry& registry);
+void register_format_commands(CLI::App& app, Registry& registry);   // cmd_formats.cpp
 
 inline bool is_zoo_name(const std::string& s) {
   for (const auto& n : zoo_names())

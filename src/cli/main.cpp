@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
   Registry registry;
   register_sve_commands(app, registry);
   register_onnx_commands(app, registry);
+  register_format_commands(app, registry);
 
   try {
     app.parse(argc, argv);
