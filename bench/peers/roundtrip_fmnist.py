@@ -31,7 +31,9 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 def sh(cmd, **kw):
     print("$ " + " ".join(cmd), flush=True)
     t0 = time.time()
-    r = subprocess.run(cmd, check=True, text=True, capture_output=True, **kw)
+    r = subprocess.run(cmd, text=True, capture_output=True, **kw)
+    if r.returncode != 0:
+        sys.exit(f"FAILED (exit {r.returncode}): {' '.join(cmd)}\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
     out = r.stdout.strip()
     if out:
         print("\n".join("  " + l for l in out.splitlines()[-12:]), flush=True)
@@ -182,6 +184,8 @@ def main():
     # 4. The whole test set: deftnn eval, deftnn run (logits), ONNX Runtime on the export.
     x, y = load_idx(a.data, "t10k")
     np.save(W("test_x.npy"), x)
+    sh(dt + ["eval", src, "--json", W("eval_base.json")])
+    base_test = json.loads(open(W("eval_base.json")).read())["top1"]
     sh(dt + ["eval", chosen, "--json", W("eval.json")])
     ev = json.loads(open(W("eval.json")).read())
     sh(dt + ["run", chosen, "--input", W("test_x.npy"), "-o", W("deftnn_logits.npy")])
@@ -197,10 +201,11 @@ def main():
     res = {"source": a.onnx or a.source, "images": int(len(y)), "configuration": conf,
            "validation_base_top1": base, "validation_selected_top1": p["accuracy"], "speedup": p["speedup"],
            "exported_layers": [{"name": n, "K": K, "nonzero_rows": k} for n, K, k in layers],
-           "deftnn_eval_top1": acc_eval, "deftnn_run_top1": acc_run, "ort_top1": acc_ort,
+           "base_test_top1": base_test, "deftnn_eval_top1": acc_eval, "deftnn_run_top1": acc_run, "ort_top1": acc_ort,
            "argmax_disagreements": disagree, "max_abs_logit_diff": diff,
            "max_abs_logit": float(np.abs(ld).max()), "onnxruntime_version": ort.get("version")}
     print(f"\nFashion-MNIST test set ({len(y)} images), optimised model [{conf}]:")
+    print(f"  (the model before optimising     top-1 {100 * base_test:.2f}%, deftnn eval)")
     print(f"  deftnn eval chosen.deft          top-1 {100 * acc_eval:.2f}%")
     print(f"  deftnn run chosen.deft (logits)  top-1 {100 * acc_run:.2f}%")
     print(f"  ONNX Runtime {ort.get('version')} on opt.onnx   top-1 {100 * acc_ort:.2f}%")
