@@ -8,6 +8,7 @@
 // (`deftnn run` belongs to cmd_onnx.cpp: it runs a model on a .npy input; selection lives here.)
 #include <algorithm>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
 #include <sstream>
 
@@ -316,6 +317,104 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
       throw Error("-o/--eval/--bench need a target (--target, --max-accuracy-loss or --min-speedup)");
     }
     write_json(fa->json_path, j);
+  });
+
+  // compare: a base model and others (e.g. selected configurations) timed side by side
+  struct CompareArgs {
+    std::vector<std::string> models;
+    int64_t batch = 64;
+    int rounds = 7, iters = 20;
+    std::string json_path;
+    bool cputime = false;
+  };
+  auto ca = std::make_shared<CompareArgs>();
+  auto* c_cmp = app.add_subcommand(
+      "compare", "time models side by side (the first is the reference): interleaved forward by forward, per-layer and end-to-end medians and minimums, speedups");
+  c_cmp->add_option("models", ca->models, "model files or zoo names; the first is the reference")->required()->expected(2, 64);
+  c_cmp->add_option("--batch", ca->batch, "batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  c_cmp->add_option("--rounds", ca->rounds, "rounds (each a profile_models run of --iters interleaved iterations)")->capture_default_str()->check(CLI::Range(1, 1000));
+  c_cmp->add_option("--iters", ca->iters, "iterations per round")->capture_default_str()->check(CLI::Range(1, 100000));
+  c_cmp->add_option("--json", ca->json_path, "write the results as JSON");
+  c_cmp->add_flag("--cputime", ca->cputime,
+                  "time each forward by the calling thread's CPU time (1 thread only): on a loaded machine "
+                  "wall time charges a long forward for every preemption it sits through, so ratios "
+                  "of wall medians and minimums both skew towards the faster model");
+  registry.add(c_cmp, [ca] {
+    std::vector<Model> ms;
+    for (const auto& f : ca->models) ms.push_back(open_model(f, {}, 0));
+    std::vector<Model*> ptr;
+    for (Model& m : ms) ptr.push_back(&m);
+    const size_t n = ms.size();
+    std::vector<std::vector<double>> med(n), mins(n);
+    std::vector<std::map<std::string, std::vector<double>>> layer(n);
+    if (ca->cputime) {
+      check(omp_get_max_threads() == 1, "compare --cputime measures the calling thread: run with --threads 1 / OMP_NUM_THREADS=1");
+      Shape sh{ca->batch};
+      sh.insert(sh.end(), ms[0].input_shape().begin(), ms[0].input_shape().end());
+      Tensor x(sh);
+      Rng rng(42);
+      for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(0.0f, 1.0f);
+      for (Model& m : ms) m.freeze(true);
+      auto cpu_ms = [] {
+        timespec t;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        return 1e3 * static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_nsec);
+      };
+      for (int r = 0; r < ca->rounds; ++r) {
+        std::vector<std::vector<double>> t(n);
+        for (int it = 0; it < ca->iters + (r == 0 ? 3 : 1); ++it)
+          for (size_t j = 0; j < n; ++j) {
+            const size_t i = (j + static_cast<size_t>(it)) % n;
+            const double t0 = cpu_ms();
+            ms[i].forward(x, false);
+            const double dt = cpu_ms() - t0;
+            if (it >= (r == 0 ? 3 : 1)) t[i].push_back(dt);
+          }
+        for (size_t i = 0; i < n; ++i) {
+          med[i].push_back(median(t[i]));
+          mins[i].push_back(*std::min_element(t[i].begin(), t[i].end()));
+        }
+      }
+      for (Model& m : ms) m.freeze(false);
+    }
+    for (int r = 0; r < (ca->cputime ? 0 : ca->rounds); ++r) {
+      const std::vector<ModelProfile> ps = profile_models(ptr, ca->batch, ca->iters, r == 0 ? 3 : 1);
+      for (size_t i = 0; i < n; ++i) {
+        med[i].push_back(ps[i].median_ms);
+        mins[i].push_back(ps[i].min_ms);
+        for (const LayerTime& l : ps[i].layers)
+          if (l.type == "conv" || l.type == "fc") layer[i][l.name].push_back(l.median_ms);
+      }
+    }
+    double load[3] = {0, 0, 0};
+    if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+      if (std::fscanf(f, "%lf %lf %lf", &load[0], &load[1], &load[2]) != 3) load[0] = -1;
+      std::fclose(f);
+    }
+    std::printf("batch %lld, %d rounds x %d interleaved iterations, %d thread(s), %s, load average %.2f %.2f %.2f\n",
+                static_cast<long long>(ca->batch), ca->rounds, ca->iters, omp_get_max_threads(),
+                ca->cputime ? "thread CPU time" : "wall time", load[0], load[1], load[2]);
+    const double b_med = median(med[0]), b_min = *std::min_element(mins[0].begin(), mins[0].end());
+    json out = json::array();
+    for (size_t i = 0; i < n; ++i) {
+      const double m = median(med[i]), mn = *std::min_element(mins[i].begin(), mins[i].end());
+      std::string lay;
+      json lj = json::object();
+      for (const auto& [name, v] : layer[i]) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, " %s %.3f", name.c_str(), median(v));
+        lay += buf;
+        lj[name] = median(v);
+      }
+      std::printf("  %-40s median %9.3f ms (%.2fx)  min %9.3f ms (%.2fx)  conv/fc ms:%s\n", ca->models[i].c_str(),
+                  m, b_med / m, mn, b_min / mn, lay.c_str());
+      out.push_back({{"model", ca->models[i]}, {"median_ms", m}, {"min_ms", mn}, {"speedup_median", b_med / m},
+                     {"speedup_min", b_min / mn}, {"layers_median_ms", lj}, {"round_medians_ms", med[i]}});
+    }
+    write_json(ca->json_path, {{"batch", ca->batch}, {"rounds", ca->rounds}, {"iters", ca->iters},
+                               {"clock", ca->cputime ? "thread_cputime" : "wall"},
+                               {"threads", omp_get_max_threads()}, {"loadavg", {load[0], load[1], load[2]}},
+                               {"models", out}});
   });
 
   // refine: joint fine-tuning of frontier points, then the precise / 1-point / 2-point picks
