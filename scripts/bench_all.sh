@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every benchmark of the closing figures, one after the other, on an otherwise idle machine:
+# tables on stdout (tee'd to OUT/log.txt) and machine-readable JSON per benchmark under OUT.
+#   scripts/bench_all.sh [OUT]     (default OUT: build/bench-results; THREADS=2 by default)
+# Needs a built tree (scripts/build.sh); the peer scripts need /usr/bin/python3 with Debian's
+# python3-torch / python3-onnx and, for ONNX Runtime, `npm install --ignore-scripts` in bench/peers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-build/bench-results}
+THREADS=${THREADS:-2}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+PY=/usr/bin/python3
+export OMP_NUM_THREADS=$THREADS
+step() { echo; echo "=== $* ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))"; }
+
+step "GEMM: ours vs OpenBLAS vs oneDNN, CaffeNet shapes, K halved"
+build/bench/bench_gemm --samples 11 --json "$OUT/gemm.json"
+
+step "CaffeNet end to end, deftnn vs PyTorch"
+$PY bench/peers/e2e_caffenet.py --threads "$THREADS" --batch 1 32 --json "$OUT/e2e_caffenet.json"
+
+step "CaffeNet weight formats (data fission), batch 1 and 32"
+build/deftnn bench caffenet --batch 1 32 --iters 15 \
+  --formats f32,half,deft16,deft16q,bf16,deft8_e4,conv:bf16+fc:deft8_e4 --json "$OUT/formats.json"
+step "CaffeNet software widening on the forced AVX2 path"
+DEFTNN_ISA=avx2 build/deftnn bench caffenet --batch 1 32 --iters 15 \
+  --formats f32,half,deft16,deft16q --json "$OUT/formats_avx2.json"
+step "CaffeNet off-chip packing baseline"
+build/deftnn bench caffenet --batch 1 --iters 15 --formats f32,deft16,bf16,deft8_e4 \
+  --fission-mode offchip --json "$OUT/formats_offchip.json"
+
+step "Synapse vector elimination per layer (50% retained)"
+build/bench/bench_sve_layers --json "$OUT/sve_layers.json"
+
+step "ONNX models: deftnn vs ONNX Runtime vs PyTorch"
+$PY bench/peers/onnx_models.py --threads "$THREADS" --batch 1 16 --json "$OUT/onnx_models.json" || echo "onnx_models.py failed (ONNX Runtime installed? see bench/peers)"
+
+step "LeNet training epoch, deftnn vs PyTorch"
+$PY bench/peers/train_lenet.py --threads "$THREADS" --epochs 1 --json "$OUT/train_lenet.json" || echo "train_lenet.py failed"
+echo; echo "results in $OUT"
