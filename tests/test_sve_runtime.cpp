@@ -517,4 +517,15 @@ TEST(SveOptimize, JointFineTuneTrainsEveryLayerAndLeavesTheCandidatesComposable)
   ASSERT_GE(any, 0);
   for (const RefinedPoint& p : r) EXPECT_LE(opt.frontier[r[any].point].ms, opt.frontier[p.point].ms);
   EXPECT_EQ(select_refined(opt, r, 2.0, 0.0), -1);   // nothing is above 200%
+  // Measured times: one per refined point after the base's, all positive; the selection by them
+  // is the fastest by them.
+  std::vector<RefinedPoint> rr;
+  for (const RefinedPoint& p : r) rr.push_back({p.point, p.accuracy_before, p.accuracy, compose(opt, opt.frontier[p.point].choice)});
+  const std::vector<double> ms = time_refined(opt, rr, 4, 3, 1);
+  ASSERT_EQ(ms.size(), rr.size() + 1);
+  for (double t : ms) EXPECT_GT(t, 0);
+  const int k = select_refined(opt, rr, 0.0, 100.0, ms);
+  ASSERT_GE(k, 0);
+  for (size_t i = 0; i < rr.size(); ++i) EXPECT_LE(ms[1 + k], ms[1 + i]);
+  EXPECT_THROW(select_refined(opt, rr, 0.0, 100.0, {1.0}), Error);
 }

@@ -93,6 +93,10 @@ struct Candidate {
   double accuracy = 0;                // ... after fine-tuning
   double layer_ms = 0;                // measured median of the eliminated layer (time_batch)
   double dense_layer_ms = 0;          // the same layer dense, measured in the same run
+  // End to end with only this candidate swapped in, and the base, from one time_models run
+  // (thread CPU time when single-threaded); their difference is the saving the frontier
+  // estimate adds up. 0 when unknown (older files): the layer times are used instead.
+  double model_ms = 0, base_model_ms = 0;
   std::string file;                   // file name inside the OPT directory
   std::unique_ptr<Layer> layer;       // the fine-tuned eliminated layer (null until loaded)
 };
@@ -144,14 +148,28 @@ struct RefinedPoint {
   double accuracy = 0;            // validation top-1 after the joint fine-tune
   Model model;
 };
+// refine_frontier fills `accuracy`; time_refined times the base and every refined model in one
+// interleaved run (time_models) and returns base_ms followed by one time per refined point.
 std::vector<RefinedPoint> refine_frontier(const Optimization& opt, const Dataset& train_set,
                                           const Dataset& validation, const TrainConfig& config,
                                           double max_loss,
                                           const std::function<void(const std::string&)>& progress = {});
-// Among refined points, the fastest (frontier ms) whose refined accuracy is at least
-// reference - max_loss points; -1 if none. Returns an index into `refined`.
+std::vector<double> time_refined(Optimization& opt, std::vector<RefinedPoint>& refined, int64_t batch,
+                                 int iterations, int rounds = 3);
+// Among refined points, the fastest whose refined accuracy is at least reference - max_loss
+// points; -1 if none. Returns an index into `refined`. Speed: ms[1 + i] for refined[i] when `ms`
+// (from time_refined) is given, else the frontier's ms.
 int select_refined(const Optimization& opt, const std::vector<RefinedPoint>& refined,
-                   double reference_accuracy, double max_loss);
+                   double reference_accuracy, double max_loss, const std::vector<double>& ms = {});
+
+// Forward time of each model at `batch`, the models interleaved forward by forward (the first
+// rotating) for `rounds` x `iterations`, the median per model. Single-threaded
+// (omp_get_max_threads() == 1) each forward is timed by the calling thread's CPU time: at load 7
+// on the shared 2-core machine a 4.3 ms LeNet forward took 17 ms of wall time, and wall ratios
+// skewed towards the shorter model (a long forward sits through more preemptions). With more
+// threads, wall time (CPU time would add the threads up).
+std::vector<double> time_models(const std::vector<Model*>& models, int64_t batch, int iterations,
+                                int rounds = 3);
 
 // The Pareto frontier of points: keeps a point unless another has accuracy >= and ms <= with one
 // strict; sorted by ms descending (slowest, most accurate first). Ties: the first kept.

@@ -423,7 +423,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     int epochs = 2, lr_step = 0;
     double lr = 0.001, lr_gamma = 0.1, max_loss = 5;
     int64_t val = 5000, ft_batch = 64, batch = 0;
-    int iters = 30;
+    int iters = 30, rounds = 3;
     DataOptions data;
   };
   auto ra = std::make_shared<RefineArgs>();
@@ -441,6 +441,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_rf->add_option("--val", ra->val, "validation images for the selection (the first N of the test set)")->capture_default_str()->check(CLI::PositiveNumber);
   c_rf->add_option("--batch", ra->batch, "timing batch (default: the frontier's)")->check(CLI::Range(1, 1 << 16));
   c_rf->add_option("--iters", ra->iters, "timed iterations per round")->capture_default_str()->check(CLI::Range(1, 100000));
+  c_rf->add_option("--rounds", ra->rounds, "timing rounds")->capture_default_str()->check(CLI::Range(1, 1000));
   c_rf->add_option("--json", ra->json_path, "write the refined points and selections as JSON");
   add_data_options(c_rf, ra->data);
   c_rf->get_option("--limit")->description("fine-tune on only the first N training images");
@@ -475,47 +476,38 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
                      {"frontier_speedup", opt.frontier[r.point].speedup},
                      {"accuracy_composed", r.accuracy_before}, {"accuracy_refined", r.accuracy}});
     j["refined"] = pts;
-    // Selections against the base as given (the loss a user sees).
-    std::vector<int> picks;
+    // One interleaved timing of the base and every refined model (thread CPU time when
+    // single-threaded), then selections against the base as given (the loss a user sees).
+    const int64_t b = ra->batch > 0 ? ra->batch : opt.time_batch;
+    const std::vector<double> ms = time_refined(opt, refined, b, ra->iters, ra->rounds);
+    const double tb = ms[0];
+    std::printf("timing: batch %lld, %d rounds x %d iterations interleaved, medians of %s; base %.3f ms\n",
+                static_cast<long long>(b), ra->rounds, ra->iters,
+                omp_get_max_threads() == 1 ? "thread CPU time" : "wall time", tb);
+    for (size_t i = 0; i < refined.size(); ++i) {
+      std::printf("  point %d: %.3f ms, %.2fx, validation %.2f%%\n", refined[i].point, ms[1 + i], tb / ms[1 + i],
+                  100 * refined[i].accuracy);
+      j["refined"][i]["ms"] = ms[1 + i];
+      j["refined"][i]["speedup"] = tb / ms[1 + i];
+    }
+    j["base_ms"] = tb;
+    j["batch"] = b;
     json sel = json::array();
     for (double loss : losses) {
-      const int k = select_refined(opt, refined, base_val, loss);
-      picks.push_back(k);
+      const int k = select_refined(opt, refined, base_val, loss, ms);
       if (k < 0) {
         std::printf("loss <= %.2f pt: no refined point\n", loss);
+        sel.push_back({{"max_loss", loss}, {"point", nullptr}});
         continue;
       }
-      std::printf("loss <= %.2f pt: point %d, validation %.2f%% (frontier speedup %.2fx): %s\n", loss,
-                  refined[k].point, 100 * refined[k].accuracy, opt.frontier[refined[k].point].speedup,
-                  describe(opt, opt.frontier[refined[k].point]).c_str());
-    }
-    // Side by side: the base and every distinct pick, interleaved rounds (profile_models).
-    const int64_t b = ra->batch > 0 ? ra->batch : opt.time_batch;
-    std::vector<int> distinct;
-    for (int k : picks)
-      if (k >= 0 && std::find(distinct.begin(), distinct.end(), k) == distinct.end()) distinct.push_back(k);
-    std::vector<Model*> models{&opt.base};
-    for (int k : distinct) models.push_back(&refined[k].model);
-    std::vector<std::vector<double>> rounds(models.size());
-    for (int r = 0; r < 5; ++r) {
-      const std::vector<ModelProfile> ps = profile_models(models, b, ra->iters, 3);
-      for (size_t i = 0; i < ps.size(); ++i) rounds[i].push_back(ps[i].median_ms);
-    }
-    const double tb = median(rounds[0]);
-    std::printf("batch %lld, 5 interleaved rounds x %d iterations, medians: base %.3f ms\n",
-                static_cast<long long>(b), ra->iters, tb);
-    for (size_t li = 0; li < losses.size(); ++li) {
-      const int k = picks[li];
-      if (k < 0) {
-        sel.push_back({{"max_loss", losses[li]}, {"point", nullptr}});
-        continue;
-      }
-      const size_t mi = 1 + (std::find(distinct.begin(), distinct.end(), k) - distinct.begin());
-      const double tk = median(rounds[mi]);
+      const double tk = ms[1 + k];
       const double acc_test = evaluate(refined[k].model, test, 256, false).top1;
-      std::printf("  loss <= %.2f pt: %.3f ms, speedup %.2fx; test top-1 %.2f%% (base %.2f%%, loss %.2f pt)\n",
-                  losses[li], tk, tb / tk, 100 * acc_test, 100 * base_test, 100 * (base_test - acc_test));
-      json e = {{"max_loss", losses[li]}, {"point", refined[k].point},
+      std::printf("loss <= %.2f pt: point %d (%s): validation %.2f%%, test %.2f%% (base %.2f%%, loss %.2f pt), "
+                  "%.3f ms, speedup %.2fx\n",
+                  loss, refined[k].point, describe(opt, opt.frontier[refined[k].point]).c_str(),
+                  100 * refined[k].accuracy, 100 * acc_test, 100 * base_test, 100 * (base_test - acc_test), tk,
+                  tb / tk);
+      json e = {{"max_loss", loss}, {"point", refined[k].point},
                 {"configuration", describe(opt, opt.frontier[refined[k].point])},
                 {"validation", refined[k].accuracy}, {"test", acc_test}, {"ms", tk},
                 {"base_ms", tb}, {"speedup", tb / tk}, {"batch", b}};
@@ -523,7 +515,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
         std::error_code ec;
         std::filesystem::create_directories(ra->out, ec);
         char name[64];
-        std::snprintf(name, sizeof name, "refined_%g.deft", losses[li]);
+        std::snprintf(name, sizeof name, "refined_%g.deft", loss);
         const std::string path = (std::filesystem::path(ra->out) / name).string();
         save_model(refined[k].model, path,
                    {{"sve_configuration", describe(opt, opt.frontier[refined[k].point])},

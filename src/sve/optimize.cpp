@@ -3,10 +3,13 @@
 // loading and selection (see include/deftnn/optimize.h).
 #include "deftnn/optimize.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -16,6 +19,7 @@
 #include "deftnn/error.h"
 #include "deftnn/io.h"
 #include "deftnn/profile.h"
+#include "deftnn/rng.h"
 
 namespace deftnn {
 
@@ -239,13 +243,61 @@ std::vector<RefinedPoint> refine_frontier(const Optimization& opt, const Dataset
   return out;
 }
 
+std::vector<double> time_models(const std::vector<Model*>& models, int64_t batch, int iterations,
+                                int rounds) {
+  check(!models.empty() && batch >= 1 && iterations >= 1 && rounds >= 1, "time_models: nothing to time");
+  const bool cpu = omp_get_max_threads() == 1;
+  const size_t n = models.size();
+  Shape sh{batch};
+  sh.insert(sh.end(), models[0]->input_shape().begin(), models[0]->input_shape().end());
+  Tensor x(sh);
+  Rng rng(42);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = rng.uniform(0.0f, 1.0f);
+  std::vector<bool> was(n);
+  for (size_t i = 0; i < n; ++i) {
+    check(models[i]->input_shape() == models[0]->input_shape(), "time_models: the models need one input shape");
+    was[i] = models[i]->frozen();
+    models[i]->freeze(true);
+  }
+  auto now_ms = [cpu] {
+    timespec t;
+    clock_gettime(cpu ? CLOCK_THREAD_CPUTIME_ID : CLOCK_MONOTONIC, &t);
+    return 1e3 * static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_nsec);
+  };
+  std::vector<std::vector<double>> t(n);
+  const int warmup = 2;
+  for (int it = 0; it < warmup + rounds * iterations; ++it)
+    for (size_t j = 0; j < n; ++j) {
+      const size_t i = (j + static_cast<size_t>(it)) % n;
+      const double t0 = now_ms();
+      models[i]->forward(x, false);
+      const double dt = now_ms() - t0;
+      if (it >= warmup) t[i].push_back(dt);
+    }
+  std::vector<double> out;
+  for (size_t i = 0; i < n; ++i) {
+    models[i]->freeze(was[i]);
+    out.push_back(median(t[i]));
+  }
+  return out;
+}
+
+std::vector<double> time_refined(Optimization& opt, std::vector<RefinedPoint>& refined, int64_t batch,
+                                 int iterations, int rounds) {
+  std::vector<Model*> ms{&opt.base};
+  for (RefinedPoint& r : refined) ms.push_back(&r.model);
+  return time_models(ms, batch, iterations, rounds);
+}
+
 int select_refined(const Optimization& opt, const std::vector<RefinedPoint>& refined,
-                   double reference_accuracy, double max_loss) {
+                   double reference_accuracy, double max_loss, const std::vector<double>& ms) {
+  check(ms.empty() || ms.size() == refined.size() + 1, "select_refined: one time per refined point plus the base");
+  auto speed = [&](size_t i) { return ms.empty() ? opt.frontier[refined[i].point].ms : ms[1 + i]; };
   int best = -1;
   for (size_t i = 0; i < refined.size(); ++i) {
     const RefinedPoint& r = refined[i];
     if (r.accuracy < reference_accuracy - max_loss / 100.0 - 1e-12) continue;
-    if (best < 0 || opt.frontier[r.point].ms < opt.frontier[refined[best].point].ms) best = static_cast<int>(i);
+    if (best < 0 || speed(i) < speed(static_cast<size_t>(best))) best = static_cast<int>(i);
   }
   return best;
 }
@@ -348,13 +400,18 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
         const std::vector<ModelProfile> ps = profile_models({&b, &m}, o.time_batch, o.time_iterations, 2);
         c.dense_layer_ms = layer_median(ps[0], lname);
         c.layer_ms = layer_median(ps[1], lname);
+        const std::vector<double> t = time_models({&b, &m}, o.time_batch, o.time_iterations);
+        c.base_model_ms = t[0];
+        c.model_ms = t[1];
       }
       c.layer = clone_layer(*m.nodes()[idx].layer, node_input(m, idx));
       c.file = candidate_file(lname, opt.candidates.size());
       c.elimination = std::move(e);
-      say(head + fmt(", top-1 %.2f%% searched -> %.2f%% fine-tuned (base %.2f%%), layer %.3f ms vs dense %.3f ms (%.2fx)",
+      say(head + fmt(", top-1 %.2f%% searched -> %.2f%% fine-tuned (base %.2f%%), layer %.3f ms vs dense %.3f ms (%.2fx), "
+                     "model %.3f ms vs %.3f ms (%.2fx)",
                      100 * c.accuracy_searched, 100 * c.accuracy, 100 * opt.base_accuracy,
-                     c.layer_ms, c.dense_layer_ms, c.dense_layer_ms / std::max(c.layer_ms, 1e-9)));
+                     c.layer_ms, c.dense_layer_ms, c.dense_layer_ms / std::max(c.layer_ms, 1e-9),
+                     c.model_ms, c.base_model_ms, c.base_model_ms / std::max(c.model_ms, 1e-9)));
       opt.candidates.push_back(std::move(c));
     }
   }
@@ -373,7 +430,7 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
         Estimate n = e;
         n.choice[lname] = static_cast<int>(ci);
         n.loss += opt.base_accuracy - c.accuracy;
-        n.saving += c.dense_layer_ms - c.layer_ms;
+        n.saving += c.base_model_ms > 0 ? c.base_model_ms - c.model_ms : c.dense_layer_ms - c.layer_ms;
         next.push_back(std::move(n));
       }
     }
@@ -395,7 +452,7 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
   for (size_t i : pick)
     if (est[i].choice != dense_choice) configs.push_back(est[i].choice);
   say(fmt("frontier: %zu estimated Pareto configurations, measuring %zu", n, configs.size()));
-  // Every configuration and the base are timed in ONE interleaved run (profile_models: each
+  // Every configuration and the base are timed in ONE interleaved run (time_models: each
   // iteration runs every model once, the first rotating), so all see the same machine; a
   // configuration's speedup is the base's median over its median from that run.
   std::vector<FrontierPoint> points;
@@ -411,11 +468,11 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
   {
     std::vector<Model*> ms;
     for (Model& m : composed) ms.push_back(&m);   // configs[0] is the all-dense base
-    const std::vector<ModelProfile> ps = profile_models(ms, o.time_batch, o.time_iterations, 2);
-    opt.base_ms = ps[0].median_ms;
+    const std::vector<double> t = time_models(ms, o.time_batch, o.time_iterations);
+    opt.base_ms = t[0];
     for (size_t i = 0; i < points.size(); ++i) {
-      points[i].ms = ps[i].median_ms;
-      points[i].speedup = i == 0 ? 1.0 : opt.base_ms / std::max(ps[i].median_ms, 1e-12);
+      points[i].ms = t[i];
+      points[i].speedup = i == 0 ? 1.0 : opt.base_ms / std::max(t[i], 1e-12);
     }
   }
   opt.frontier = pareto_frontier(points);
@@ -514,6 +571,7 @@ void save_optimization(const Optimization& opt, const std::string& dir) {
                      {"groups", e.groups}, {"K", e.K}, {"kept", e.kept},
                      {"accuracy_searched", c.accuracy_searched}, {"accuracy", c.accuracy},
                      {"layer_ms", c.layer_ms}, {"dense_layer_ms", c.dense_layer_ms},
+                     {"model_ms", c.model_ms}, {"base_model_ms", c.base_model_ms},
                      {"file", file}});
   }
   json front = json::array();
@@ -581,6 +639,8 @@ Optimization load_optimization(const std::string& dir) {
       c.accuracy = cj.at("accuracy").get<double>();
       c.layer_ms = cj.at("layer_ms").get<double>();
       c.dense_layer_ms = cj.at("dense_layer_ms").get<double>();
+      c.model_ms = cj.value("model_ms", 0.0);
+      c.base_model_ms = cj.value("base_model_ms", 0.0);
       c.file = file = cj.at("file").get<std::string>();
     } catch (const std::exception& e) {
       throw Error("'" + path + "': candidate " + std::to_string(i) + ": missing or malformed field (" +
