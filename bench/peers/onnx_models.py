@@ -7,6 +7,7 @@ ONNX file (scripts/export_torchvision.py, cached in --dir), then per batch size 
   deftnn:  `deftnn --threads T bench MODEL.onnx --batch B` (the imported model, BN folded)
   ORT:     bench/peers/ort_bench.js (intra-op threads T, sequential)
   PyTorch: torch.set_num_threads(T), eval, no_grad
+in --rounds rounds (each contender once per round, rotated order; medians of the round medians),
 and checks independently that ONNX Runtime, running the model deftnn re-exports
 (`deftnn convert MODEL.onnx -o M.deft && deftnn convert M.deft -o M.onnx`), matches PyTorch.
 Reports medians and ratios (peer / deftnn: above 1 means deftnn is faster); table + JSON.
@@ -74,6 +75,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--iters", type=int, default=0, help="timed iterations (default: 10 at batch 1, 3 above)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of the three contenders (medians over rounds)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--json", default="onnx_models.json")
     a = ap.parse_args()
@@ -86,7 +88,7 @@ def main():
     import numpy as np
     import torch
     rows = []
-    print(f"threads {a.threads}; ONNX Runtime from npm onnxruntime-node; torch {torch.__version__}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f} at the start; threads {a.threads}; ONNX Runtime from npm onnxruntime-node; torch {torch.__version__}", flush=True)
     for name in models:
         path = os.path.join(a.dir, name + ".onnx")
         # Independent check: ONNX Runtime on deftnn's own re-export vs PyTorch's reference output.
@@ -100,17 +102,25 @@ def main():
         for b in a.batch:
             iters = a.iters or (10 if b == 1 else 3)
             warm = 2 if b == 1 else 1
-            d = deftnn_time(a.deftnn, path, b, iters, warm, a.threads)
-            o = ort_time(path, b, iters, warm, a.threads)["median_ms"]
-            t = torch_time(name, b, iters, warm, a.threads)
-            rows.append({"model": name, "batch": b, "threads": a.threads, "iters": iters, "deftnn_ms": d,
-                         "onnxruntime_ms": o, "pytorch_ms": t, "ort_over_deftnn": o / d,
-                         "torch_over_deftnn": t / d, "ort_on_deftnn_export_rel_diff": rel,
-                         "onnxruntime_version": info.get("version")})
-            r = rows[-1]
+            # Rounds: each contender once per round, in a rotated order, so that a burst of load
+            # from other users of the machine hits all three alike; medians of the round medians.
+            timers = [lambda: deftnn_time(a.deftnn, path, b, iters, warm, a.threads),
+                      lambda: ort_time(path, b, iters, warm, a.threads)["median_ms"],
+                      lambda: torch_time(name, b, iters, warm, a.threads)]
+            per = [[], [], []]
+            for r in range(a.rounds):
+                for k in range(3):
+                    c = (k + r) % 3
+                    per[c].append(timers[c]())
+            d, o, t = (median(v) for v in per)
+            rows.append({"model": name, "batch": b, "threads": a.threads, "iters": iters, "rounds": a.rounds,
+                         "deftnn_ms": d, "onnxruntime_ms": o, "pytorch_ms": t, "ort_over_deftnn": o / d,
+                         "torch_over_deftnn": t / d, "deftnn_rounds_ms": per[0], "onnxruntime_rounds_ms": per[1],
+                         "pytorch_rounds_ms": per[2], "ort_on_deftnn_export_rel_diff": rel,
+                         "loadavg_1min": os.getloadavg()[0], "onnxruntime_version": info.get("version")})
             print(f"{name:14s} batch {b:3d}: deftnn {d:9.2f} ms  ORT {o:9.2f} ms  PyTorch {t:9.2f} ms  "
-                  f"ORT/deftnn {o / d:5.2f}  PyTorch/deftnn {t / d:5.2f}  (ORT on deftnn export: rel diff {rel:.1e})",
-                  flush=True)
+                  f"ORT/deftnn {o / d:5.2f}  PyTorch/deftnn {t / d:5.2f}  (ORT on deftnn export: rel diff {rel:.1e}; "
+                  f"{a.rounds} rounds, load {os.getloadavg()[0]:.2f})", flush=True)
     print("\n| model | batch | deftnn ms | ONNX Runtime ms | PyTorch ms | ORT/deftnn | PyTorch/deftnn |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
