@@ -1,0 +1,173 @@
+// Calibration-driven elimination (deftnn/sve_calibration.h): the least-squares refit against a
+// naive normal-equations solve and constructed cases, the calibration inputs against a naive
+// im2col, and the replaced layer against the dense formula.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "deftnn/error.h"
+#include "deftnn/layer.h"
+#include "deftnn/rng.h"
+#include "deftnn/sve_calibration.h"
+
+namespace deftnn {
+namespace {
+
+Tensor random(Shape s, Rng& rng) {
+  Tensor t(std::move(s));
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = rng.uniform(-1.0f, 1.0f);
+  return t;
+}
+
+// Naive: solve (X_r X_r^T + lambda I) w^T = X_r X^T W^T by Gaussian elimination with pivoting.
+std::vector<double> naive_refit(const Tensor& W, const Tensor& X, const std::vector<int32_t>& keep,
+                                double ridge) {
+  const int64_t M = W.dim(0), K = W.dim(1), S = X.dim(1), Kp = static_cast<int64_t>(keep.size());
+  std::vector<double> A(Kp * Kp, 0.0), out(M * Kp);
+  double tr = 0;
+  for (int64_t p = 0; p < Kp; ++p)
+    for (int64_t q = 0; q < Kp; ++q)
+      for (int64_t t = 0; t < S; ++t) A[p * Kp + q] += double(X[keep[p] * S + t]) * X[keep[q] * S + t];
+  for (int64_t p = 0; p < Kp; ++p) tr += A[p * Kp + p];
+  for (int64_t p = 0; p < Kp; ++p) A[p * Kp + p] += ridge * tr / Kp;
+  for (int64_t m = 0; m < M; ++m) {
+    std::vector<double> a = A, b(Kp, 0.0);
+    for (int64_t q = 0; q < Kp; ++q)
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t t = 0; t < S; ++t) b[q] += double(W[m * K + k]) * X[k * S + t] * X[keep[q] * S + t];
+    for (int64_t c = 0; c < Kp; ++c) {
+      int64_t piv = c;
+      for (int64_t r = c + 1; r < Kp; ++r)
+        if (std::fabs(a[r * Kp + c]) > std::fabs(a[piv * Kp + c])) piv = r;
+      for (int64_t j = 0; j < Kp; ++j) std::swap(a[c * Kp + j], a[piv * Kp + j]);
+      std::swap(b[c], b[piv]);
+      for (int64_t r = c + 1; r < Kp; ++r) {
+        const double f = a[r * Kp + c] / a[c * Kp + c];
+        for (int64_t j = c; j < Kp; ++j) a[r * Kp + j] -= f * a[c * Kp + j];
+        b[r] -= f * b[c];
+      }
+    }
+    for (int64_t c = Kp - 1; c >= 0; --c) {
+      double s = b[c];
+      for (int64_t j = c + 1; j < Kp; ++j) s -= a[c * Kp + j] * out[m * Kp + j];
+      out[m * Kp + c] = s / a[c * Kp + c];
+    }
+  }
+  return out;
+}
+
+SynapsePlan plan_keeping(int64_t K, const std::vector<int>& drop) {
+  std::vector<char> flags(K, 1);
+  for (int d : drop) flags[d] = 0;
+  return plan_elimination(flags);
+}
+
+TEST(SveCalibration, RefitMatchesNaiveNormalEquations) {
+  Rng rng(3);
+  const int64_t M = 5, K = 9, S = 40;
+  Tensor W = random({M, K}, rng), X = random({K, S}, rng);
+  const SynapsePlan plan = plan_keeping(K, {2, 5, 7});
+  for (double ridge : {0.0, 0.05}) {
+    const Tensor w = refit_least_squares(W.data(), M, K, K, plan, X, ridge);
+    const std::vector<double> ref = naive_refit(W, X, plan.retained, ridge);
+    ASSERT_EQ(w.shape(), (Shape{M, plan.kept()}));
+    for (int64_t i = 0; i < w.numel(); ++i) EXPECT_NEAR(w[i], ref[i], 1e-4 * (1 + std::fabs(ref[i])));
+  }
+}
+
+TEST(SveCalibration, RefitKeepingEverythingIsTheIdentityAndAbsorbsDuplicatedInputs) {
+  Rng rng(4);
+  const int64_t M = 4, K = 6, S = 50;
+  Tensor W = random({M, K}, rng), X = random({K, S}, rng);
+  const Tensor all = refit_least_squares(W.data(), M, K, K, plan_keeping(K, {}), X, 0.0);
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) EXPECT_NEAR(all[m * K + k], W[m * K + k], 1e-4);
+  // Input row 4 is exactly 2 x row 1: dropping row 4, the refit moves its weight onto row 1
+  // (W'[:,1] = W[:,1] + 2 W[:,4]) and reproduces W X; the uniform K/(K-D) scale does not.
+  for (int64_t t = 0; t < S; ++t) X[4 * S + t] = 2 * X[1 * S + t];
+  const SynapsePlan plan = plan_keeping(K, {4});
+  const Tensor w = refit_least_squares(W.data(), M, K, K, plan, X, 0.0);
+  const Tensor u = truncate_weights(W.data(), M, K, K, plan);
+  double err_ls = 0, err_u = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t p = 0; p < plan.kept(); ++p) {
+      const int k = plan.retained[p];
+      const double want = W[m * K + k] + (k == 1 ? 2.0 * W[m * K + 4] : 0.0);
+      EXPECT_NEAR(w[m * plan.kept() + p], want, 1e-3) << m << "," << k;
+    }
+    for (int64_t t = 0; t < S; ++t) {
+      double full = 0, ls = 0, un = 0;
+      for (int64_t k = 0; k < K; ++k) full += double(W[m * K + k]) * X[k * S + t];
+      for (int64_t p = 0; p < plan.kept(); ++p) {
+        ls += double(w[m * plan.kept() + p]) * X[plan.retained[p] * S + t];
+        un += double(u[m * plan.kept() + p]) * X[plan.retained[p] * S + t];
+      }
+      err_ls += (full - ls) * (full - ls);
+      err_u += (full - un) * (full - un);
+    }
+  }
+  EXPECT_LT(err_ls, 1e-6);
+  EXPECT_GT(err_u, 1e-2);
+  EXPECT_THROW(refit_least_squares(W.data(), M, K, K, plan_keeping(K + 1, {}), X, 0.0), Error);
+}
+
+TEST(SveCalibration, InputsAreTheFcFeaturesAndTheConvColumns) {
+  Rng rng(5);
+  Model m({2, 5, 6});
+  m.add("conv", "conv", Attrs().set("out_channels", 3).set("kernel", 3).set("stride", 2).set("pad", 1));
+  m.add("relu", "relu", Attrs());
+  m.add("fc", "fc", Attrs().set("out_features", 4));
+  m.init_params(2);
+  Tensor x = random({3, 2, 5, 6}, rng);
+  // conv: columns (image, output position) of the naive im2col; OH = 3, OW = 3.
+  const Tensor c = layer_calibration_inputs(m, "conv", x);
+  ASSERT_EQ(c.shape(), (Shape{18, 27}));
+  for (int64_t n = 0; n < 3; ++n)
+    for (int64_t oh = 0; oh < 3; ++oh)
+      for (int64_t ow = 0; ow < 3; ++ow)
+        for (int64_t ch = 0; ch < 2; ++ch)
+          for (int64_t i = 0; i < 3; ++i)
+            for (int64_t j = 0; j < 3; ++j) {
+              const int64_t h = oh * 2 - 1 + i, w = ow * 2 - 1 + j;
+              const float want = (h < 0 || h >= 5 || w < 0 || w >= 6) ? 0.0f
+                                                                       : x[((n * 2 + ch) * 5 + h) * 6 + w];
+              ASSERT_EQ(c[((ch * 3 + i) * 3 + j) * 27 + n * 9 + oh * 3 + ow], want);
+            }
+  // fc: the relu output per image, one column each; the subsampled version picks every 3rd.
+  const Tensor f = layer_calibration_inputs(m, "fc", x);
+  ASSERT_EQ(f.shape(), (Shape{27, 3}));
+  Model head({2, 5, 6});
+  head.add("conv", "conv", Attrs().set("out_channels", 3).set("kernel", 3).set("stride", 2).set("pad", 1));
+  head.add("relu", "relu", Attrs());
+  for (Param& q : head.nodes()[0].layer->params()) q.value = m.nodes()[0].layer->param(q.name)->value;
+  const Tensor h = head.forward(x);
+  for (int64_t n = 0; n < 3; ++n)
+    for (int64_t k = 0; k < 27; ++k) ASSERT_EQ(f[k * 3 + n], h[n * 27 + k]);
+  EXPECT_EQ(layer_calibration_inputs(m, "conv", x, 5).dim(1), 5);
+  EXPECT_THROW(layer_calibration_inputs(m, "relu", x), Error);
+  EXPECT_THROW(layer_calibration_inputs(m, "nope", x), Error);
+}
+
+TEST(SveCalibration, ReplacedLayerComputesWithTheKeptColumns) {
+  Rng rng(6);
+  Model m({7});
+  m.add("fc", "fc", Attrs().set("out_features", 3));
+  m.init_params(1);
+  const Tensor b = m.nodes()[0].layer->param("bias")->value.clone();
+  Tensor x = random({2, 7}, rng);
+  const std::vector<int32_t> keep{6, 0, 3};
+  Tensor w = random({3, 3}, rng);
+  set_layer_elimination(m, "fc", keep, w);
+  const Tensor& y = m.forward(x);
+  for (int64_t n = 0; n < 2; ++n)
+    for (int64_t o = 0; o < 3; ++o) {
+      double s = b[o];
+      for (int64_t p = 0; p < 3; ++p) s += double(w[o * 3 + p]) * x[n * 7 + keep[p]];
+      EXPECT_NEAR(y[n * 3 + o], s, 1e-5);
+    }
+  EXPECT_THROW(set_layer_elimination(m, "fc", keep, w), Error);   // already eliminated
+}
+
+}  // namespace
+}  // namespace deftnn
