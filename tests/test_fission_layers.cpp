@@ -400,6 +400,38 @@ std::string slurp(const std::string& path) {
 }
 }  // namespace
 
+TEST_F(FissionLayer, RooflineBytesAndRoofPerFormat) {
+  Model m({3, 10, 10});
+  m.add("conv1", "conv", Attrs().set("out_channels", 8).set("kernel", 3));   // 8x8 out
+  m.add("fc1", "fc", Attrs().set("out_features", 5));
+  m.init_params(3);
+  MachineRoof roof;
+  roof.threads = 1;
+  roof.fp32_gflops = 100;
+  roof.bf16_gflops = 200;
+  roof.dram_gbps = 10;
+  const int64_t conv_flops = 2 * 2 * 8 * 64 * 27, fc_flops = 2 * 2 * 5 * 512;
+  LayerRoof c = layer_roof(m, 0, 2, roof), f = layer_roof(m, 1, 2, roof);
+  EXPECT_EQ(c.flops, conv_flops);
+  EXPECT_EQ(f.flops, fc_flops);
+  // fp32: weights + bias + input + output, 4 bytes each.
+  EXPECT_DOUBLE_EQ(c.bytes, 4.0 * (8 * 27 + 8 + 2 * 300 + 2 * 512));
+  EXPECT_DOUBLE_EQ(f.bytes, 4.0 * (5 * 512 + 5 + 2 * 512 + 2 * 5));
+  EXPECT_TRUE(f.memory_bound);
+  EXPECT_DOUBLE_EQ(f.roof_ms, f.bytes / 10e9 * 1e3);
+  set_model_format(m, Format::bf16, FissionMode::fission, {"conv"});
+  set_model_format(m, Format::deft8_e4, FissionMode::fission, {"fc"});
+  const LayerRoof c16 = layer_roof(m, 0, 2, roof), f8 = layer_roof(m, 1, 2, roof);
+  EXPECT_DOUBLE_EQ(c16.bytes, c.bytes - 2.0 * 8 * 27);
+  EXPECT_DOUBLE_EQ(f8.bytes, f.bytes - 3.0 * 5 * 512);
+  const double t16 = std::max(conv_flops / 200e9, c16.bytes / 10e9) * 1e3;
+  EXPECT_DOUBLE_EQ(c16.roof_ms, t16);   // the native bf16 peak
+  const MachineRoof r = measure_roof(1);
+  EXPECT_EQ(r.fp32_gflops > 0, active_isa() != Isa::portable);   // no SIMD probe there
+  EXPECT_GT(r.dram_gbps, 0.0);
+  EXPECT_EQ(r.bf16_gflops > 0, active_isa() == Isa::avx512_bf16);
+}
+
 TEST(CliFormats, BenchComparesFormatsSideBySide) {
   std::string out;
   const std::string json = testing::TempDir() + "/bench_formats.json";
@@ -411,6 +443,9 @@ TEST(CliFormats, BenchComparesFormatsSideBySide) {
   const std::string j = slurp(json);
   EXPECT_NE(j.find("\"format\""), std::string::npos) << j.substr(0, 400);
   EXPECT_NE(j.find("\"speedup\""), std::string::npos);
+  for (const char* want : {"roofline", "time/roof"}) EXPECT_NE(out.find(want), std::string::npos) << want;
+  for (const char* want : {"\"bytes_per_flop\"", "\"roof_ms\"", "\"dram_gbps\""})
+    EXPECT_NE(j.find(want), std::string::npos) << want;
   EXPECT_NE(run_cli("bench lenet --formats deft9", &out), 0);
   EXPECT_NE(out.find("deft9"), std::string::npos) << out;
 }

@@ -45,6 +45,28 @@ void apply_format_spec(Model& model, const FormatSpec& spec,
                        FissionMode mode = FissionMode::fission,
                        Rounding rounding = Rounding::nearest_even);
 
+// ---- Roofline (deftnn bench --formats; paper Fig. 11/12 with the bytes moved per FLOP) ----
+// This machine's roofs, measured in this process with `threads` threads: the fp32 FMA peak of
+// the active ISA (12 independent FMA chains per thread), the native bf16 peak (vdpbf16ps; 0
+// without avx512_bf16), and the DRAM read bandwidth (a 128 MiB array summed by all threads).
+// Each is the best of many short trials (a loaded machine only lowers a trial). ~0.5 s.
+struct MachineRoof {
+  int threads = 0;
+  double fp32_gflops = 0, bf16_gflops = 0, dram_gbps = 0;
+};
+MachineRoof measure_roof(int threads);
+
+// One conv / fc node at `batch` under its format: FLOPs; bytes moved = weights in the stored
+// format (+ fp32 bias) + fp32 input and output activations, each once (the least any engine
+// must move from memory); roof = max(FLOPs at the format's compute peak - the bf16 peak for
+// native bf16 in fission mode, else fp32 -, bytes at the DRAM bandwidth).
+struct LayerRoof {
+  int64_t flops = 0;
+  double bytes = 0, roof_ms = 0;
+  bool memory_bound = false;
+};
+LayerRoof layer_roof(const Model& model, int node, int64_t batch, const MachineRoof& roof);
+
 // Parses "fission" / "offchip"; throws Error otherwise.
 FissionMode fission_mode_from_name(const std::string& name);
 const char* fission_mode_name(FissionMode m);

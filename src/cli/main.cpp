@@ -208,6 +208,7 @@ int main(int argc, char** argv) {
       for (Model& m : models) ptrs.push_back(&m);
       const size_t base = static_cast<size_t>(std::find_if(fl.begin(), fl.end(), is_f32) - fl.begin());
       json runs = json::array();
+      const MachineRoof roof = measure_roof(omp_get_max_threads());   // before any timing
       for (int64_t b : bench_batches) {
         std::vector<ModelProfile> ps = profile_models(ptrs, b, bench_iters, bench_warmup);
         std::printf("%s, batch %lld, ISA %s, %d threads, mode %s, %d rounds (formats interleaved):\n",
@@ -230,15 +231,41 @@ int main(int argc, char** argv) {
           }
           std::printf("\n");
         }
+        // Roofline: per layer and format, bytes moved per FLOP and median time / roof time.
+        std::printf("roofline (measured here: fp32 FMA %.0f GFLOP/s, bf16 %.0f GFLOP/s, DRAM %.1f "
+                    "GB/s, %d threads): bytes/FLOP and time/roof (m: memory bound)\n%-10s %-5s",
+                    roof.fp32_gflops, roof.bf16_gflops, roof.dram_gbps, roof.threads, "layer",
+                    "type");
+        for (const FormatSpec& f : fl) std::printf(" %17s", f.name.substr(0, 17).c_str());
+        std::printf("\n");
+        std::vector<json> rj(fl.size(), json::array());
+        for (size_t l = 0; l < ps[0].layers.size(); ++l) {
+          const LayerTime& lt = ps[0].layers[l];
+          if (lt.type != "conv" && lt.type != "fc") continue;
+          std::printf("%-10s %-5s", lt.name.c_str(), lt.type.c_str());
+          for (size_t i = 0; i < fl.size(); ++i) {
+            const LayerRoof r = layer_roof(models[i], models[i].find(lt.name), b, roof);
+            const double t = ps[i].layers[l].median_ms, bpf = r.bytes / std::max<double>(1, r.flops);
+            std::printf("  %7.4f %6.2f%c", bpf, t / std::max(r.roof_ms, 1e-12),
+                        r.memory_bound ? 'm' : ' ');
+            rj[i].push_back({{"name", lt.name}, {"bytes", r.bytes}, {"bytes_per_flop", bpf},
+                             {"roof_ms", r.roof_ms}, {"memory_bound", r.memory_bound},
+                             {"time_over_roof", t / std::max(r.roof_ms, 1e-12)}});
+          }
+          std::printf("\n");
+        }
         std::printf("\n");
         json fj = json::array();
         for (size_t i = 0; i < fl.size(); ++i) {
           json pj = profile_json(ps[i]);
+          pj["roofline"] = rj[i];
           pj["format"] = fl[i].name;
           pj["speedup"] = ps[base].median_ms / std::max(ps[i].median_ms, 1e-12);
           fj.push_back(pj);
         }
-        runs.push_back({{"batch", b}, {"fission_mode", bench_mode}, {"formats", fj}});
+        runs.push_back({{"batch", b}, {"fission_mode", bench_mode}, {"formats", fj},
+                        {"roof", {{"threads", roof.threads}, {"fp32_gflops", roof.fp32_gflops},
+                                  {"bf16_gflops", roof.bf16_gflops}, {"dram_gbps", roof.dram_gbps}}}});
       }
       write_json(bench_json, {{"model", bench_model}, {"runs", runs}});
     } else if (c_bench->parsed()) {

@@ -91,3 +91,13 @@ inline void fission_store(const float* t, int mr, bool eo, int m, int n, float a
 }
 
 }  // namespace deftnn::gemm
+
+namespace deftnn::gemm {
+// Peak probes for the roofline (deftnn/precision.h measure_roof): `iters` rounds of 12
+// independent FMA chains; returns a value that depends on every result (so nothing is elided).
+// FLOPs: iters * 12 * lanes * 2 (fma: lanes 16 on AVX-512, 8 on AVX2; dpbf16: 16 lanes x 2
+// products, so iters * 12 * 64).
+double peak_fma__avx2(int64_t iters);
+double peak_fma__avx512(int64_t iters);
+double peak_dpbf16__avx512bf16(int64_t iters);
+}  // namespace deftnn::gemm

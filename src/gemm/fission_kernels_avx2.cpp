@@ -262,3 +262,21 @@ void panel_f32__avx2(const float* src, const int64_t* rowoff, int64_t K, const P
 }
 
 }  // namespace deftnn::gemm
+
+namespace deftnn::gemm {
+double peak_fma__avx2(int64_t iters) {
+  __m256 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(1.0f + i * 1e-7f);
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  for (int64_t t = 0; t < iters; ++t)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm256_fmadd_ps(a[i], x, y);
+  __m256 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm256_add_ps(s, a[i]);
+  alignas(32) float v[8];
+  _mm256_store_ps(v, s);
+  double r = 0;
+  for (float f : v) r += f;
+  return r;
+}
+}  // namespace deftnn::gemm

@@ -180,3 +180,17 @@ void panel_f32__avx512(const float* src, const int64_t* rowoff, int64_t K, const
 }
 
 }  // namespace deftnn::gemm
+
+namespace deftnn::gemm {
+double peak_fma__avx512(int64_t iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + i * 1e-7f);
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+  for (int64_t t = 0; t < iters; ++t)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_fmadd_ps(a[i], x, y);
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+}  // namespace deftnn::gemm

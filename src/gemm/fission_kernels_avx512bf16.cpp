@@ -125,3 +125,18 @@ void panel_pairs__avx512bf16(const float* src, const int64_t* rowoff, int64_t K,
 }
 
 }  // namespace deftnn::gemm
+
+namespace deftnn::gemm {
+double peak_dpbf16__avx512bf16(int64_t iters) {
+  __m512 a[12];
+  for (int i = 0; i < 12; ++i) a[i] = _mm512_set1_ps(1.0f + i);
+  const __m512i xi = _mm512_set1_epi32(0x3F803F80), yi = _mm512_set1_epi32(0x33D633D6);
+  const __m512bh x = as_bh(xi), y = as_bh(yi);
+  for (int64_t t = 0; t < iters; ++t)
+#pragma GCC unroll 12
+    for (int i = 0; i < 12; ++i) a[i] = _mm512_dpbf16_ps(a[i], x, y);
+  __m512 s = a[0];
+  for (int i = 1; i < 12; ++i) s = _mm512_add_ps(s, a[i]);
+  return _mm512_reduce_add_ps(s);
+}
+}  // namespace deftnn::gemm

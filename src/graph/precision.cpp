@@ -1,7 +1,16 @@
 // set_model_format: the per-layer inference format of conv and fc (see deftnn/precision.h).
 #include "deftnn/precision.h"
 
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
 #include "deftnn/error.h"
+#include "deftnn/gemm.h"
+#include "deftnn/tensor.h"
+#include "gemm/fission.h"
 
 namespace deftnn {
 namespace {
@@ -133,6 +142,96 @@ int set_model_format(Model& model, Format format, FissionMode mode,
     if (!used[i])
       throw Error("set_model_format: '" + layers[i] + "' names no conv or fc layer of the model");
   return changed;
+}
+
+namespace {
+
+double seconds_now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Best GFLOP/s over `trials` runs of a peak probe on every thread of a team of `threads`.
+double probe_gflops(int threads, double (*probe)(int64_t), double flops_per_iter, int trials) {
+  const int64_t iters = 100000;   // ~0.4 ms per trial: short enough to fit between preemptions
+  double best = 0, sink = 0;
+  for (int t = 0; t < trials; ++t) {
+    const double t0 = seconds_now();
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    sink += probe(iters);
+    const double dt = seconds_now() - t0;
+    best = std::max(best, threads * iters * flops_per_iter / dt * 1e-9);
+  }
+  volatile double keep = sink;
+  (void)keep;
+  return best;
+}
+
+}  // namespace
+
+MachineRoof measure_roof(int threads) {
+  MachineRoof r;
+  r.threads = std::max(1, threads);
+  const Isa isa = active_isa();
+  if (isa >= Isa::avx512) r.fp32_gflops = probe_gflops(r.threads, gemm::peak_fma__avx512, 12 * 32, 40);
+  else if (isa == Isa::avx2) r.fp32_gflops = probe_gflops(r.threads, gemm::peak_fma__avx2, 12 * 16, 40);
+  if (isa == Isa::avx512_bf16)
+    r.bf16_gflops = probe_gflops(r.threads, gemm::peak_dpbf16__avx512bf16, 12 * 64, 40);
+  // DRAM: 128 MiB (4x a 32 MiB L3) summed by all threads, best of 5 after one touch pass.
+  const int64_t n = int64_t{32} << 20;
+  float* buf = aligned_alloc_floats(n);
+#pragma omp parallel for num_threads(r.threads) schedule(static)
+  for (int64_t i = 0; i < n; ++i) buf[i] = 1.0f;
+  double sink = 0;
+  for (int t = 0; t < 5; ++t) {
+    const double t0 = seconds_now();
+    double s = 0;
+#pragma omp parallel for num_threads(r.threads) schedule(static) reduction(+ : s)
+    for (int64_t i = 0; i < n; i += 16) {
+      float a = 0;
+      for (int j = 0; j < 16; ++j) a += buf[i + j];
+      s += a;
+    }
+    const double dt = seconds_now() - t0;
+    sink += s;
+    r.dram_gbps = std::max(r.dram_gbps, n * 4.0 / dt * 1e-9);
+  }
+  aligned_free(buf);
+  volatile double keep = sink;
+  (void)keep;
+  return r;
+}
+
+LayerRoof layer_roof(const Model& model, int node, int64_t batch, const MachineRoof& roof) {
+  LayerRoof lr;
+  check(node >= 0 && node < static_cast<int>(model.nodes().size()),
+        "layer_roof: node " + std::to_string(node) + " out of range");
+  const Node& nd = model.nodes()[static_cast<size_t>(node)];
+  Layer& l = *nd.layer;
+  const std::vector<Shape> vs = model.value_shapes(batch);
+  auto numel = [](const Shape& s) {
+    int64_t n = 1;
+    for (int64_t d : s) n *= d;
+    return n;
+  };
+  std::vector<Shape> ins;
+  for (int v : nd.inputs) ins.push_back(vs[static_cast<size_t>(v)]);
+  const Shape& out = vs[static_cast<size_t>(node) + 1];
+  lr.flops = l.flops(ins, out);
+  const Format f = layer_format(l);
+  double bytes = 0;
+  if (Param* w = l.param("weight")) bytes += static_cast<double>(encoded_bytes(f, w->value.numel()));
+  if (Param* b = l.param("bias")) bytes += 4.0 * b->value.numel();
+  for (const Shape& s : ins) bytes += 4.0 * numel(s);
+  bytes += 4.0 * numel(out);
+  lr.bytes = bytes;
+  const bool native = f == Format::bf16 && roof.bf16_gflops > 0 &&
+                      l.attrs().get_str("fission_mode", "fission") == "fission";
+  const double peak = native ? roof.bf16_gflops : roof.fp32_gflops;
+  const double t_flops = peak > 0 ? lr.flops / (peak * 1e9) : 0.0;
+  const double t_bytes = roof.dram_gbps > 0 ? bytes / (roof.dram_gbps * 1e9) : 0.0;
+  lr.memory_bound = t_bytes > t_flops;
+  lr.roof_ms = std::max(t_flops, t_bytes) * 1e3;
+  return lr;
 }
 
 }  // namespace deftnn
