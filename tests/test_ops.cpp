@@ -866,6 +866,38 @@ TEST(OpsFc, FrozenPrepackedWeightsMatchAndUnfreezeDropsThem) {
       ASSERT_EQ(again[i], first[i]) << "batch " << n;
     }
   }
+  // A conv in front: its inference forward (direct kernels, weights packed once while frozen)
+  // gives what the training-mode im2col + sgemm path gives.
+  {
+    Model mc({3, 9, 9});
+    mc.add("conv", "conv", Attrs().set("out_channels", 5).set("kernel", 3).set("pad", 1).set("stride", 2));
+    mc.add("fc", "fc", Attrs().set("out_features", 4));
+    mc.init_params(8);
+    Rng r2(3);
+    Tensor xc = rand_tensor({6, 3, 9, 9}, r2);
+    const Tensor ref = mc.forward(xc, true).clone();   // training mode: im2col + sgemm
+    mc.freeze(true);
+    const Tensor f1 = mc.forward(xc).clone();
+    const Tensor f2 = mc.forward(xc).clone();
+    mc.freeze(false);
+    const Tensor u = mc.forward(xc).clone();
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+      ASSERT_NEAR(f1[i], ref[i], 1e-4f * (1 + std::fabs(ref[i])));
+      ASSERT_EQ(f2[i], f1[i]);
+      ASSERT_NEAR(u[i], ref[i], 1e-4f * (1 + std::fabs(ref[i])));
+    }
+    // Changed conv weights after unfreezing are seen (packed per call when not frozen).
+    mc.nodes()[0].layer->param("weight")->value.zero();
+    const Tensor z = mc.forward(xc).clone();
+    mc.freeze(true);
+    const Tensor zf = mc.forward(xc).clone();
+    mc.freeze(false);
+    const Tensor zt = mc.forward(xc, true).clone();
+    for (int64_t i = 0; i < zt.numel(); ++i) {
+      ASSERT_NEAR(z[i], zt[i], 1e-5f * (1 + std::fabs(zt[i])));
+      ASSERT_NEAR(zf[i], zt[i], 1e-5f * (1 + std::fabs(zt[i])));
+    }
+  }
   // Weights changed after unfreezing: a new frozen run must see them (all-zero weights: y = b).
   Tensor x = rand_tensor({7, 45}, rng);
   m.freeze(true);

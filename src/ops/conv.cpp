@@ -206,6 +206,15 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   if (ctx.training) packed_.invalidate();
   const std::vector<FissionPackedA>* pa =
       fis ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g)) : nullptr;
+  // Dense fp32 inference (not 1x1, not eliminated) runs the same direct kernels with fp32
+  // weights: the column matrix is built straight into the packed B panels, no im2col pass.
+  // 1.2-1.5x faster than im2col + sgemm on CaffeNet's convs and LeNet's conv2 (one thread).
+  // The packed weights are kept while the model is frozen (Model::freeze), else packed per call
+  // (as sgemm packs A per call).
+  if (!fis && !ctx.training && !eliminated() && !g.identity()) {
+    if (!ctx.frozen) packed_.invalidate();
+    pa = &packed_.get(FissionSetting{}, w, groups_, out_ / groups_, depth(g));
+  }
   // Y_g[Og, L] = W_g * B[K, L] (+ beta * Y_g).
   auto gemm = [&](int64_t gi, int64_t L, const float* wg, int64_t K, const float* B, float beta,
                   float* C) {
