@@ -139,13 +139,14 @@ TEST_F(GemmTest, OddSizesAllIsasAllTransposes) {
 }
 
 // Small KC / MC / NC force several blocks in every loop (K and N splits, beta = 1 on later
-// KC blocks, B panel double-buffering across the team).
+// KC blocks, several dynamic work units per thread, rows split and columns split), with teams
+// of 1, 2 and 3 threads.
 TEST_F(GemmTest, SmallBlockingManyBlocks) {
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);
     const auto& cfg = gemm::gemm_config(isa);
     gemm::set_blocking_override(16, cfg.mr * 2, cfg.nr * 2);
-    for (int threads : {1, 2}) {
+    for (int threads : {1, 2, 3}) {
       omp_set_num_threads(threads);
       uint32_t seed = 100;
       for (int combo = 0; combo < 4; ++combo) {
@@ -167,13 +168,15 @@ TEST_F(GemmTest, SmallBlockingManyBlocks) {
 TEST_F(GemmTest, SkinnyConvShapes) {
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);
-    omp_set_num_threads(2);
-    uint32_t seed = 7;
-    for (const Case& c : {Case{false, false, 128, 169, 200, 1.0f, 0.0f, 0},
-                          Case{false, false, 96, 301, 363, 1.0f, 0.0f, 0},
-                          Case{false, true, 192, 169, 100, 1.0f, 1.0f, 0}}) {
-      const std::string err = run_case(c, seed++);
-      ASSERT_EQ(err, "") << describe(c, isa, 2);
+    for (int threads : {2, 3}) {
+      omp_set_num_threads(threads);
+      uint32_t seed = 7;
+      for (const Case& c : {Case{false, false, 128, 169, 200, 1.0f, 0.0f, 0},
+                            Case{false, false, 96, 3025, 363, 1.0f, 0.0f, 0},
+                            Case{false, true, 192, 169, 100, 1.0f, 1.0f, 0}}) {
+        const std::string err = run_case(c, seed++);
+        ASSERT_EQ(err, "") << describe(c, isa, threads);
+      }
     }
   }
 }
@@ -212,7 +215,7 @@ TEST_F(GemmTest, PackedAMatchesReference) {
     set_active_isa(isa);
     for (int64_t kc_override : {int64_t{0}, int64_t{40}}) {
       gemm::set_blocking_override(kc_override, 0, 0);
-      for (int threads : {1, 2}) {
+      for (int threads : {1, 2, 3}) {
         omp_set_num_threads(threads);
         uint32_t seed = 300;
         for (const Case& c : {Case{false, false, 37, 70, 131, 1.0f, 0.0f, 0},

@@ -36,9 +36,10 @@ struct Buffer {
     return p;
   }
 };
-thread_local Buffer t_pack_a;
-thread_local Buffer t_pack_b;   // owned by the calling thread, shared by its team
-thread_local Buffer t_pack_b_private;   // a thread's own B panels (team split over N only)
+thread_local Buffer t_pack_a;           // owned by the calling thread: op(A) shared by its team
+thread_local Buffer t_pack_b;           // owned by the calling thread: op(B) shared by its team
+thread_local Buffer t_pack_a_private;   // a thread's own rows of op(A) (rows split)
+thread_local Buffer t_pack_b_private;   // a thread's own panels of op(B) (columns split)
 thread_local Buffer t_vec;      // GEMV: contiguous x / y copies
 
 // C[m x n] = beta * C (beta == 0: zero, not read).
@@ -76,97 +77,146 @@ struct Problem {
   int64_t ldc;
 };
 
-// Splits nt threads into a tm x tn grid over (MR strips, NR panels) of an nc-wide block:
-// minimises the largest per-thread tile count; prefers splitting M (B panel shared, A not
-// packed twice).
-void thread_grid(int nt, int64_t strips, int64_t panels, int* tm, int* tn) {
-  int64_t best = -1;
-  for (int m = nt; m >= 1; --m) {
-    if (nt % m) continue;
-    const int n = nt / m;
-    const int64_t cost = ceil_div(strips, m) * ceil_div(panels, n) * 16 + (n - 1);
-    if (best < 0 || cost < best) {
-      best = cost;
-      *tm = m;
-      *tn = n;
-    }
-  }
-}
-
 int64_t config_kc(const GemmConfig& cfg) { return g_kc_override ? g_kc_override : cfg.kc; }
 
-// The five loops. If prepacked is given, op(A) was packed by PackedA with blocking KC = kc_packed
-// and m_pad rows per KC block, and the ic loop reads it instead of packing.
+// Largest operand (floats) the driver packs whole, for all of K, before the team splits up.
+constexpr int64_t kSharedPackMax = int64_t{1} << 22;   // 16 MiB
+
+// The five loops, threaded without a barrier inside the K loop and with dynamic work sharing.
+//
+// Per NC-wide block of columns the team splits ONE dimension into work units handed out
+// dynamically (omp schedule(dynamic)): groups of MR strips (rows) when M is the larger side,
+// groups of NR panels (columns) otherwise. The operand that every unit needs (all of op(B)'s
+// block when rows are split, all of op(A) when columns are split) is packed first, for all
+// of K, by the whole team (one barrier); each unit then runs its own K loop, packing only its
+// own rows of A or panels of B. A thread that the OS preempts holds back at most the unit it
+// is on, instead of the whole team at a barrier per KC block (on a loaded 2-core machine the
+// old static split with one barrier per KC block ran 10-40x slower than its best time).
+//
+// If prepacked is given, op(A) was packed by PackedA with blocking KC = kc_packed and m_pad
+// rows per KC block, and is read instead of packed.
 void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepacked = nullptr,
              int64_t kc_packed = 0, int64_t m_pad = 0) {
   const int MR = cfg.mr, NR = cfg.nr;
   const int64_t KC = prepacked ? kc_packed : config_kc(cfg);
   const int64_t MC = round_up(g_mc_override ? g_mc_override : cfg.mc, MR);
-  const int64_t NC = round_up(g_nc_override ? g_nc_override : cfg.nc, NR);
+  const int64_t strips = ceil_div(p.M, MR);
+  const int64_t a_rows = strips * MR;   // rows of a fully packed op(A)
+  int64_t NC = round_up(g_nc_override ? g_nc_override : cfg.nc, NR);
+  // Split rows when M is at least the block width, or when all of op(A) is too big to pack.
+  bool split_m = p.M >= std::min(NC, p.N) || (!prepacked && a_rows * p.K > kSharedPackMax);
+  if (split_m) {
+    // All of op(B)'s block is packed at once: bound K x NC.
+    NC = std::max<int64_t>(NR, std::min(NC, kSharedPackMax / std::max<int64_t>(1, p.K) / NR * NR));
+  }
+  const int64_t nc_pad_max = round_up(std::min(NC, p.N), NR);
   const int64_t kc_max = std::min(KC, p.K);
-  const int64_t nc_pad = round_up(std::min(NC, p.N), NR);
-  // Two B panels: the team packs panel (pc & 1) while slower threads may still read the other,
-  // so one barrier per KC block suffices.
-  const int64_t b_size = kc_max * nc_pad;
-  float* bbuf = t_pack_b.get(2 * b_size);
-  const int64_t a_size = std::min(MC, round_up(p.M, MR)) * kc_max;
+  // Work units: 4 per thread (dynamic balance when a thread is held up), at most MC rows of A
+  // or a B block of 512 KiB (L2), a multiple of the team size, of equal size +-1 strip or
+  // panel (so an undisturbed team splits the work as evenly as a static split would).
+  auto unit_count = [&](int64_t items, int64_t max_unit, int team) {
+    int64_t u = std::min<int64_t>(items, 4 * team);
+    u = std::max(u, ceil_div(items, max_unit));
+    if (u > team) u = std::min(items, round_up(u, team));
+    return std::max<int64_t>(u, 1);
+  };
+  const int64_t max_unit_strips = std::max<int64_t>(1, MC / MR);
+  const int64_t max_unit_panels = std::max<int64_t>(1, (int64_t{1} << 17) / (kc_max * NR));
+  float* shared = split_m ? t_pack_b.get(p.K * nc_pad_max)
+                          : (prepacked ? nullptr : t_pack_a.get(a_rows * p.K));
+  const float* apacked = prepacked;                 // op(A) packed for all K (N split)
+  const int64_t apad = prepacked ? m_pad : a_rows;  // its rows per KC block
+  if (!split_m && !prepacked) apacked = shared;
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
-    const int tid = omp_get_thread_num();
     const int team = omp_get_num_threads();
-    float* abuf = prepacked ? nullptr : t_pack_a.get(a_size);
-    float* bpriv = nt > 1 ? t_pack_b_private.get(b_size) : nullptr;
-    int64_t iter = 0;
     for (int64_t jc = 0; jc < p.N; jc += NC) {
       const int64_t nc = std::min(NC, p.N - jc);
       const int64_t panels = ceil_div(nc, NR);
-      const int64_t strips = ceil_div(p.M, MR);
-      int tm = 1, tn = 1;
-      thread_grid(team, strips, panels, &tm, &tn);
-      const int ti = tid % tm, tj = tid / tm;
-      const int64_t s0 = strips * ti / tm, s1 = strips * (ti + 1) / tm;
-      const int64_t q0 = panels * tj / tn, q1 = panels * (tj + 1) / tn;
-      const int64_t m0 = s0 * MR, m1 = std::min(p.M, s1 * MR);
-      // When the team splits only N, no two threads use the same B panel: each packs its own,
-      // privately, and the KC loop needs no barrier. When it splits M, the team shares one B
-      // panel (packed cooperatively, one barrier per KC block) rather than packing it twice.
-      const bool private_b = team > 1 && tm == 1;
-      for (int64_t pc = 0; pc < p.K; pc += KC, ++iter) {
-        const int64_t kc = std::min(KC, p.K - pc);
-        float* bp;
-        const float* bsrc = p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
-        if (private_b) {
-          bp = bpriv;
-          pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, q0, q1, bp);
-        } else {
-          // Pack op(B)[pc:pc+kc, jc:jc+nc], panels split between the team.
-          bp = bbuf + (iter & 1) * b_size;
-          const int64_t b0 = panels * tid / team, b1 = panels * (tid + 1) / team;
-          pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, b0, b1, bp);
-          if (team > 1) {
-#pragma omp barrier
+      const int64_t nc_pad = panels * NR;
+      const int64_t kblocks = ceil_div(p.K, KC);
+      // 1. The shared operand, for all K blocks, packed by the team.
+      if (split_m) {
+        // B block pc at shared + pc * nc_pad (kc x nc_pad: panel q at + q * NR * kc).
+        const int64_t pg = ceil_div(panels, 4);   // packing tasks of 4 panels per K block
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < kblocks * pg; ++t) {
+          const int64_t b = t / pg, q0 = t % pg * 4, q1 = std::min(panels, q0 + 4);
+          const int64_t pc = b * KC, kc = std::min(KC, p.K - pc);
+          const float* bsrc = p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
+          pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, q0, q1, shared + pc * nc_pad);
+        }
+      } else if (!prepacked && jc == 0) {
+        // op(A) block pc at shared + pc * a_rows (strip s at + s * MR * kc), as PackedA.
+        const int64_t sg = 8;   // strips per packing task
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < kblocks * ceil_div(strips, sg); ++t) {
+          const int64_t b = t % kblocks, s0 = t / kblocks * sg, s1 = std::min(strips, s0 + sg);
+          const int64_t pc = b * KC, kc = std::min(KC, p.K - pc);
+          const int64_t i0 = s0 * MR, rows = std::min(p.M, s1 * MR) - i0;
+          const float* asrc = p.ta ? p.A + pc * p.lda + i0 : p.A + i0 * p.lda + pc;
+          pack_a(p.ta, rows, kc, asrc, p.lda, MR, shared + pc * a_rows + i0 * kc);
+        }
+      }
+      // (the omp for above ends with the team's barrier)
+      // 2. Work units, each with its own K loop.
+      if (split_m) {
+        const int64_t units = unit_count(strips, max_unit_strips, team);
+        float* abuf = prepacked ? nullptr : t_pack_a_private.get(ceil_div(strips, units) * MR * kc_max);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t u = 0; u < units; ++u) {
+          const int64_t i0 = strips * u / units * MR;
+          const int64_t mrows = std::min(p.M, strips * (u + 1) / units * MR) - i0;
+          for (int64_t pc = 0; pc < p.K; pc += KC) {
+            const int64_t kc = std::min(KC, p.K - pc);
+            const float* ablock;
+            if (prepacked) {
+              ablock = prepacked + pc * m_pad + i0 * kc;
+            } else {
+              const float* asrc = p.ta ? p.A + pc * p.lda + i0 : p.A + i0 * p.lda + pc;
+              pack_a(p.ta, mrows, kc, asrc, p.lda, MR, abuf);
+              ablock = abuf;
+            }
+            const float* bp = shared + pc * nc_pad;
+            const float beta = pc == 0 ? p.beta : 1.0f;
+            for (int64_t q = 0; q < panels; ++q) {
+              const int64_t j = q * NR;
+              const int n = static_cast<int>(std::min<int64_t>(NR, nc - j));
+              for (int64_t ir = 0; ir < mrows; ir += MR) {
+                const int m = static_cast<int>(std::min<int64_t>(MR, mrows - ir));
+                cfg.ukernel(kc, ablock + ir * kc, bp + j * kc, p.C + (i0 + ir) * p.ldc + jc + j,
+                            p.ldc, m, n, p.alpha, beta);
+              }
+            }
           }
         }
-        const float beta = pc == 0 ? p.beta : 1.0f;
-        for (int64_t ic = m0; ic < m1; ic += MC) {
-          const int64_t mc = std::min(MC, m1 - ic);
-          const float* ablock;
-          if (prepacked) {
-            ablock = prepacked + pc * m_pad + ic * kc;   // ic is a multiple of MR
-          } else {
-            const float* asrc = p.ta ? p.A + pc * p.lda + ic : p.A + ic * p.lda + pc;
-            pack_a(p.ta, mc, kc, asrc, p.lda, MR, abuf);
-            ablock = abuf;
-          }
-          for (int64_t q = q0; q < q1; ++q) {
-            const int64_t j = q * NR;
-            const int n = static_cast<int>(std::min<int64_t>(NR, nc - j));
-            const float* bpanel = bp + j * kc;
-            for (int64_t ir = 0; ir < mc; ir += MR) {
-              const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
-              cfg.ukernel(kc, ablock + ir * kc, bpanel, p.C + (ic + ir) * p.ldc + jc + j, p.ldc, m,
-                          n, p.alpha, beta);
+      } else {
+        const int64_t units = unit_count(panels, max_unit_panels, team);
+        float* bbuf = t_pack_b_private.get(kc_max * ceil_div(panels, units) * NR);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t u = 0; u < units; ++u) {
+          const int64_t q0 = panels * u / units, q1 = panels * (u + 1) / units;
+          for (int64_t pc = 0; pc < p.K; pc += KC) {
+            const int64_t kc = std::min(KC, p.K - pc);
+            // Panels q0..q1 of this block, i.e. columns jc + q0 * NR on, land at bbuf.
+            const int64_t j0 = jc + q0 * NR;
+            const float* bsrc = p.tb ? p.B + j0 * p.ldb + pc : p.B + pc * p.ldb + j0;
+            pack_b(p.tb, kc, nc - q0 * NR, bsrc, p.ldb, NR, 0, q1 - q0, bbuf);
+            const float beta = pc == 0 ? p.beta : 1.0f;
+            for (int64_t ic = 0; ic < p.M; ic += MC) {
+              const int64_t mc = std::min(MC, p.M - ic);
+              const float* ablock = apacked + pc * apad + ic * kc;
+              for (int64_t q = q0; q < q1; ++q) {
+                const int64_t j = q * NR;
+                const int n = static_cast<int>(std::min<int64_t>(NR, nc - j));
+                const float* bpanel = bbuf + (q - q0) * NR * kc;
+                for (int64_t ir = 0; ir < mc; ir += MR) {
+                  const int m = static_cast<int>(std::min<int64_t>(MR, mc - ir));
+                  cfg.ukernel(kc, ablock + ir * kc, bpanel, p.C + (ic + ir) * p.ldc + jc + j,
+                              p.ldc, m, n, p.alpha, beta);
+                }
+              }
             }
           }
         }

@@ -1,9 +1,10 @@
 // deftnn GEMM internals: the micro-kernel contract, the GEMV kernels, and the per-ISA config.
 //
-// The blocked GEMM (gemm.cpp) is the same five loops on every ISA (BLIS style):
-//   jc over NC (columns of C)  ->  pc over KC (pack a KC x NC panel of op(B), shared by threads)
-//   ->  ic over MC (pack an MC x KC block of op(A), per thread)  ->  jr over NR  ->  ir over MR
-//   ->  one micro-kernel call computing an MR x NR tile of C.
+// The blocked GEMM (gemm.cpp) is the same loops on every ISA (BLIS style): per NC-wide block of
+// columns, the team packs the operand every thread needs for all of K (op(B)'s block when it
+// splits rows, op(A) when it splits columns), then takes work units dynamically (groups of MR
+// strips or of NR panels); a unit runs pc over KC (packing only its own rows of A or panels of
+// B)  ->  jr over NR  ->  ir over MR  ->  one micro-kernel call per MR x NR tile of C.
 // What changes per ISA is only what config.cpp registers: the micro-kernel pointer, MR/NR and
 // the KC/MC/NC block sizes (plus the GEMV kernels of the N == 1 / M == 1 path).
 //
