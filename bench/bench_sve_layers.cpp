@@ -6,13 +6,14 @@
 //   vs copy    = (full im2col + copying the retained rows into a new buffer) / im2col of only the
 //                retained rows: how much faster the in-kernel reorganisation is (paper: >= 1.4x)
 // Dense and eliminated run alternately in rounds; medians of the rounds are reported.
-// Usage: bench_sve_layers [--json out.json] [--rounds R] [--keep 0.5]
+// Usage: bench_sve_layers [--json out.json] [--rounds R] [--keep 0.5] [--cputime]
 #include <omp.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <numeric>
@@ -30,12 +31,26 @@ using namespace deftnn;
 
 namespace {
 
+// --cputime (1 thread only): time by the calling thread's CPU time. On the shared 2-core
+// machine at load 5-8, wall time charges a call for every preemption it sits through, which
+// inflates long calls (the layer) more often than short ones (the reorganisation alone).
+bool g_cputime = false;
+
+double now_ms() {
+  if (g_cputime) {
+    timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return 1e3 * static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_nsec);
+  }
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
 double time_ms(const std::function<void()>& fn, int iters) {
   std::vector<double> t;
   for (int i = 0; i < iters; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now_ms();
     fn();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    t.push_back(now_ms() - t0);
   }
   return median(t);
 }
@@ -71,21 +86,33 @@ int main(int argc, char** argv) {
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
     else if (a == "--rounds" && i + 1 < argc) rounds = std::max(1, std::atoi(argv[++i]));
     else if (a == "--keep" && i + 1 < argc) keep_frac = std::atof(argv[++i]);
+    else if (a == "--cputime") g_cputime = true;
     else {
-      std::fprintf(stderr, "usage: bench_sve_layers [--json out.json] [--rounds R] [--keep 0.5]\n");
+      std::fprintf(stderr, "usage: bench_sve_layers [--json out.json] [--rounds R] [--keep 0.5] [--cputime]\n");
       return 2;
     }
+  }
+  if (g_cputime && omp_get_max_threads() != 1) {
+    std::fprintf(stderr, "bench_sve_layers: --cputime needs one thread (OMP_NUM_THREADS=1)\n");
+    return 2;
   }
   const std::vector<Spec> specs = {
       {"conv2", true, 96, 27, 27, 256, 5, 2, 2},   {"conv3", true, 256, 13, 13, 384, 3, 1, 1},
       {"conv4", true, 384, 13, 13, 384, 3, 1, 2},  {"conv5", true, 384, 13, 13, 256, 3, 1, 2},
       {"fc6", false, 9216, 1, 1, 4096, 1, 0, 1},   {"fc7", false, 4096, 1, 1, 4096, 1, 0, 1},
   };
-  std::printf("synapse vector elimination per layer, %.0f%% retained (multiple of 8), %d thread(s), %s, %d rounds\n",
-              100 * keep_frac, omp_get_max_threads(), active_gemm_kernel(), rounds);
+  double load = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
+    std::fclose(f);
+  }
+  std::printf("synapse vector elimination per layer, %.0f%% retained (multiple of 8), %d thread(s), %s, %d rounds, %s, load %.2f\n",
+              100 * keep_frac, omp_get_max_threads(), active_gemm_kernel(), rounds,
+              g_cputime ? "thread CPU time" : "wall time", load);
   std::printf("%-6s %5s %6s %6s %10s %10s %7s %8s %8s\n", "layer", "batch", "K", "K'", "dense ms",
               "elim ms", "ratio", "reorg %", "vs copy");
-  std::string js = "{\"threads\": " + std::to_string(omp_get_max_threads()) + ", \"kernel\": \"" +
+  std::string js = "{\"clock\": \"" + std::string(g_cputime ? "thread_cputime" : "wall") + "\", \"load\": " +
+                   std::to_string(load) + ", \"threads\": " + std::to_string(omp_get_max_threads()) + ", \"kernel\": \"" +
                    active_gemm_kernel() + "\", \"keep\": " + std::to_string(keep_frac) + ", \"layers\": [";
   bool first = true;
   Rng rng(7);
