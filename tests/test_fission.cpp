@@ -145,8 +145,10 @@ void run_case(Format f, Rounding r, FissionMode mode, Isa isa, const Shape& sh, 
 }
 
 // Every one of 1, 7, 17, 63, 255 appears as M, as N and as K (odd K for the bf16 pairs).
+// Plus deeper K (769 odd: a padded bf16 pair at the end; 1000).
 const std::vector<Shape> kShapes = {{1, 1, 1},    {7, 17, 63},  {17, 7, 255}, {63, 255, 7},
-                                    {255, 1, 17}, {255, 63, 1}, {1, 255, 255}, {63, 13, 64}};
+                                    {255, 1, 17}, {255, 63, 1}, {1, 255, 255}, {63, 13, 64},
+                                    {33, 13, 769}, {17, 29, 1000}};
 
 TEST_F(FissionTest, EqualsNaiveOnWidenedOperandsEveryIsaFormatMode) {
   for (Isa isa : supported_isas()) {
@@ -302,6 +304,7 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
       {33, 1, 2, 3, 5, 5, 3, 2, 2, 1, 1, 2, 1, 1, 2},        // kernel larger than the image
       {40, 4, 13, 13, 3, 3, 2, 3, 1, 0, 0, 1, 1, 1, 7},      // 7 images of OW < NR, K = 36
       {17, 255, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},      // K = 255, padded 1x1
+      {40, 87, 6, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},       // K = 783, OW = 7 < NR
   };
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);

@@ -48,7 +48,7 @@ void apply_format_spec(Model& model, const FormatSpec& spec,
 // ---- Roofline (deftnn bench --formats; paper Fig. 11/12 with the bytes moved per FLOP) ----
 // This machine's roofs, measured in this process with `threads` threads: the fp32 FMA peak of
 // the active ISA (12 independent FMA chains per thread), the native bf16 peak (vdpbf16ps; 0
-// without avx512_bf16), and the DRAM read bandwidth (a 128 MiB array summed by all threads).
+// without avx512_bf16), and the DRAM read bandwidth (a 256 MiB array summed by all threads).
 // Each is the best of many short trials (a loaded machine only lowers a trial). ~0.5 s.
 struct MachineRoof {
   int threads = 0;

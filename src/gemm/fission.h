@@ -100,4 +100,6 @@ namespace deftnn::gemm {
 double peak_fma__avx2(int64_t iters);
 double peak_fma__avx512(int64_t iters);
 double peak_dpbf16__avx512bf16(int64_t iters);
+// Sum of p[0, n) (n a multiple of 64, p 64-byte aligned): the DRAM read probe.
+double read_sum__avx512(const float* p, int64_t n);
 }  // namespace deftnn::gemm

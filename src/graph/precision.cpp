@@ -176,8 +176,8 @@ MachineRoof measure_roof(int threads) {
   else if (isa == Isa::avx2) r.fp32_gflops = probe_gflops(r.threads, gemm::peak_fma__avx2, 12 * 16, 40);
   if (isa == Isa::avx512_bf16)
     r.bf16_gflops = probe_gflops(r.threads, gemm::peak_dpbf16__avx512bf16, 12 * 64, 40);
-  // DRAM: 128 MiB (4x a 32 MiB L3) summed by all threads, best of 5 after one touch pass.
-  const int64_t n = int64_t{32} << 20;
+  // DRAM: 256 MiB (8x a 32 MiB L3) summed by all threads, best of 5 after one touch pass.
+  const int64_t n = int64_t{64} << 20;
   float* buf = aligned_alloc_floats(n);
 #pragma omp parallel for num_threads(r.threads) schedule(static)
   for (int64_t i = 0; i < n; ++i) buf[i] = 1.0f;
@@ -185,11 +185,19 @@ MachineRoof measure_roof(int threads) {
   for (int t = 0; t < 5; ++t) {
     const double t0 = seconds_now();
     double s = 0;
-#pragma omp parallel for num_threads(r.threads) schedule(static) reduction(+ : s)
-    for (int64_t i = 0; i < n; i += 16) {
-      float a = 0;
-      for (int j = 0; j < 16; ++j) a += buf[i + j];
-      s += a;
+#pragma omp parallel num_threads(r.threads) reduction(+ : s)
+    {
+      const int64_t chunk = n / omp_get_num_threads() / 64 * 64;
+      const float* p = buf + omp_get_thread_num() * chunk;
+      if (isa >= Isa::avx512) {
+        s += gemm::read_sum__avx512(p, chunk);
+      } else {
+        // 64 independent partial sums: bound by the loads, not by one chain of adds.
+        float acc[64] = {};
+        for (int64_t i = 0; i < chunk; i += 64)
+          for (int j = 0; j < 64; ++j) acc[j] += p[i + j];
+        for (float a : acc) s += a;
+      }
     }
     const double dt = seconds_now() - t0;
     sink += s;
