@@ -419,7 +419,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
 
   // refine: joint fine-tuning of frontier points, then the precise / 1-point / 2-point picks
   struct RefineArgs {
-    std::string dir, out, json_path, losses = "0.2,1,2";
+    std::string dir, out, json_path, losses = "0.2,1,2", points;
     int epochs = 2, lr_step = 0;
     double lr = 0.001, lr_gamma = 0.1, max_loss = 5;
     int64_t val = 5000, ft_batch = 64, batch = 0;
@@ -432,6 +432,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_rf->add_option("opt", ra->dir, "directory written by deftnn optimize")->required();
   c_rf->add_option("--out", ra->out, "write the selected refined models here (refined_<loss>.deft)");
   c_rf->add_option("--max-loss", ra->max_loss, "refine only frontier points losing at most this many points before refining")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c_rf->add_option("--points", ra->points, "refine only these frontier points (indices, comma-separated; default: all within --max-loss)");
   c_rf->add_option("--losses", ra->losses, "accuracy losses (points) to select for, against the base")->capture_default_str();
   c_rf->add_option("--finetune-epochs", ra->epochs, "joint fine-tuning epochs")->capture_default_str()->check(CLI::Range(0, 1000));
   c_rf->add_option("--finetune-lr", ra->lr, "joint fine-tuning learning rate")->capture_default_str()->check(CLI::PositiveNumber);
@@ -447,6 +448,17 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_rf->get_option("--limit")->description("fine-tune on only the first N training images");
   registry.add(c_rf, [ra] {
     Optimization opt = load_optimization(ra->dir);
+    if (!ra->points.empty()) {
+      // Keep only the named points (the frontier is reduced in memory; nothing is saved).
+      std::vector<FrontierPoint> keep;
+      for (double v : parse_doubles(ra->points, "--points")) {
+        const int i = static_cast<int>(v);
+        check(i == v && i >= 0 && i < static_cast<int>(opt.frontier.size()),
+              "--points: no frontier point " + std::to_string(v));
+        keep.push_back(opt.frontier[i]);
+      }
+      opt.frontier = keep;
+    }
     Dataset tr = data_for(opt.base, ra->data, true, ra->data.limit);
     Dataset val = data_for(opt.base, ra->data, false, ra->val);
     Dataset test = data_for(opt.base, ra->data, false, -1);
