@@ -216,8 +216,8 @@ TEST(Train, LenetOnFashionMnistSubsetBeatsChance) {
 }
 
 namespace {
-int run_cli(const std::string& args, std::string* output = nullptr) {
-  std::string cmd = std::string(DEFTNN_CLI_PATH) + " " + args + " 2>&1";
+int run_cli(const std::string& args, std::string* output = nullptr, const std::string& env = "") {
+  std::string cmd = env + std::string(DEFTNN_CLI_PATH) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return -1;
   std::string out;
@@ -256,4 +256,24 @@ TEST(Cli, InfoAndBenchOnZooNetwork) {
   FILE* f = fopen(json.c_str(), "r");
   ASSERT_NE(f, nullptr);
   fclose(f);
+}
+
+// DEFTNN_VERBOSE=1: each conv / fc layer says which implementation it ran, once per shape.
+TEST(Cli, VerboseNamesEachLayersKernel) {
+  std::string out;
+  ASSERT_EQ(run_cli("--threads 1 bench lenet --batch 1 4 --iters 2 --warmup 0", &out), 0) << out;
+  EXPECT_EQ(out.find("deftnn: conv1 (conv)"), std::string::npos) << "reported without DEFTNN_VERBOSE";
+  ASSERT_EQ(run_cli("--threads 1 bench lenet --batch 1 4 --iters 2 --warmup 0", &out, "DEFTNN_VERBOSE=1 "), 0)
+      << out;
+  EXPECT_NE(out.find("deftnn: conv1 (conv) -> [1, 20, 24, 24]: direct"), std::string::npos) << out;
+  EXPECT_NE(out.find("deftnn: conv1 (conv) -> [4, 20, 24, 24]: direct"), std::string::npos) << out;
+  EXPECT_NE(out.find("deftnn: ip1 (fc) -> [1, 500]: gemv"), std::string::npos) << out;
+  EXPECT_NE(out.find("deftnn: ip1 (fc) -> [4, 500]: sgemm Y^T = W X^T, weights as A packed once"),
+            std::string::npos) << out;
+  // Once per node and shape, not once per forward (3 forwards per batch size here).
+  size_t n = 0;
+  for (size_t p = out.find("deftnn: conv2 (conv)"); p != std::string::npos;
+       p = out.find("deftnn: conv2 (conv)", p + 1))
+    ++n;
+  EXPECT_EQ(n, 2u) << out;
 }

@@ -120,6 +120,11 @@ class Layer {
   // place outside training.
   virtual void invalidate() {}
 
+  // Which implementation the last forward ran, in words (conv: "direct fp32 ... kernels",
+  // "im2col + sgemm ...", fc: "gemv ..."); empty for layers with a single implementation.
+  // DEFTNN_VERBOSE=1 prints it once per node and input shape (Model::forward).
+  const std::string& last_kernel() const { return last_kernel_; }
+
  protected:
   // Re-reads attrs_ after set_attr/erase_attr changed `key`; throws Error to refuse (default:
   // every key is fixed at construction).
@@ -127,7 +132,12 @@ class Layer {
 
   Attrs attrs_;
   std::vector<Param> params_;
+  std::string last_kernel_;   // set by forward (see last_kernel)
 };
+
+// DEFTNN_VERBOSE is set (not "0"): layers record which kernel they ran (Layer::last_kernel) and
+// Model::forward prints it once per node and shape. Read once.
+bool kernel_report_enabled();
 
 // Creates a layer from its registry name and attributes; throws Error on an unknown type or key.
 std::unique_ptr<Layer> make_layer(const std::string& type, const Attrs& attrs);

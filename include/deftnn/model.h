@@ -15,6 +15,7 @@ struct Node {
   std::string name;
   std::unique_ptr<Layer> layer;
   std::vector<int> inputs;   // value ids (0 = model input, i + 1 = output of node i)
+  std::string reported;      // DEFTNN_VERBOSE: the output shape + kernel last printed
 };
 
 // Per-node wall time of the last forward (and backward) call, for `deftnn bench` and the demo.

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iomanip>
 #include <set>
 #include <sstream>
@@ -51,7 +52,7 @@ int Model::add(const std::string& name, std::unique_ptr<Layer> layer, std::vecto
   } catch (const Error& e) {
     throw Error("node '" + name + "' (" + layer->type() + "): " + e.what());
   }
-  nodes_.push_back(Node{name, std::move(layer), std::move(inputs)});
+  nodes_.push_back(Node{name, std::move(layer), std::move(inputs), {}});
   return next;
 }
 
@@ -111,6 +112,14 @@ void Model::init_params(uint64_t seed) {
   }
 }
 
+bool kernel_report_enabled() {
+  static const bool v = [] {
+    const char* e = std::getenv("DEFTNN_VERBOSE");
+    return e && *e && std::string(e) != "0";
+  }();
+  return v;
+}
+
 void Model::freeze(bool on) {
   if (frozen_ && !on)
     for (Node& n : nodes_) n.layer->invalidate();
@@ -142,6 +151,14 @@ const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
       throw Error("node '" + n.name + "' (" + n.layer->type() + "): " + e.what());
     }
     if (timing_) timings_[i].forward_ms = ms_since(t0);
+    if (kernel_report_enabled() && !n.layer->last_kernel().empty()) {
+      std::string key = shape_str(values_[i + 1].shape()) + n.layer->last_kernel();
+      if (n.reported != key) {
+        n.reported = key;
+        std::fprintf(stderr, "deftnn: %s (%s) -> %s: %s\n", n.name.c_str(), n.layer->type().c_str(),
+                     shape_str(values_[i + 1].shape()).c_str(), n.layer->last_kernel().c_str());
+      }
+    }
   }
   last_training_ = training;
   return values_.back();

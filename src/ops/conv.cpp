@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "deftnn/fission.h"
+#include "deftnn/formats.h"
 #include "deftnn/gemm.h"
 #include "ops/layers.h"
 
@@ -234,6 +235,22 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // Fission (no elimination, not 1x1): the column matrix is built straight into the packed
   // reduced-format B panels by fission_conv, never materialised in fp32.
   const bool direct = pa && !eliminated() && !ident;
+  if (kernel_report_enabled()) {
+    const std::string chunking = " (" + std::to_string(plan_chunk(g, K, N, plan_threads(N, 2.0 * O * P * K))) +
+                                 " image(s) per GEMM)";
+    if (pa)
+      last_kernel_ = std::string(direct ? "direct: column panels built from the image, "
+                                        : ident ? "1x1, no im2col: " : "im2col + ") +
+                     format_name((*pa)[0].format()) + " weights, " +
+                     fission_kernel_name((*pa)[0], fission_.mode) + chunking;
+    else
+      last_kernel_ = std::string(eliminated() ? "im2col of the " + std::to_string(kept_) +
+                                                    " retained rows (of " + std::to_string(g.rows()) +
+                                                    ") + sgemm "
+                                 : ident       ? "1x1, no im2col: sgemm "
+                                               : "im2col + sgemm ") +
+                     active_gemm_kernel() + chunking;
+  }
 
   const int used = plan_threads(N, 2.0 * O * P * K);
   const int64_t chunk = plan_chunk(g, K, N, used);

@@ -16,6 +16,7 @@
 #include <algorithm>
 
 #include "deftnn/fission.h"
+#include "deftnn/formats.h"
 #include "deftnn/gemm.h"
 #include "ops/common.h"
 #include "ops/fission_weights.h"
@@ -85,6 +86,22 @@ class FC final : public Layer {
     out.resize({N, out_});
     float* y = out.data();
     if (ctx.training) invalidate();
+    if (kernel_report_enabled()) {
+      const std::string elim = retained_.empty() ? "" : ", " + std::to_string(depth(I)) + " of " +
+                                                            std::to_string(I) + " inputs retained";
+      if (fission_.active() && !ctx.training)
+        last_kernel_ = std::string("fission GEMM Y^T = W X^T, ") + format_name(fission_.format) +
+                       " weights packed once, " +
+                       fission_kernel_name(packed_.get(fission_, w, 1, out_, depth(I))[0], fission_.mode) + elim;
+      else if (N == 1)
+        last_kernel_ = std::string("gemv (weights streamed once, not packed)") + elim;
+      else if (N <= kSmallBatch)
+        last_kernel_ = std::string("sgemm Y^T = W X^T, weights as A") +
+                       (ctx.frozen ? " packed once (frozen model) " : " packed per call ") +
+                       active_gemm_kernel() + elim;
+      else
+        last_kernel_ = std::string("sgemm Y = X W^T ") + active_gemm_kernel() + elim;
+    }
     if (fission_.active() && !ctx.training) {
       forward_fission(x, N, I, w, bp ? bp->value.data() : nullptr, y);
       return;
