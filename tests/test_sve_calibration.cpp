@@ -169,5 +169,33 @@ TEST(SveCalibration, ReplacedLayerComputesWithTheKeptColumns) {
   EXPECT_THROW(set_layer_elimination(m, "fc", keep, w), Error);   // already eliminated
 }
 
+TEST(SveCalibration, RefitEliminatedLayerUsesTheDenseInputs) {
+  Rng rng(7);
+  Model dense({2, 6, 6});
+  dense.add("conv", "conv", Attrs().set("out_channels", 4).set("kernel", 3));
+  dense.add("relu", "relu", Attrs());
+  dense.add("fc", "fc", Attrs().set("out_features", 5));
+  dense.init_params(3);
+  Model m({2, 6, 6});
+  m.add("conv", "conv", Attrs().set("out_channels", 4).set("kernel", 3));
+  m.add("relu", "relu", Attrs());
+  m.add("fc", "fc", Attrs().set("out_features", 5));
+  for (size_t n = 0; n < 3; ++n)
+    for (Param& q : m.nodes()[n].layer->params()) q.value = dense.nodes()[n].layer->param(q.name)->value.clone();
+  const std::vector<int32_t> keep{0, 3, 5, 8, 9, 12, 17};
+  const Tensor& W = dense.nodes()[0].layer->param("weight")->value;
+  std::vector<char> flags(18, 0);
+  for (int32_t k : keep) flags[k] = 1;
+  const SynapsePlan plan = plan_elimination(flags);
+  set_layer_elimination(m, "conv", plan.retained, truncate_weights(W.data(), 4, 18, 18, plan));
+  Tensor x = random({5, 2, 6, 6}, rng);
+  refit_eliminated_layer(m, dense, "conv", x, 0.01);
+  const Tensor want = refit_least_squares(W.data(), 4, 18, 18, plan, layer_calibration_inputs(dense, "conv", x), 0.01);
+  const Tensor& got = m.nodes()[0].layer->param("weight")->value;
+  ASSERT_EQ(got.shape(), want.shape());
+  for (int64_t i = 0; i < got.numel(); ++i) EXPECT_EQ(got[i], want[i]);
+  EXPECT_THROW(refit_eliminated_layer(m, dense, "fc", x), Error);   // not eliminated
+}
+
 }  // namespace
 }  // namespace deftnn

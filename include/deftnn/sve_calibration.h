@@ -40,4 +40,12 @@ Tensor refit_least_squares(const float* W, int64_t M, int64_t K, int64_t ldw,
 void set_layer_elimination(Model& model, const std::string& layer,
                            const std::vector<int32_t>& retained, const Tensor& w);
 
+// For node `layer` already eliminated in `model` (attribute `retained`, one group), replaces its
+// weight by the least-squares refit of `dense`'s weight for the same retained rows, fitted on the
+// layer's inputs in `dense` (the other layers dense, so refitted candidates still compose) for
+// calibration `images`. `dense` is not changed (its forward runs). Throws Error naming the layer
+// when it is not eliminated in `model` or not dense in `dense`.
+void refit_eliminated_layer(Model& model, Model& dense, const std::string& layer, const Tensor& images,
+                            double ridge = 1e-4, int64_t max_columns = 20000);
+
 }  // namespace deftnn

@@ -174,4 +174,31 @@ void set_layer_elimination(Model& model, const std::string& layer,
   node.layer = std::move(nl);
 }
 
+void refit_eliminated_layer(Model& model, Model& dense, const std::string& layer, const Tensor& images,
+                            double ridge, int64_t max_columns) {
+  const int i = node_of(model, layer);
+  Layer& el = *model.nodes()[i].layer;
+  check(el.attrs().has("retained"), "layer '" + layer + "' is not eliminated; nothing to refit");
+  check(el.attrs().get_int("groups", 1) == 1, "layer '" + layer + "' has groups; refit needs one");
+  const int d = node_of(dense, layer);
+  const Param* dw = dense.nodes()[d].layer->param("weight");
+  check(dw != nullptr, "layer '" + layer + "' has no weight in the dense model");
+  const int64_t M = dw->value.dim(0), K = dw->value.numel() / M;
+  SynapsePlan plan;
+  plan.K = K;
+  for (const int64_t r : el.attrs().get_ints("retained")) {
+    check(r >= 0 && r < K, "layer '" + layer + "': retained row " + std::to_string(r) +
+                               " outside the dense layer's K=" + std::to_string(K));
+    plan.retained.push_back(static_cast<int32_t>(r));
+  }
+  plan.scale = static_cast<double>(K) / static_cast<double>(plan.kept());
+  const Tensor X = layer_calibration_inputs(dense, layer, images, max_columns);
+  const Tensor w = refit_least_squares(dw->value.data(), M, K, K, plan, X, ridge);
+  Param* ew = el.param("weight");
+  check(ew != nullptr && ew->value.numel() == w.numel(),
+        "layer '" + layer + "': eliminated weight does not hold " + shape_str(w.shape()));
+  std::copy(w.data(), w.data() + w.numel(), ew->value.data());
+  el.invalidate();
+}
+
 }  // namespace deftnn
