@@ -143,18 +143,22 @@ def main():
 
     # 2. Import, optimise, select.
     opt = W("opt")
-    sh([a.deftnn, "--threads", str(a.optimize_threads), "optimize", src, "--out", opt, "--thresholds", a.thresholds, "--limit", str(a.train_limit),
-             "--val", str(a.val), "--finetune-epochs", "1", "--iters", "10", "--batch", "32"])
+    sh([a.deftnn, "--threads", str(a.optimize_threads), "optimize", src, "--out", opt, "--thresholds", a.thresholds,
+        "--limit", str(a.train_limit), "--val", str(a.val), "--finetune-epochs", "1", "--iters", "10", "--batch", "32"])
     fr = json.loads(open(os.path.join(opt, "frontier.json")).read())
     base = fr.get("base_accuracy")
     # The frontier as the optimiser saved it; take the fastest point that eliminates something
     # and stays within the loss budget, and ask `deftnn frontier` for exactly that point.
     sh(dt + ["frontier", opt, "--json", W("frontier_table.json")])
     table = json.loads(open(W("frontier_table.json")).read())
-    elim = [i for i, p in enumerate(table["frontier"]) if "K'=" in p["configuration"]]
+    def eliminates(conf):
+        return any(int(x) < int(y) for x, y in re.findall(r"K'=(\d+)/(\d+)", conf))
+    elim = [i for i, p in enumerate(table["frontier"]) if eliminates(p["configuration"])]
     if not elim:
         sys.exit("no frontier point eliminates anything: lower --thresholds")
     ok = [i for i in elim if 100 * (table["base_accuracy"] - table["frontier"][i]["accuracy"]) <= a.max_accuracy_loss]
+    if not ok:
+        print(f"note: no eliminating point loses at most {a.max_accuracy_loss} points; taking the fastest one")
     pick = max(ok or elim, key=lambda i: table["frontier"][i]["speedup"])
     p = table["frontier"][pick]
     loss = 100 * (table["base_accuracy"] - p["accuracy"])
@@ -166,8 +170,7 @@ def main():
     sel = json.loads(open(W("frontier_sel.json")).read())
     conf = sel["frontier"][sel["selected"]]["configuration"]
     print(f"selected: {conf}", flush=True)
-    kk = [(int(x), int(y)) for x, y in re.findall(r"K'=(\d+)/(\d+)", conf)]
-    if not any(x < y for x, y in kk):
+    if not eliminates(conf):
         sys.exit(f"the selected configuration eliminates nothing: {conf}")
 
     # 3. Export and check.
