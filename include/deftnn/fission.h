@@ -110,8 +110,12 @@ struct FissionConvShape {
   int64_t images = 1;              // images side by side in B (and C)
   int64_t image_stride = 0;        // floats between consecutive images' x (>= C * H * W)
 };
+// kept_rows (synapse vector elimination, optional): B holds only the column-matrix rows kept_rows[0..K')
+// of the full C * kh * kw, in that order, and a.depth() == K'; the retained rows are read from the
+// image while the panels are built (the paper's reorganisation inside the operand builder).
 void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
-                  float beta, float* C, int64_t ldc, FissionMode mode = FissionMode::fission);
+                  float beta, float* C, int64_t ldc, FissionMode mode = FissionMode::fission,
+                  const std::vector<int64_t>* kept_rows = nullptr);
 
 // Name of the kernel family a packed A runs (for logs and benchmarks).
 const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode = FissionMode::fission);

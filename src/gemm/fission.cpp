@@ -328,7 +328,8 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
 }
 
 void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
-                  float beta, float* C, int64_t ldc, FissionMode mode) {
+                  float beta, float* C, int64_t ldc, FissionMode mode,
+                  const std::vector<int64_t>* kept_rows) {
   check(!a.empty(), "fission_conv: empty FissionPackedA");
   const int64_t M = a.rows(), K = a.depth();
   const std::string shape = " (C=" + std::to_string(g.C) + " H=" + std::to_string(g.H) +
@@ -339,7 +340,16 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
             g.dh > 0 && g.dw > 0 && g.pt >= 0 && g.pl >= 0 && g.OH > 0 && g.OW > 0 &&
             g.images > 0 && (g.images == 1 || g.image_stride >= g.C * g.H * g.W),
         "fission_conv: bad geometry" + shape);
-  check(g.C * g.kh * g.kw == K, "fission_conv: C * kh * kw != depth of A" + shape);
+  const int64_t Kfull = g.C * g.kh * g.kw;
+  if (kept_rows) {
+    check(static_cast<int64_t>(kept_rows->size()) == K,
+          "fission_conv: " + std::to_string(kept_rows->size()) + " retained rows for a depth of A" + shape);
+    for (const int64_t r : *kept_rows)
+      check(r >= 0 && r < Kfull, "fission_conv: retained row " + std::to_string(r) +
+                                     " outside C * kh * kw = " + std::to_string(Kfull) + shape);
+  } else {
+    check(Kfull == K, "fission_conv: C * kh * kw != depth of A" + shape);
+  }
   const int64_t P = g.OH * g.OW, N = g.images * P;
   check(ldc >= N, "fission_conv: ldc=" + std::to_string(ldc) + " < N=" + std::to_string(N));
   if (alpha == 0.0f) {
@@ -358,10 +368,11 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   const int64_t rows = g.images * g.C * Hp;
   float* xs = static_cast<float*>(gemm::t_image.get(g.images * img * 4));
   std::vector<int64_t> rowoff(static_cast<size_t>(K));
-  for (int64_t c = 0, k = 0; c < g.C; ++c)
-    for (int64_t i = 0; i < g.kh; ++i)
-      for (int64_t j = 0; j < g.kw; ++j, ++k)
-        rowoff[k] = ((c * Hp + i * g.dh) * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
+  for (int64_t p = 0; p < K; ++p) {
+    const int64_t k = kept_rows ? (*kept_rows)[static_cast<size_t>(p)] : p;
+    const int64_t c = k / (g.kh * g.kw), i = k / g.kw % g.kh, j = k % g.kw;
+    rowoff[p] = ((c * Hp + i * g.dh) * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
+  }
   auto prep = [&] {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {

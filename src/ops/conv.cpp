@@ -212,7 +212,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // 1.2-1.5x faster than im2col + sgemm on CaffeNet's convs and LeNet's conv2 (one thread).
   // The packed weights are kept while the model is frozen (Model::freeze), else packed per call
   // (as sgemm packs A per call).
-  if (!fis && !ctx.training && !eliminated() && !g.identity()) {
+  if (!fis && !ctx.training && !g.identity()) {
     if (!ctx.frozen) packed_.invalidate();
     pa = &packed_.get(FissionSetting{}, w, groups_, out_ / groups_, depth(g));
   }
@@ -234,7 +234,15 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const bool ident = !eliminated() && g.identity();
   // Fission (no elimination, not 1x1): the column matrix is built straight into the packed
   // reduced-format B panels by fission_conv, never materialised in fp32.
-  const bool direct = pa && !eliminated() && !ident;
+  // Eliminated layers too: the panels are built from the retained rows only.
+  const bool direct = pa && (eliminated() || !g.identity());
+  std::vector<std::vector<int64_t>> rows_of_group;
+  if (direct && eliminated())
+    for (int64_t gi = 0; gi < groups_; ++gi)
+      rows_of_group.emplace_back(retained_.begin() + gi * kept_, retained_.begin() + (gi + 1) * kept_);
+  auto group_rows = [&](int64_t gi) -> const std::vector<int64_t>* {
+    return rows_of_group.empty() ? nullptr : &rows_of_group[static_cast<size_t>(gi)];
+  };
   if (kernel_report_enabled()) {
     const std::string chunking = " (" + std::to_string(plan_chunk(g, K, N, plan_threads(N, 2.0 * O * P * K))) +
                                  " image(s) per GEMM)";
@@ -280,7 +288,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
         }
         if (direct)
           fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, beta, yg, P,
-                       fission_.mode);
+                       fission_.mode, group_rows(gi));
         else
           gemm(gi, P, wg, K, B, beta, yg);
         continue;
@@ -290,7 +298,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
       float* yb = ybuf_[t].get(Og * P * chunk);
       if (direct) {
         fission_conv((*pa)[gi], fission_conv_shape(g, nb, C * HW), xd + (n0 * C + gi * g.C) * HW,
-                     1.0f, 0.0f, yb, L, fission_.mode);
+                     1.0f, 0.0f, yb, L, fission_.mode, group_rows(gi));
       } else {
         for (int64_t i = 0; i < nb; ++i)
           build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
