@@ -235,6 +235,7 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   if (a_kernel_bytes <= (int64_t{768} << 10) && P >= 2 * nt) {
     // Off-chip: widen the whole (small) A to fp32 once per call, then the fp32 kernel.
     float* adec = decode_a ? static_cast<float*>(t_strip.get(S * strip_floats * 4)) : nullptr;
+    const int64_t chunk = std::max<int64_t>(1, P / (8 * nt));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       prep();
@@ -243,7 +244,9 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
         for (int64_t s = 0; s < S; ++s) decode_strip(a, s, adec + s * strip_floats);
       }
       uint8_t* bp = static_cast<uint8_t*>(t_bpriv.get(panel_stride));
-#pragma omp for schedule(dynamic, 1)
+      // Runs of consecutive panels per work unit: two threads on adjacent panels share the C
+      // cache line at their boundary in every row (a 12-column panel is 48 bytes).
+#pragma omp for schedule(dynamic, chunk)
       for (int64_t q = 0; q < P; ++q) {
         pack_panel(q, bp);
         for (int64_t s = 0; s < S; ++s)
