@@ -9,6 +9,7 @@
 #include "deftnn/error.h"
 #include "deftnn/layer.h"
 #include "deftnn/rng.h"
+#include "deftnn/optimize.h"
 #include "deftnn/sve_calibration.h"
 
 namespace deftnn {
@@ -195,6 +196,61 @@ TEST(SveCalibration, RefitEliminatedLayerUsesTheDenseInputs) {
   ASSERT_EQ(got.shape(), want.shape());
   for (int64_t i = 0; i < got.numel(); ++i) EXPECT_EQ(got[i], want[i]);
   EXPECT_THROW(refit_eliminated_layer(m, dense, "fc", x), Error);   // not eliminated
+}
+
+// optimize() with refit_images: each candidate's kept columns are the least-squares refit (before
+// fine-tuning, here none), i.e. what refit_eliminated_layer gives for the same search.
+TEST(SveCalibration, OptimiserRefitsCandidatesWhenGivenCalibrationImages) {
+  Rng rng(8);
+  auto build = [] {
+    Model b({1, 6, 6});
+    b.add("conv", "conv", Attrs().set("out_channels", 4).set("kernel", 3));
+    b.add("relu", "relu", Attrs());
+    b.add("fc1", "fc", Attrs().set("out_features", 12));
+    b.add("relu2", "relu", Attrs());
+    b.add("fc2", "fc", Attrs().set("out_features", 3));
+    b.init_params(4);
+    return b;
+  };
+  Model base = build();
+  Dataset d;
+  d.name = "random";
+  d.num_classes = 3;
+  d.images = random({40, 1, 6, 6}, rng);
+  for (int i = 0; i < 40; ++i) d.labels.push_back(i % 3);
+  OptimizeOptions o;
+  o.layers = {"fc1"};
+  o.thresholds = {0.2};
+  o.align = 1;
+  o.finetune.epochs = 0;
+  o.time_batch = 2;
+  o.time_iterations = 1;
+  o.refit_images = random({30, 1, 6, 6}, rng);
+  const Optimization opt = optimize(base, d, d, o);
+  ASSERT_EQ(opt.candidates.size(), 1u);
+  const Candidate& c = opt.candidates[0];
+  ASSERT_LT(c.elimination.kept, c.elimination.K);
+  // The same search by hand, then the refit.
+  Model want = build(), dense = build();
+  SynapseSearchOptions so;
+  so.correlation_threshold = 0.2;
+  so.align = 1;
+  const LayerElimination e = eliminate_layer(want, "fc1", so);
+  EXPECT_EQ(e.retained, c.elimination.retained);
+  refit_eliminated_layer(want, dense, "fc1", o.refit_images);
+  const Tensor& w = want.nodes()[2].layer->param("weight")->value;
+  ASSERT_NE(c.layer, nullptr);
+  const Tensor& got = c.layer->param("weight")->value;
+  ASSERT_EQ(got.shape(), w.shape());
+  for (int64_t i = 0; i < w.numel(); ++i) EXPECT_EQ(got[i], w[i]);
+  // Without calibration images the candidate keeps the paper's uniform scale.
+  o.refit_images = Tensor();
+  const Optimization plain = optimize(base, d, d, o);
+  Model scaled = build();
+  eliminate_layer(scaled, "fc1", so);
+  const Tensor& ws = scaled.nodes()[2].layer->param("weight")->value;
+  const Tensor& gs = plain.candidates.at(0).layer->param("weight")->value;
+  for (int64_t i = 0; i < ws.numel(); ++i) EXPECT_EQ(gs[i], ws[i]);
 }
 
 }  // namespace

@@ -83,6 +83,10 @@ struct OptimizeOptions {
   int time_iterations = 30;           // profile_model iterations per timing (medians)
   int64_t eval_batch = 256;
   int max_evaluated = 24;             // composed configurations evaluated for the frontier
+  // Calibration images [N, ...] for the least-squares refit of each candidate's kept columns
+  // (deftnn/sve_calibration.h, fitted on the dense model's layer inputs before fine-tuning);
+  // empty: the paper's uniform K/(K-D) scale. Conv layers with groups keep the scale.
+  Tensor refit_images;
   // Progress lines ("conv2 alpha 0.80: K' 256/500, acc 90.1% -> 91.0%, 0.41 ms"), may be empty.
   std::function<void(const std::string&)> progress;
 };

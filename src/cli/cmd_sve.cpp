@@ -185,6 +185,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     double lr = 0.001;
     int64_t val = 5000, batch = 32, align = 8, ft_batch = 64;
     int iters = 30, max_eval = 24;
+    int64_t refit = 0;
     DataOptions data;
   };
   auto oa = std::make_shared<OptimizeArgs>();
@@ -202,6 +203,8 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_opt->add_option("--iters", oa->iters, "timed iterations per measurement")->capture_default_str()->check(CLI::Range(1, 100000));
   c_opt->add_option("--align", oa->align, "round retained counts up to a multiple of this")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   c_opt->add_option("--max-evaluated", oa->max_eval, "composed configurations evaluated for the frontier")->capture_default_str()->check(CLI::Range(2, 100000));
+  c_opt->add_option("--refit", oa->refit, "least-squares refit of each candidate's kept columns on the first N training "
+                                          "images (0: the paper's K/(K-D) scale)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   add_data_options(c_opt, oa->data);
   c_opt->get_option("--limit")->description("fine-tune on only the first N training images");
   registry.add(c_opt, [oa] {
@@ -218,6 +221,10 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     o.time_iterations = oa->iters;
     o.align = oa->align;
     o.max_evaluated = oa->max_eval;
+    if (oa->refit > 0) {
+      std::vector<int32_t> unused;
+      gather_batch(tr, {}, 0, std::min(oa->refit, tr.size()), o.refit_images, unused);
+    }
     o.progress = [](const std::string& s) {
       std::printf("%s\n", s.c_str());
       std::fflush(stdout);

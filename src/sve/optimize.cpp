@@ -2,6 +2,7 @@
 // every other parameter frozen, measured times, the Pareto frontier over compositions, saving,
 // loading and selection (see include/deftnn/optimize.h).
 #include "deftnn/optimize.h"
+#include "deftnn/sve_calibration.h"
 
 #include <omp.h>
 
@@ -373,8 +374,11 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
       so.absolute = o.absolute;
       so.align = o.align;
       LayerElimination e = eliminate_layer(m, lname, so);
-      const std::string head = fmt("%s alpha %.2f: K' %lld/%lld", lname.c_str(), alpha,
-                                   static_cast<long long>(e.kept), static_cast<long long>(e.K));
+      const bool refit = !o.refit_images.empty() && e.groups == 1 && e.kept < e.K;
+      if (refit) refit_eliminated_layer(m, opt.base, lname, o.refit_images);
+      const std::string head = fmt("%s alpha %.2f: K' %lld/%lld%s", lname.c_str(), alpha,
+                                   static_cast<long long>(e.kept), static_cast<long long>(e.K),
+                                   refit ? " (least-squares refit)" : "");
       if (e.kept == e.K) {
         say(head + " (nothing eliminated, skipped)");
         continue;
