@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
           Model m = load_any_model(model_path);
           const Tensor w = ls ? refit_least_squares(W.data(), M, K, K, p, X, 1e-4)
                               : truncate_weights(W.data(), M, K, K, p);
-          set_layer_elimination(m, layer, p.retained, w);
+          set_layer_elimination(m, layer, std::vector<int64_t>(p.retained.begin(), p.retained.end()), w);
           return evaluate(m, test, 256, false).top1;
         };
         const double a1 = acc_with(pw, false), a2 = acc_with(pw, true);

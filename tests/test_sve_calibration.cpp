@@ -157,7 +157,7 @@ TEST(SveCalibration, ReplacedLayerComputesWithTheKeptColumns) {
   m.init_params(1);
   const Tensor b = m.nodes()[0].layer->param("bias")->value.clone();
   Tensor x = random({2, 7}, rng);
-  const std::vector<int32_t> keep{6, 0, 3};
+  const std::vector<int64_t> keep{6, 0, 3};
   Tensor w = random({3, 3}, rng);
   set_layer_elimination(m, "fc", keep, w);
   const Tensor& y = m.forward(x);
@@ -188,7 +188,8 @@ TEST(SveCalibration, RefitEliminatedLayerUsesTheDenseInputs) {
   std::vector<char> flags(18, 0);
   for (int32_t k : keep) flags[k] = 1;
   const SynapsePlan plan = plan_elimination(flags);
-  set_layer_elimination(m, "conv", plan.retained, truncate_weights(W.data(), 4, 18, 18, plan));
+  set_layer_elimination(m, "conv", std::vector<int64_t>(plan.retained.begin(), plan.retained.end()),
+                        truncate_weights(W.data(), 4, 18, 18, plan));
   Tensor x = random({5, 2, 6, 6}, rng);
   refit_eliminated_layer(m, dense, "conv", x, 0.01);
   const Tensor want = refit_least_squares(W.data(), 4, 18, 18, plan, layer_calibration_inputs(dense, "conv", x), 0.01);

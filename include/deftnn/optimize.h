@@ -64,6 +64,13 @@ std::vector<std::string> default_elimination_layers(const Model& model);
 LayerElimination eliminate_layer(Model& model, const std::string& layer,
                                  const SynapseSearchOptions& options);
 
+// Replaces dense conv / fc node `layer` by its eliminated form: attribute `retained` (groups x K'
+// original rows, concatenated) and weight [O, K'] (e.g. truncate_weights, or the least-squares
+// refit of deftnn/sve_calibration.h); bias and trainable flags kept. Throws Error naming the
+// layer on a bad list or weight shape, or when it is not a dense conv / fc.
+void set_layer_elimination(Model& model, const std::string& layer,
+                           const std::vector<int64_t>& retained, const Tensor& weight);
+
 // ---------------------------------------------------------------------------------------------
 // The optimiser
 // ---------------------------------------------------------------------------------------------

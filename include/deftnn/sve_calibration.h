@@ -34,12 +34,6 @@ Tensor layer_calibration_inputs(Model& model, const std::string& layer, const Te
 Tensor refit_least_squares(const float* W, int64_t M, int64_t K, int64_t ldw,
                            const SynapsePlan& plan, const Tensor& calib, double ridge = 1e-4);
 
-// Replaces dense conv / fc node `layer` by its eliminated form keeping input rows `retained` (in
-// that order; groups == 1) with weight `w` [O, K'] (e.g. from refit_least_squares or
-// truncate_weights); bias and flags are kept. Throws Error naming the layer on a mismatch.
-void set_layer_elimination(Model& model, const std::string& layer,
-                           const std::vector<int32_t>& retained, const Tensor& w);
-
 // For node `layer` already eliminated in `model` (attribute `retained`, one group), replaces its
 // weight by the least-squares refit of `dense`'s weight for the same retained rows, fitted on the
 // layer's inputs in `dense` (the other layers dense, so refitted candidates still compose) for

@@ -146,34 +146,6 @@ Tensor refit_least_squares(const float* W, int64_t M, int64_t K, int64_t ldw,
   return out;
 }
 
-void set_layer_elimination(Model& model, const std::string& layer,
-                           const std::vector<int32_t>& retained, const Tensor& w) {
-  const int i = node_of(model, layer);
-  Node& node = model.nodes()[i];
-  check(!node.layer->attrs().has("retained"), "layer '" + layer + "' is already eliminated");
-  check(node.layer->attrs().get_int("groups", 1) == 1, "layer '" + layer + "' has groups; not supported");
-  const Param* wp = node.layer->param("weight");
-  check(wp != nullptr, "layer '" + layer + "' has no weight");
-  const int64_t O = wp->value.dim(0);
-  check(w.ndim() == 2 && w.dim(0) == O && w.dim(1) == static_cast<int64_t>(retained.size()),
-        "layer '" + layer + "': weight " + shape_str(w.shape()) + " does not match [" +
-            std::to_string(O) + ", " + std::to_string(retained.size()) + "]");
-  Attrs a = node.layer->attrs();
-  a.set("retained", std::vector<int64_t>(retained.begin(), retained.end()));
-  std::unique_ptr<Layer> nl = make_layer(node.layer->type(), a);
-  const int v = node.inputs.at(0);
-  nl->infer({model.value_shapes(1)[v]});
-  for (Param& q : nl->params()) {
-    const Param* p = node.layer->param(q.name);
-    if (!p) continue;
-    q.value = q.name == "weight" ? w.clone() : p->value.clone();
-    q.trainable = p->trainable;
-    q.lr_mult = p->lr_mult;
-    q.decay_mult = p->decay_mult;
-  }
-  node.layer = std::move(nl);
-}
-
 void refit_eliminated_layer(Model& model, Model& dense, const std::string& layer, const Tensor& images,
                             double ridge, int64_t max_columns) {
   const int i = node_of(model, layer);

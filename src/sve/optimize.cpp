@@ -146,6 +146,33 @@ std::vector<std::string> default_elimination_layers(const Model& model) {
   return r;
 }
 
+void set_layer_elimination(Model& model, const std::string& layer,
+                           const std::vector<int64_t>& retained, const Tensor& weight) {
+  const int idx = node_index(model, layer);
+  Node& node = model.nodes()[idx];
+  check(is_gemm_layer(node), "layer '" + layer + "' is a " + node.layer->type() +
+                                 "; synapse vector elimination applies to conv and fc layers");
+  check(!node.layer->attrs().has("retained"), "layer '" + layer + "' is already eliminated");
+  Attrs a = node.layer->attrs();
+  a.set("retained", retained);
+  std::unique_ptr<Layer> nl = make_layer(node.layer->type(), a);
+  nl->infer({node_input(model, idx)});   // checks the list (range, repeats, count per group)
+  const Param* nw = nl->param("weight");
+  check(nw != nullptr && nw->value.shape() == weight.shape(),
+        "layer '" + layer + "': weight " + shape_str(weight.shape()) + " does not match " +
+            shape_str(nw ? nw->value.shape() : Shape{}) + " for " + std::to_string(retained.size()) +
+            " retained rows");
+  for (Param& q : nl->params()) {
+    const Param* p = node.layer->param(q.name);
+    if (!p) continue;
+    q.value = q.name == "weight" ? weight.clone() : p->value.clone();
+    q.trainable = p->trainable;
+    q.lr_mult = p->lr_mult;
+    q.decay_mult = p->decay_mult;
+  }
+  node.layer = std::move(nl);
+}
+
 LayerElimination eliminate_layer(Model& model, const std::string& layer,
                                  const SynapseSearchOptions& options) {
   const int idx = node_index(model, layer);
@@ -191,19 +218,7 @@ LayerElimination eliminate_layer(Model& model, const std::string& layer,
     for (int32_t r : p.retained) e.retained.push_back(r);
   }
 
-  Attrs a = node.layer->attrs();
-  a.set("retained", e.retained);
-  std::unique_ptr<Layer> nl = make_layer(node.layer->type(), a);
-  nl->infer({node_input(model, idx)});
-  for (Param& q : nl->params()) {
-    const Param* p = node.layer->param(q.name);
-    if (!p) continue;
-    q.value = q.name == "weight" ? Wt : p->value.clone();
-    q.trainable = p->trainable;
-    q.lr_mult = p->lr_mult;
-    q.decay_mult = p->decay_mult;
-  }
-  model.nodes()[idx].layer = std::move(nl);
+  set_layer_elimination(model, layer, e.retained, Wt);
   return e;
 }
 
