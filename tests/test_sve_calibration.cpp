@@ -254,5 +254,54 @@ TEST(SveCalibration, OptimiserRefitsCandidatesWhenGivenCalibrationImages) {
   for (int64_t i = 0; i < ws.numel(); ++i) EXPECT_EQ(gs[i], ws[i]);
 }
 
+// A candidate that fine-tuning makes worse (here: a learning rate that diverges) keeps the
+// searched weights and accuracy.
+TEST(SveCalibration, OptimiserKeepsSearchedWeightsWhenFineTuningHurts) {
+  Rng rng(9);
+  auto build = [] {
+    Model b({1, 6, 6});
+    b.add("fc1", "fc", Attrs().set("out_features", 16));
+    b.add("relu", "relu", Attrs());
+    b.add("fc2", "fc", Attrs().set("out_features", 3));
+    b.init_params(5);
+    return b;
+  };
+  Model base = build();
+  Dataset d;
+  d.name = "self-labelled";
+  d.num_classes = 3;
+  d.images = random({60, 1, 6, 6}, rng);
+  const Tensor& y = base.forward(d.images);
+  for (int i = 0; i < 60; ++i) {
+    int best = 0;
+    for (int c = 1; c < 3; ++c)
+      if (y[i * 3 + c] > y[i * 3 + best]) best = c;
+    d.labels.push_back(best);
+  }
+  OptimizeOptions o;
+  o.layers = {"fc1"};
+  o.thresholds = {0.3};
+  o.align = 1;
+  o.finetune.epochs = 2;
+  o.finetune.lr = 1e4;   // diverges
+  o.finetune.batch = 8;
+  o.time_batch = 2;
+  o.time_iterations = 1;
+  const Optimization opt = optimize(base, d, d, o);
+  ASSERT_EQ(opt.candidates.size(), 1u);
+  const Candidate& c = opt.candidates[0];
+  ASSERT_LT(c.elimination.kept, c.elimination.K);
+  EXPECT_EQ(c.accuracy, c.accuracy_searched);
+  Model want = build();
+  SynapseSearchOptions so;
+  so.correlation_threshold = 0.3;
+  so.align = 1;
+  eliminate_layer(want, "fc1", so);
+  const Tensor& w = want.nodes()[0].layer->param("weight")->value;
+  const Tensor& got = c.layer->param("weight")->value;
+  ASSERT_EQ(got.shape(), w.shape());
+  for (int64_t i = 0; i < w.numel(); ++i) ASSERT_EQ(got[i], w[i]);
+}
+
 }  // namespace
 }  // namespace deftnn

@@ -101,7 +101,8 @@ struct OptimizeOptions {
 struct Candidate {
   LayerElimination elimination;
   double accuracy_searched = 0;       // validation top-1, only this layer eliminated, before fine-tune
-  double accuracy = 0;                // ... after fine-tuning
+  double accuracy = 0;                // ... after fine-tuning (a candidate fine-tuning made
+                                      // worse keeps its searched weights and accuracy)
   double layer_ms = 0;                // measured median of the eliminated layer (time_batch)
   double dense_layer_ms = 0;          // the same layer dense, measured in the same run
   // End to end with only this candidate swapped in, and the base, from one time_models run

@@ -409,8 +409,20 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
       for (size_t i = 0; i < m.nodes().size(); ++i)
         if (static_cast<int>(i) != idx)
           for (Param& p : m.nodes()[i].layer->params()) p.trainable = false;
+      std::vector<Tensor> searched;
+      for (const Param& p : m.nodes()[idx].layer->params()) searched.push_back(p.value.clone());
       if (o.finetune.epochs > 0) train(m, train_set, nullptr, o.finetune);
       c.accuracy = evaluate(m, validation, o.eval_batch, false).top1;
+      bool reverted = false;
+      if (c.accuracy < c.accuracy_searched) {
+        // Fine-tuning made the candidate worse (it happens after the least-squares refit, which
+        // already fits the dense layer's output): keep the searched weights.
+        std::vector<Param>& ps = m.nodes()[idx].layer->params();
+        for (size_t j = 0; j < ps.size(); ++j) ps[j].value = searched[j];
+        m.nodes()[idx].layer->invalidate();
+        c.accuracy = c.accuracy_searched;
+        reverted = true;
+      }
       // Time: dense and eliminated interleaved forward by forward (profile_models), medians.
       // Separate runs, even alternating, swung several-fold on the shared 2-core machine (a
       // 472/500 candidate "4x faster" than dense); interleaving exposes both to the same load.
@@ -426,9 +438,11 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
       c.layer = clone_layer(*m.nodes()[idx].layer, node_input(m, idx));
       c.file = candidate_file(lname, opt.candidates.size());
       c.elimination = std::move(e);
-      say(head + fmt(", top-1 %.2f%% searched -> %.2f%% fine-tuned (base %.2f%%), layer %.3f ms vs dense %.3f ms (%.2fx), "
+      say(head + fmt(", top-1 %.2f%% searched -> %.2f%% %s (base %.2f%%), layer %.3f ms vs dense %.3f ms (%.2fx), "
                      "model %.3f ms vs %.3f ms (%.2fx)",
-                     100 * c.accuracy_searched, 100 * c.accuracy, 100 * opt.base_accuracy,
+                     100 * c.accuracy_searched, 100 * c.accuracy,
+                     reverted ? "(fine-tuning lowered it: searched weights kept)" : "fine-tuned",
+                     100 * opt.base_accuracy,
                      c.layer_ms, c.dense_layer_ms, c.dense_layer_ms / std::max(c.layer_ms, 1e-9),
                      c.model_ms, c.base_model_ms, c.base_model_ms / std::max(c.model_ms, 1e-9)));
       opt.candidates.push_back(std::move(c));
