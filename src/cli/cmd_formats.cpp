@@ -23,25 +23,18 @@ struct FormatsArgs {
 // The last n images of a data set (calibration images; the test set only reports).
 Dataset tail(const Dataset& d, int64_t n) {
   n = std::min(n, d.size());
-  std::vector<int64_t> idx(static_cast<size_t>(d.size()));
-  for (int64_t i = 0; i < d.size(); ++i) idx[static_cast<size_t>(i)] = i;
   Dataset t;
   t.num_classes = d.num_classes;
   t.name = d.name + " (last " + std::to_string(n) + ")";
-  gather_batch(d, idx, d.size() - n, d.size(), t.images, t.labels);
+  gather_batch(d, {}, d.size() - n, d.size(), t.images, t.labels);
   return t;
 }
 
 void do_formats(const FormatsArgs& a) {
   Model m = load_any_model(a.model);
-  DataOptions d = a.data;
-  if (d.pad < 0) {
-    const Shape& in = m.input_shape();
-    d.pad = (in.size() == 3 && in[1] > 28) ? static_cast<int>((in[1] - 28) / 2) : 0;
-  }
-  const Dataset train = load_data(d, true, "");
+  const Dataset train = data_for(m, a.data, true, a.data.limit);
   const Dataset val = tail(train, a.val);
-  const Dataset test = load_data(d, false, "");
+  const Dataset test = data_for(m, a.data, false, a.data.limit);
   FormatStageOptions o;
   o.formats = parse_format_list(a.formats);
   o.formats.erase(std::remove(o.formats.begin(), o.formats.end(), Format::f32), o.formats.end());

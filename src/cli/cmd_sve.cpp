@@ -46,18 +46,6 @@ std::vector<std::string> split(const std::string& s) {
   return r;
 }
 
-// Pads Fashion-MNIST's 28x28 images to the model's input size (cifarnet: 32x32).
-Dataset data_for(const Model& m, const DataOptions& o, bool train, int64_t limit) {
-  Dataset d = load_fashion_mnist(o.dir, train, limit);
-  int pad = o.pad;
-  if (pad < 0) {
-    const Shape& in = m.input_shape();
-    pad = (in.size() == 3 && in[1] > d.images.dim(2)) ? static_cast<int>((in[1] - d.images.dim(2)) / 2) : 0;
-  }
-  if (pad > 0) d = pad_images(d, pad);
-  return d;
-}
-
 std::string describe(const Optimization& opt, const FrontierPoint& p) {
   std::string s;
   for (const auto& l : opt.layers) {

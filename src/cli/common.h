@@ -98,6 +98,19 @@ inline Dataset load_data(const DataOptions& o, bool train, const std::string& ne
   return d;
 }
 
+// Fashion-MNIST for a model: its 28x28 images padded to the model's input size (cifarnet: 32x32)
+// unless --pad says otherwise.
+inline Dataset data_for(const Model& m, const DataOptions& o, bool train, int64_t limit) {
+  Dataset d = load_fashion_mnist(o.dir, train, limit);
+  int pad = o.pad;
+  if (pad < 0) {
+    const Shape& in = m.input_shape();
+    pad = (in.size() == 3 && in[1] > d.images.dim(2)) ? static_cast<int>((in[1] - d.images.dim(2)) / 2) : 0;
+  }
+  if (pad > 0) d = pad_images(d, pad);
+  return d;
+}
+
 inline Shape sample_shape(const Dataset& d) {
   return Shape(d.images.shape().begin() + 1, d.images.shape().end());
 }

@@ -30,15 +30,13 @@ FormatStageResult choose_formats(Model& model, const Dataset& data, const Format
   struct Item {
     std::string name;
     int64_t weights;
-    size_t order;
   };
   std::vector<Item> items;
-  for (size_t i = 0; i < model.nodes().size(); ++i) {
-    Node& n = model.nodes()[i];
+  for (Node& n : model.nodes()) {
     const std::string t = n.layer->type();
     if (t != "conv" && t != "fc") continue;
     const Param* w = n.layer->param("weight");
-    items.push_back({n.name, w ? w->value.numel() : 0, i});
+    items.push_back({n.name, w ? w->value.numel() : 0});
   }
   std::stable_sort(items.begin(), items.end(),
                    [](const Item& a, const Item& b) { return a.weights > b.weights; });

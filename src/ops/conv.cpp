@@ -51,6 +51,8 @@ Conv::Conv(const Attrs& a) : Layer(a) {
                   " entries; it needs the same positive count for each of the " +
                   std::to_string(groups_) + " group(s)");
     kept_ = n / groups_;
+    for (int64_t gi = 0; gi < groups_; ++gi)
+      retained_by_group_.emplace_back(retained_.begin() + gi * kept_, retained_.begin() + (gi + 1) * kept_);
   }
 }
 
@@ -236,12 +238,8 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // reduced-format B panels by fission_conv, never materialised in fp32.
   // Eliminated layers too: the panels are built from the retained rows only.
   const bool direct = pa && (eliminated() || !g.identity());
-  std::vector<std::vector<int64_t>> rows_of_group;
-  if (direct && eliminated())
-    for (int64_t gi = 0; gi < groups_; ++gi)
-      rows_of_group.emplace_back(retained_.begin() + gi * kept_, retained_.begin() + (gi + 1) * kept_);
   auto group_rows = [&](int64_t gi) -> const std::vector<int64_t>* {
-    return rows_of_group.empty() ? nullptr : &rows_of_group[static_cast<size_t>(gi)];
+    return eliminated() ? &retained_by_group_[static_cast<size_t>(gi)] : nullptr;
   };
   if (kernel_report_enabled()) {
     const std::string chunking = " (" + std::to_string(plan_chunk(g, K, N, plan_threads(N, 2.0 * O * P * K))) +

@@ -64,6 +64,7 @@ class Conv final : public Layer {
   std::string filler_;
   double weight_std_ = 0.01, bias_value_ = 0.0;
   std::vector<int64_t> retained_;   // elimination: groups x K' original rows (empty: dense)
+  std::vector<std::vector<int64_t>> retained_by_group_;   // the same, one list per group
   int64_t kept_ = 0;                // K' per group
   std::vector<Scratch> col_, dcol_, dw_, ybuf_;   // per thread
   FissionSetting fission_;          // inference weight format (f32: plain sgemm)
