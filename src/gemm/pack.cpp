@@ -117,14 +117,37 @@ void pack_b_panel(bool trans_b, int n, int64_t kc, const float* b, int64_t ldb, 
       for (int j = 0; j < NR; ++j) dst[k * NR + j] = cols[j][k];
     return;
   }
+  if (!trans_b) {
+    // Right-edge panel: n < NR columns, zero-padded.
+    for (int64_t k = 0; k < kc; ++k) {
+      std::memcpy(dst + k * NR, b + k * ldb, static_cast<size_t>(n) * sizeof(float));
+      std::memset(dst + k * NR + n, 0, static_cast<size_t>(NR - n) * sizeof(float));
+    }
+    return;
+  }
   for (int64_t k = 0; k < kc; ++k)
-    for (int j = 0; j < NR; ++j)
-      dst[k * NR + j] = j < n ? (trans_b ? b[j * ldb + k] : b[k * ldb + j]) : 0.0f;
+    for (int j = 0; j < NR; ++j) dst[k * NR + j] = j < n ? b[j * ldb + k] : 0.0f;
 }
 
 template <int NR>
 void pack_b_t(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb, int64_t p0,
               int64_t p1, float* dst) {
+  if (!trans_b) {
+    // Row-major op(B): walk each row once across all full panels (one contiguous read of
+    // (p1 - p0) * NR floats per k, which the prefetcher follows), instead of panel by panel
+    // (kc strided reads per panel, a new page per row when ldb is large).
+    // Groups of at most 8 panels keep the write streams few.
+    const int64_t full_end = std::min(p1, nc / NR);
+    for (; p0 < full_end;) {
+      const int64_t pe = std::min(full_end, p0 + 8);
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = b + k * ldb;
+        for (int64_t p = p0; p < pe; ++p)
+          std::memcpy(dst + p * NR * kc + k * NR, src + p * NR, NR * sizeof(float));
+      }
+      p0 = pe;
+    }
+  }
   for (int64_t p = p0; p < p1; ++p) {
     const int64_t j0 = p * NR;
     const int n = static_cast<int>(std::min<int64_t>(NR, nc - j0));

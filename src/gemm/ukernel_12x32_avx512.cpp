@@ -18,6 +18,14 @@ constexpr int NR = 32;
 template <int NV>
 inline void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n,
                  float alpha, float beta) {
+  // Fetch the C tile while the K loop runs: C rows are ldc apart (often 4 KiB, one L1 set),
+  // and a C that does not fit L2 would otherwise stall the stores at the end.
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    if (i >= m) break;
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    if (NV == 2) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + 16), _MM_HINT_T0);
+  }
   __m512 acc[MR][NV];
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i)
