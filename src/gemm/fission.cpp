@@ -62,7 +62,7 @@ struct ByteBuf {
     return p;
   }
 };
-thread_local ByteBuf t_bpack;    // B panels (owned by the calling thread, shared by its team)
+thread_local ByteBuf t_bpack;    // B panels (the calling thread's, shared by its team; or a thread's own)
 thread_local ByteBuf t_strip;    // decoded fp32 strip(s) (portable / off-chip)
 thread_local ByteBuf t_bpriv;    // a thread's own B panel (panel-major order)
 thread_local ByteBuf t_tmp;      // scratch (packing)
@@ -256,22 +256,35 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
     return;
   }
 
-  uint8_t* bpack = static_cast<uint8_t*>(t_bpack.get(P * panel_stride));
   // Items (strip, panel), strip-major; whole strips per item when there are plenty of strips.
   const int64_t per_item = S >= 4 * nt ? P : 1;
   const int64_t items = S * P / per_item;
+  // Up to 2 MiB of panels (CaffeNet conv3-5 at batch 1), each thread packs all of B itself, on
+  // its first item: one team-packed copy left half the panels modified in the other core's L2,
+  // and each strip pass over them paid cross-core transfers (conv3-5 1.05-1.15x faster with
+  // private copies on 2 threads, although the packing is duplicated). Bigger B (batches) is
+  // packed once by the team and shared: duplicating it would cost more than it saves.
+  const bool private_b = P * panel_stride <= (int64_t{2} << 20);
+  uint8_t* bshared = private_b ? nullptr : static_cast<uint8_t*>(t_bpack.get(P * panel_stride));
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     prep();
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    for (int64_t q = tid; q < P; q += team) pack_panel(q, bpack + q * panel_stride);
-    if (team > 1) {
+    uint8_t* bpack = bshared;
+    if (!private_b) {
+      for (int64_t q = tid; q < P; q += team) pack_panel(q, bpack + q * panel_stride);
+      if (team > 1) {
 #pragma omp barrier
+      }
     }
     int64_t cached = -1;   // the strip this thread last decoded (off-chip / portable)
     float* sbuf = decode_a ? static_cast<float*>(t_strip.get(strip_floats * 4)) : nullptr;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items; ++it) {
+      if (!bpack) {
+        bpack = static_cast<uint8_t*>(t_bpack.get(P * panel_stride));
+        for (int64_t q = 0; q < P; ++q) pack_panel(q, bpack + q * panel_stride);
+      }
       const int64_t first = it * per_item;
       for (int64_t w = first; w < first + per_item; ++w) {
         const int64_t s = w / P, q = w % P;
