@@ -266,8 +266,30 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
     if (!ident || chunk > 1) col_[t].get(K * P * chunk);
     if (chunk > 1) ybuf_[t].get(Og * P * chunk);
   }
+  // One image of a grouped direct conv (CaffeNet conv2/4/5 at batch 1): one group per thread,
+  // each a one-thread GEMM on its own data, instead of both threads on every group in turn
+  // (per-group barriers and panels shared across cores). Groups are independent: disjoint
+  // weights, inputs and outputs; fission_conv keeps its buffers per thread.
+  const int team = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const bool group_parallel = direct && N == 1 && used == 1 && team > 1 && groups_ >= team &&
+                              groups_ % team == 0;
   for_chunks(N, chunk, used, [&](int64_t n0, int64_t n1, int t) {
     const int64_t nb = n1 - n0, L = nb * P;
+    if (nb == 1 && group_parallel) {
+#pragma omp parallel for num_threads(team) schedule(static)
+      for (int64_t gi = 0; gi < groups_; ++gi) {
+        const float* xg = xd + (n0 * C + gi * g.C) * HW;
+        float* yg = y + (n0 * O + gi * Og) * P;
+        float beta = 0.0f;
+        if (b) {
+          for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * Og + o]);
+          beta = 1.0f;
+        }
+        fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, beta, yg, P,
+                     fission_.mode, group_rows(gi));
+      }
+      return;
+    }
     for (int64_t gi = 0; gi < groups_; ++gi) {
       const float* wg = w + gi * Og * K;
       if (nb == 1) {
