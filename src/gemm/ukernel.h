@@ -1,10 +1,11 @@
 // deftnn GEMM internals: the micro-kernel contract, the GEMV kernels, and the per-ISA config.
 //
 // The blocked GEMM (gemm.cpp) is the same loops on every ISA (BLIS style): per NC-wide block of
-// columns, the team packs the operand every thread needs for all of K (op(B)'s block when it
-// splits rows, op(A) when it splits columns), then takes work units dynamically (groups of MR
-// strips or of NR panels); a unit runs pc over KC (packing only its own rows of A or panels of
-// B)  ->  jr over NR  ->  ir over MR  ->  one micro-kernel call per MR x NR tile of C.
+// columns, each thread packs its own copy of the operand every unit needs, for all of K (op(B)'s
+// block when the team splits rows, op(A) when it splits columns), then takes work units
+// dynamically (groups of MR strips or of NR panels); a unit runs pc over KC (packing only its
+// own rows of A or panels of B)  ->  jr over NR  ->  ir over MR  ->  one micro-kernel call per
+// MR x NR tile of C.
 // What changes per ISA is only what config.cpp registers: the micro-kernel pointer, MR/NR and
 // the KC/MC/NC block sizes (plus the GEMV kernels of the N == 1 / M == 1 path).
 //
