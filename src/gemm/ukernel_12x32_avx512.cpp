@@ -1,6 +1,7 @@
 // sgemm micro-kernel, 12 x 32 tile, AVX-512F: 24 zmm accumulators, two B vectors per k, A
 // broadcast from the packed strip. Edge tiles use masked loads/stores (no scalar tail); a
-// right-edge tile with n <= 16 runs only the 12 x 16 half. Contract: see ukernel.h.
+// right-edge tile with n <= 16 runs only the 12 x 16 half. Contract: see ukernel.h. The _ldb
+// twin reads an unpacked row-major B in place (unaligned loads, masked beyond column n).
 // Compiled with -mavx512f...; only called after dispatch (config.cpp) checked the CPU.
 // GCC 12 reports false 'maybe-uninitialized' inside its own AVX-512 intrinsics (the
 // _mm512_undefined_ps() they pass as a don't-care source), which -Werror would make fatal.
@@ -15,9 +16,12 @@ namespace {
 constexpr int MR = 12;
 constexpr int NR = 32;
 
-template <int NV>
-inline void tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, int m, int n,
-                 float alpha, float beta) {
+// B rows are ldb floats apart: NR for a packed panel (aligned loads), or the row stride of an
+// unpacked row-major B (unaligned loads, masked at the right edge so nothing past column n is
+// read).
+template <int NV, bool PACKED>
+inline void tile(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                 int m, int n, float alpha, float beta) {
   // Fetch the C tile while the K loop runs: C rows are ldc apart (often 4 KiB, one L1 set),
   // and a C that does not fit L2 would otherwise stall the stores at the end.
 #pragma GCC unroll 12
@@ -31,10 +35,20 @@ inline void tile(int64_t kc, const float* a, const float* b, float* c, int64_t l
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  __mmask16 bmask[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    const int left = n - 16 * v;
+    bmask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF)
+               : left <= 0 ? static_cast<__mmask16>(0)
+                           : static_cast<__mmask16>((1u << left) - 1u);
+  }
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
 #pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + k * NR + 16 * v);
+    for (int v = 0; v < NV; ++v)
+      bv[v] = PACKED ? _mm512_load_ps(b + k * NR + 16 * v)
+                     : _mm512_maskz_loadu_ps(bmask[v], b + k * ldb + 16 * v);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512 ai = _mm512_set1_ps(a[k * MR + i]);
@@ -70,9 +84,18 @@ inline void tile(int64_t kc, const float* a, const float* b, float* c, int64_t l
 void sgemm_ukernel_12x32__avx512(int64_t kc, const float* a, const float* b, float* c,
                                  int64_t ldc, int m, int n, float alpha, float beta) {
   if (n <= 16)
-    tile<1>(kc, a, b, c, ldc, m, n, alpha, beta);
+    tile<1, true>(kc, a, b, NR, c, ldc, m, n, alpha, beta);
   else
-    tile<2>(kc, a, b, c, ldc, m, n, alpha, beta);
+    tile<2, true>(kc, a, b, NR, c, ldc, m, n, alpha, beta);
+}
+
+void sgemm_ukernel_12x32_ldb__avx512(int64_t kc, const float* a, const float* b, int64_t ldb,
+                                     float* c, int64_t ldc, int m, int n, float alpha,
+                                     float beta) {
+  if (n <= 16)
+    tile<1, false>(kc, a, b, ldb, c, ldc, m, n, alpha, beta);
+  else
+    tile<2, false>(kc, a, b, ldb, c, ldc, m, n, alpha, beta);
 }
 
 }  // namespace deftnn::gemm
