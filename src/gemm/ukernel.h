@@ -4,8 +4,8 @@
 // columns, each thread packs its own copy of the operand every unit needs, for all of K (op(B)'s
 // block when the team splits rows, op(A) when it splits columns), then takes work units
 // dynamically (groups of MR strips or of NR panels); a unit runs pc over KC (packing only its
-// own rows of A or panels of B, or reading a row-major B in place where the ISA registers a
-// strided-B kernel)  ->  jr over NR  ->  ir over MR  ->  one micro-kernel call per MR x NR tile
+// own rows of A or panels of B, or reading a row-major A or B in place where the ISA registers
+// a strided kernel)  ->  jr over NR  ->  ir over MR  ->  one micro-kernel call per MR x NR tile
 // of C.
 // What changes per ISA is only what config.cpp registers: the micro-kernel pointer, MR/NR and
 // the KC/MC/NC block sizes (plus the GEMV kernels of the N == 1 / M == 1 path).
@@ -47,6 +47,10 @@ using SgemmUkernel = void (*)(int64_t kc, const float* a, const float* b, float*
 // reads no column j >= n (masked loads), so b may be the caller's row-major matrix.
 using SgemmUkernelLdb = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
                                  int64_t ldc, int m, int n, float alpha, float beta);
+// The same tile with A read in place: element (i, k) is a[i * lda + k], any alignment; rows
+// i >= m are not read.
+using SgemmUkernelLda = void (*)(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                                 int64_t ldc, int m, int n, float alpha, float beta);
 using GemvNKernel = void (*)(int64_t m, int64_t k, float alpha, const float* a, int64_t lda,
                              const float* x, float beta, float* y, int64_t incy);
 using GemvTKernel = void (*)(int64_t k, int64_t n, float alpha, const float* a, int64_t lda,
@@ -63,6 +67,7 @@ struct GemmConfig {
   GemvNKernel gemv_n;
   GemvTKernel gemv_t;
   SgemmUkernelLdb ukernel_ldb;   // strided-B twin of ukernel, or nullptr (B always packed)
+  SgemmUkernelLda ukernel_lda;   // strided-A twin of ukernel, or nullptr (A always packed)
 };
 
 // The registered config of an ISA (config.cpp, the one place kernels are chosen).
@@ -73,6 +78,8 @@ const GemmConfig& gemm_config(Isa isa);
 void set_blocking_override(int64_t kc, int64_t mc, int64_t nc);
 
 void sgemm_ukernel_12x32_ldb__avx512(int64_t kc, const float* a, const float* b, int64_t ldb,
+                                     float* c, int64_t ldc, int m, int n, float alpha, float beta);
+void sgemm_ukernel_12x32_lda__avx512(int64_t kc, const float* a, int64_t lda, const float* b,
                                      float* c, int64_t ldc, int m, int n, float alpha, float beta);
 
 // Micro-kernels, one file each (ukernel_<MR>x<NR>_<isa>.cpp).

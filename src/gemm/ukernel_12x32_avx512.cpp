@@ -1,7 +1,8 @@
 // sgemm micro-kernel, 12 x 32 tile, AVX-512F: 24 zmm accumulators, two B vectors per k, A
 // broadcast from the packed strip. Edge tiles use masked loads/stores (no scalar tail); a
 // right-edge tile with n <= 16 runs only the 12 x 16 half. Contract: see ukernel.h. The _ldb
-// twin reads an unpacked row-major B in place (unaligned loads, masked beyond column n).
+// twin reads an unpacked row-major B in place (unaligned loads, masked beyond column n), the
+// _lda twin an unpacked row-major A (12 row streams broadcast from).
 // Compiled with -mavx512f...; only called after dispatch (config.cpp) checked the CPU.
 // GCC 12 reports false 'maybe-uninitialized' inside its own AVX-512 intrinsics (the
 // _mm512_undefined_ps() they pass as a don't-care source), which -Werror would make fatal.
@@ -18,10 +19,14 @@ constexpr int NR = 32;
 
 // B rows are ldb floats apart: NR for a packed panel (aligned loads), or the row stride of an
 // unpacked row-major B (unaligned loads, masked at the right edge so nothing past column n is
-// read).
-template <int NV, bool PACKED>
+// read). A is a packed strip (APACKED) or rows lda apart read in place (rows >= m alias row 0:
+// computed, never stored).
+template <int NV, bool PACKED, bool APACKED = true>
 inline void tile(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
-                 int m, int n, float alpha, float beta) {
+                 int m, int n, float alpha, float beta, int64_t lda = 0) {
+  const float* arow[MR];
+  if (!APACKED)
+    for (int i = 0; i < MR; ++i) arow[i] = a + (i < m ? i : 0) * lda;
   // Fetch the C tile while the K loop runs: C rows are ldc apart (often 4 KiB, one L1 set),
   // and a C that does not fit L2 would otherwise stall the stores at the end.
 #pragma GCC unroll 12
@@ -51,7 +56,7 @@ inline void tile(int64_t kc, const float* a, const float* b, int64_t ldb, float*
                      : _mm512_maskz_loadu_ps(bmask[v], b + k * ldb + 16 * v);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[k * MR + i]);
+      const __m512 ai = _mm512_set1_ps(APACKED ? a[k * MR + i] : arow[i][k]);
 #pragma GCC unroll 2
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
     }
@@ -96,6 +101,15 @@ void sgemm_ukernel_12x32_ldb__avx512(int64_t kc, const float* a, const float* b,
     tile<1, false>(kc, a, b, ldb, c, ldc, m, n, alpha, beta);
   else
     tile<2, false>(kc, a, b, ldb, c, ldc, m, n, alpha, beta);
+}
+
+void sgemm_ukernel_12x32_lda__avx512(int64_t kc, const float* a, int64_t lda, const float* b,
+                                     float* c, int64_t ldc, int m, int n, float alpha,
+                                     float beta) {
+  if (n <= 16)
+    tile<1, true, false>(kc, a, b, NR, c, ldc, m, n, alpha, beta, lda);
+  else
+    tile<2, true, false>(kc, a, b, NR, c, ldc, m, n, alpha, beta, lda);
 }
 
 }  // namespace deftnn::gemm
