@@ -288,11 +288,15 @@ const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
     }
     if (timing_) timings_[i].forward_ms = ms_since(t0);
     if (kernel_report_enabled() && !n.layer->last_kernel().empty()) {
-      std::string key = shape_str(out->shape()) + n.layer->last_kernel();
+      const std::string shape = ctx.fused && ctx.fused->dst
+                                    ? "slice of " + nodes_[plan_.concat[i]].name + " " +
+                                          shape_str(values_[plan_.concat[i] + 1].shape())
+                                    : shape_str(out->shape());
+      std::string key = shape + n.layer->last_kernel();
       if (n.reported != key) {
         n.reported = key;
         std::fprintf(stderr, "deftnn: %s (%s) -> %s: %s\n", n.name.c_str(), n.layer->type().c_str(),
-                     shape_str(out->shape()).c_str(), n.layer->last_kernel().c_str());
+                     shape.c_str(), n.layer->last_kernel().c_str());
       }
     }
   }
