@@ -14,6 +14,7 @@ Reports medians and ratios (peer / deftnn: above 1 means deftnn is faster); tabl
 
   cd bench/peers && npm install --ignore-scripts   # once
   /usr/bin/python3 bench/peers/onnx_models.py --deftnn build/deftnn --threads 2 --batch 1 16
+  ... --baseline ../main/build/deftnn   # before/after: another deftnn build in the same rounds
 """
 import argparse
 import json
@@ -78,8 +79,13 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="rounds of the three contenders (medians over rounds)")
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--json", default="onnx_models.json")
+    ap.add_argument("--baseline", help="another deftnn build (e.g. main's) timed in the same rounds: "
+                    "before/after in one run (column 'baseline', ratio baseline/deftnn)")
+    ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out (quicker A/B runs)")
     a = ap.parse_args()
     a.dir, a.deftnn = os.path.abspath(a.dir), os.path.abspath(a.deftnn)
+    if a.baseline:
+        a.baseline = os.path.abspath(a.baseline)
     models = a.models.split(",")
     missing = [m for m in models if not os.path.exists(os.path.join(a.dir, m + ".output.npy"))]
     if missing:
@@ -104,28 +110,36 @@ def main():
             warm = 2 if b == 1 else 1
             # Rounds: each contender once per round, in a rotated order, so that a burst of load
             # from other users of the machine hits all three alike; medians of the round medians.
+            nan = float("nan")
             timers = [lambda: deftnn_time(a.deftnn, path, b, iters, warm, a.threads),
                       lambda: ort_time(path, b, iters, warm, a.threads)["median_ms"],
-                      lambda: torch_time(name, b, iters, warm, a.threads)]
-            per = [[], [], []]
+                      (lambda: nan) if a.no_torch else (lambda: torch_time(name, b, iters, warm, a.threads)),
+                      (lambda: deftnn_time(a.baseline, path, b, iters, warm, a.threads)) if a.baseline
+                      else (lambda: nan)]
+            per = [[], [], [], []]
+            nt = len(timers)
             for r in range(a.rounds):
-                for k in range(3):
-                    c = (k + r) % 3
+                for k in range(nt):
+                    c = (k + r) % nt
                     per[c].append(timers[c]())
-            d, o, t = (median(v) for v in per)
+            d, o, t, base = (median(v) for v in per)
             rows.append({"model": name, "batch": b, "threads": a.threads, "iters": iters, "rounds": a.rounds,
                          "deftnn_ms": d, "onnxruntime_ms": o, "pytorch_ms": t, "ort_over_deftnn": o / d,
                          "torch_over_deftnn": t / d, "deftnn_rounds_ms": per[0], "onnxruntime_rounds_ms": per[1],
                          "pytorch_rounds_ms": per[2], "ort_on_deftnn_export_rel_diff": rel,
+                         "baseline_ms": base, "baseline_over_deftnn": base / d, "baseline_rounds_ms": per[3],
                          "loadavg_1min": os.getloadavg()[0], "onnxruntime_version": info.get("version")})
+            extra = f"  baseline {base:9.2f} ms  baseline/deftnn {base / d:5.2f}" if a.baseline else ""
             print(f"{name:14s} batch {b:3d}: deftnn {d:9.2f} ms  ORT {o:9.2f} ms  PyTorch {t:9.2f} ms  "
-                  f"ORT/deftnn {o / d:5.2f}  PyTorch/deftnn {t / d:5.2f}  (ORT on deftnn export: rel diff {rel:.1e}; "
+                  f"ORT/deftnn {o / d:5.2f}  PyTorch/deftnn {t / d:5.2f}{extra}  (ORT on deftnn export: rel diff {rel:.1e}; "
                   f"{a.rounds} rounds, load {os.getloadavg()[0]:.2f})", flush=True)
-    print("\n| model | batch | deftnn ms | ONNX Runtime ms | PyTorch ms | ORT/deftnn | PyTorch/deftnn |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    bh = " baseline ms | baseline/deftnn |" if a.baseline else ""
+    print("\n| model | batch | deftnn ms | ONNX Runtime ms | PyTorch ms | ORT/deftnn | PyTorch/deftnn |" + bh)
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if a.baseline else ""))
     for r in rows:
+        be = f" {r['baseline_ms']:.2f} | {r['baseline_over_deftnn']:.2f} |" if a.baseline else ""
         print(f"| {r['model']} | {r['batch']} | {r['deftnn_ms']:.2f} | {r['onnxruntime_ms']:.2f} | "
-              f"{r['pytorch_ms']:.2f} | {r['ort_over_deftnn']:.2f} | {r['torch_over_deftnn']:.2f} |")
+              f"{r['pytorch_ms']:.2f} | {r['ort_over_deftnn']:.2f} | {r['torch_over_deftnn']:.2f} |" + be)
     with open(a.json, "w") as f:
         json.dump({"threads": a.threads, "rows": rows}, f, indent=2)
     print(f"wrote {a.json}")

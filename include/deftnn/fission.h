@@ -110,12 +110,22 @@ struct FissionConvShape {
   int64_t images = 1;              // images side by side in B (and C)
   int64_t image_stride = 0;        // floats between consecutive images' x (>= C * H * W)
 };
+// An output pass fused into the GEMM (optional): fn(ctx, i0, j0, m, n, c, ldc) is called once per
+// finished C tile (rows [i0, i0 + m), columns [j0, j0 + n), c = &C[i0 * ldc + j0]) right after the
+// kernel wrote it, while the tile is in L1, by the thread that computed it. The layers use it
+// for bias + residual add + ReLU (conv inference), saving separate passes over the output.
+struct TileEpilogue {
+  void (*fn)(const void* ctx, int64_t i0, int64_t j0, int m, int n, float* c, int64_t ldc) = nullptr;
+  const void* ctx = nullptr;
+};
+
 // kept_rows (synapse vector elimination, optional): B holds only the column-matrix rows kept_rows[0..K')
 // of the full C * kh * kw, in that order, and a.depth() == K'; the retained rows are read from the
 // image while the panels are built (the paper's reorganisation inside the operand builder).
 void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
                   float beta, float* C, int64_t ldc, FissionMode mode = FissionMode::fission,
-                  const std::vector<int64_t>* kept_rows = nullptr);
+                  const std::vector<int64_t>* kept_rows = nullptr,
+                  const TileEpilogue* epilogue = nullptr);
 
 // Name of the kernel family a packed A runs (for logs and benchmarks).
 const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode = FissionMode::fission);

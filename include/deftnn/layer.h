@@ -61,6 +61,18 @@ struct Param {
   float decay_mult = 1.0f;
 };
 
+// An output pass that the graph fuses into the layer producing a value (Model::forward of a
+// frozen model, inference only; see Layer::accepts_fused_output): the layer's output y becomes
+// relu(y + residual) (each part optional, applied in that order, with exactly the float operations
+// of the separate add and relu layers), and with dst it is written at dst (image n at dst + n *
+// dst_image_stride: a channel slice of a concat's output) instead of into `out`.
+struct FusedOutput {
+  const Tensor* residual = nullptr;   // same shape as the output; added after the layer's own bias
+  bool relu = false;                  // ReLU with slope 0 last
+  float* dst = nullptr;               // write here instead of `out` (which is left untouched)
+  int64_t dst_image_stride = 0;       // floats between consecutive images at dst
+};
+
 // What a forward/backward call needs to know about the run.
 struct RunContext {
   bool training = false;   // dropout active, caches kept for backward
@@ -69,6 +81,9 @@ struct RunContext {
   // derived from them across calls (fc: the weight matrix packed for the GEMM once, not on
   // every call). Never set together with training.
   bool frozen = false;
+  // Inference only: the output pass fused into this call (null: none). Set by Model::forward only
+  // for layers whose accepts_fused_output() is true.
+  const FusedOutput* fused = nullptr;
 };
 
 class Layer {
@@ -96,6 +111,10 @@ class Layer {
   // the matching forward call (made with ctx.training = true).
   virtual void backward(const std::vector<const Tensor*>& in, const Tensor& out, const Tensor& dout,
                         const std::vector<Tensor*>& din, const RunContext& ctx) = 0;
+
+  // Whether forward honours RunContext::fused (conv: bias, residual add and ReLU in its output
+  // pass, output into a concat's channel slice).
+  virtual bool accepts_fused_output() const { return false; }
 
   // Caffe-style fillers for the learnable parameters (xavier / gaussian per layer attrs).
   virtual void init_params(Rng& rng) { (void)rng; }

@@ -75,7 +75,29 @@ class Model {
   // Human-readable summary: one row per node with type, attrs, output shape, params, FLOPs.
   std::string summary(int64_t batch = 1) const;
 
+  // Inference fusion of a frozen model (Model::forward, never in training): a conv whose only
+  // consumer is a ReLU, an Add (with an operand computed before it) optionally followed by a
+  // ReLU, runs them in its own output pass; such a fused chain whose only consumer is a channel
+  // concat (axis 1) writes straight into its slice of the concat's output. The results are
+  // bit-identical to the unfused graph. Returns how many nodes the fusion skips (for tests and
+  // DEFTNN_VERBOSE); on by default, DEFTNN_FUSE=0 or set_fusion(false) turns it off.
+  int fused_nodes();
+  void set_fusion(bool on) { fusion_ = on; plan_.valid = false; }
+
  private:
+  // Per node: how Model::forward runs it when the fusion applies.
+  struct FusePlan {
+    bool valid = false;                  // made for the current graph
+    std::vector<char> skip;              // node runs inside its producer's output pass
+    std::vector<int> out_value;          // value a fused conv writes (its chain's last value)
+    std::vector<int> residual;           // value added in the output pass (-1: none)
+    std::vector<char> relu;              // ReLU in the output pass
+    std::vector<int> concat;             // node index of the concat it writes into (-1: none)
+    std::vector<int64_t> slice_offset;   // floats from the concat image start to its slice
+    std::vector<Shape> concat_shape;     // per concat node written by slices: its shape at batch 1
+    int skipped = 0;
+  };
+  void make_fuse_plan();
   void reinfer();
   Shape input_shape_;
   std::vector<Node> nodes_;
@@ -85,6 +107,8 @@ class Model {
   bool timing_ = false;
   bool frozen_ = false;
   bool last_training_ = false;
+  bool fusion_ = true;
+  FusePlan plan_;
 };
 
 }  // namespace deftnn

@@ -191,7 +191,7 @@ PanelBuild panel_builder(Isa isa, bool native) {
 // fp32 [k * nq + j].
 template <class Prep, class Pack>
 void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C, int64_t ldc,
-           FissionMode mode, Prep&& prep, Pack&& pack) {
+           FissionMode mode, Prep&& prep, Pack&& pack, const TileEpilogue* epi = nullptr) {
   const int64_t M = a.rows(), K = a.depth();
   const FissionConfig& cfg = fission_config(a.isa());
   const int MR = cfg.mr, NR = cfg.nr;
@@ -222,7 +222,9 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
     const int64_t j0 = q * NR;
     const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
-    cfg.tile(kf, K, astrip, bpanel, C + s * MR * ldc + j0, ldc, m, n, alpha, beta);
+    float* c = C + s * MR * ldc + j0;
+    cfg.tile(kf, K, astrip, bpanel, c, ldc, m, n, alpha, beta);
+    if (epi) epi->fn(epi->ctx, s * MR, j0, m, n, c, ldc);
   };
   const bool decode_a = offchip && a.format() != Format::f32;
   const int64_t strip_floats = int64_t{MR} * K;
@@ -345,7 +347,7 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
 
 void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
                   float beta, float* C, int64_t ldc, FissionMode mode,
-                  const std::vector<int64_t>* kept_rows) {
+                  const std::vector<int64_t>* kept_rows, const TileEpilogue* epilogue) {
   check(!a.empty(), "fission_conv: empty FissionPackedA");
   const int64_t M = a.rows(), K = a.depth();
   const std::string shape = " (C=" + std::to_string(g.C) + " H=" + std::to_string(g.H) +
@@ -370,6 +372,8 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   check(ldc >= N, "fission_conv: ldc=" + std::to_string(ldc) + " < N=" + std::to_string(N));
   if (alpha == 0.0f) {
     gemm::scale_c(M, N, beta, C, ldc);
+    if (epilogue && epilogue->fn)
+      epilogue->fn(epilogue->ctx, 0, 0, static_cast<int>(M), static_cast<int>(N), C, ldc);
     return;
   }
   // The padded, phased copy of the images: element (c, ihp, iwp) of padded image t (ihp = ih +
@@ -429,7 +433,8 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     gemm::panel_builder(a.isa(), native)(xs, rowoff.data(), K, seg, nseg, static_cast<int>(nq),
                                          dst);
   };
-  gemm::drive(a, N, alpha, beta, C, ldc, mode, prep, pack);
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, prep, pack,
+              epilogue && epilogue->fn ? epilogue : nullptr);
 }
 
 }  // namespace deftnn

@@ -53,6 +53,7 @@ int Model::add(const std::string& name, std::unique_ptr<Layer> layer, std::vecto
     throw Error("node '" + name + "' (" + layer->type() + "): " + e.what());
   }
   nodes_.push_back(Node{name, std::move(layer), std::move(inputs), {}});
+  plan_.valid = false;
   return next;
 }
 
@@ -124,6 +125,114 @@ void Model::freeze(bool on) {
   if (frozen_ && !on)
     for (Node& n : nodes_) n.layer->invalidate();
   frozen_ = on;
+  plan_.valid = false;
+}
+
+namespace {
+bool fusion_enabled_by_env() {
+  static const bool v = [] {
+    const char* e = std::getenv("DEFTNN_FUSE");
+    return !(e && std::string(e) == "0");
+  }();
+  return v;
+}
+bool plain_relu(const Node& n) {
+  return n.layer->type() == "relu" && n.inputs.size() == 1 &&
+         n.layer->attrs().get_float("negative_slope", 0.0) == 0.0;
+}
+}  // namespace
+
+void Model::make_fuse_plan() {
+  const size_t nn = nodes_.size(), nv = nn + 1;
+  FusePlan& p = plan_;
+  p.skip.assign(nn, 0);
+  p.out_value.resize(nn);
+  for (size_t i = 0; i < nn; ++i) p.out_value[i] = static_cast<int>(i) + 1;
+  p.residual.assign(nn, -1);
+  p.relu.assign(nn, 0);
+  p.concat.assign(nn, -1);
+  p.slice_offset.assign(nn, 0);
+  p.concat_shape.assign(nn, Shape{});
+  p.skipped = 0;
+  p.valid = true;
+  if (!fusion_ || !fusion_enabled_by_env() || nn == 0) return;
+  // uses[v]: how many node inputs read value v (the model output counts as one more);
+  // user[v]: the node reading it when there is one.
+  std::vector<int> uses(nv, 0), user(nv, -1);
+  for (size_t i = 0; i < nn; ++i)
+    for (int v : nodes_[i].inputs) {
+      ++uses[v];
+      user[v] = static_cast<int>(i);
+    }
+  ++uses[nv - 1];
+  auto sole_user = [&](int v) { return uses[v] == 1 ? user[v] : -1; };
+  for (size_t i = 0; i < nn; ++i) {
+    if (!nodes_[i].layer->accepts_fused_output() || p.skip[i]) continue;
+    const int v = static_cast<int>(i) + 1;
+    int last = v;
+    const int j = sole_user(v);
+    if (j >= 0 && plain_relu(nodes_[j])) {
+      p.relu[i] = 1;
+      p.skip[j] = 1;
+      last = j + 1;
+    } else if (j >= 0 && nodes_[j].layer->type() == "add" && nodes_[j].inputs.size() == 2 &&
+               nodes_[j].inputs[0] != nodes_[j].inputs[1]) {
+      const int other = nodes_[j].inputs[0] == v ? nodes_[j].inputs[1] : nodes_[j].inputs[0];
+      if (other < v) {   // computed before the conv runs
+        p.residual[i] = other;
+        p.skip[j] = 1;
+        last = j + 1;
+        const int r = sole_user(last);
+        if (r >= 0 && plain_relu(nodes_[r])) {
+          p.relu[i] = 1;
+          p.skip[r] = 1;
+          last = r + 1;
+        }
+      }
+    }
+    p.out_value[i] = last;
+  }
+  // A channel concat all of whose inputs are fused chains read by it alone: each chain writes
+  // its slice of the concat's output.
+  std::vector<Shape> shapes;
+  for (size_t k = 0; k < nn; ++k) {
+    const Node& c = nodes_[k];
+    if (c.layer->type() != "concat" || p.skip[k]) continue;
+    const int64_t axis = c.layer->attrs().get_int("axis", 1);
+    if (axis != 1 && axis != -3) continue;
+    std::vector<int> producers;
+    std::set<int> seen;
+    for (int v : c.inputs) {
+      int prod = -1;
+      for (size_t i = 0; i < nn && prod < 0; ++i)
+        if (nodes_[i].layer->accepts_fused_output() && !p.skip[i] && p.out_value[i] == v)
+          prod = static_cast<int>(i);
+      if (prod < 0 || uses[v] != 1 || !seen.insert(v).second) {
+        producers.clear();
+        break;
+      }
+      producers.push_back(prod);
+    }
+    if (producers.empty()) continue;
+    if (shapes.empty()) shapes = value_shapes(1);
+    const Shape& cs = shapes[k + 1];
+    if (cs.size() != 4) continue;
+    int64_t off = 0;
+    for (size_t q = 0; q < producers.size(); ++q) {
+      const Shape& s = shapes[c.inputs[q]];
+      p.concat[producers[q]] = static_cast<int>(k);
+      p.slice_offset[producers[q]] = off;
+      off += s[1] * s[2] * s[3];
+    }
+    p.concat_shape[k] = cs;
+    p.skip[k] = 1;
+  }
+  for (char s : p.skip) p.skipped += s;
+}
+
+int Model::fused_nodes() {
+  if (!plan_.valid) make_fuse_plan();
+  return plan_.skipped;
 }
 
 const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
@@ -139,24 +248,55 @@ const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
   timings_.resize(nodes_.size());
   values_[0] = input;
   RunContext ctx{training, rng, frozen_ && !training};
+  // Inference of a frozen model: the fused plan (see fused_nodes).
+  const bool fuse = frozen_ && !training;
+  if (fuse && !plan_.valid) make_fuse_plan();
+  const int64_t N = input.dim(0);
   std::vector<const Tensor*> in;
+  FusedOutput fo;
   for (size_t i = 0; i < nodes_.size(); ++i) {
     Node& n = nodes_[i];
+    if (fuse && plan_.skip[i]) {   // ran inside its producer's output pass
+      if (timing_) timings_[i].forward_ms = 0;
+      continue;
+    }
     in.clear();
     for (int v : n.inputs) in.push_back(&values_[v]);
+    Tensor* out = &values_[i + 1];
+    ctx.fused = nullptr;
+    if (fuse && (plan_.out_value[i] != static_cast<int>(i) + 1 || plan_.residual[i] >= 0 ||
+                 plan_.relu[i] || plan_.concat[i] >= 0)) {
+      fo = FusedOutput{};
+      fo.relu = plan_.relu[i] != 0;
+      if (plan_.residual[i] >= 0) fo.residual = &values_[plan_.residual[i]];
+      out = &values_[plan_.out_value[i]];
+      if (plan_.concat[i] >= 0) {
+        Tensor& c = values_[plan_.concat[i] + 1];
+        Shape cs = plan_.concat_shape[plan_.concat[i]];
+        cs[0] = N;
+        if (c.shape() != cs) c.resize(cs);
+        fo.dst = c.data() + plan_.slice_offset[i];
+        fo.dst_image_stride = c.numel() / N;
+      }
+      ctx.fused = &fo;
+    }
     auto t0 = Clock::now();
     try {
-      n.layer->forward(in, values_[i + 1], ctx);
+      n.layer->forward(in, *out, ctx);
     } catch (const Error& e) {
       throw Error("node '" + n.name + "' (" + n.layer->type() + "): " + e.what());
     }
     if (timing_) timings_[i].forward_ms = ms_since(t0);
     if (kernel_report_enabled() && !n.layer->last_kernel().empty()) {
-      std::string key = shape_str(values_[i + 1].shape()) + n.layer->last_kernel();
+      const std::string shape = ctx.fused && ctx.fused->dst
+                                    ? "slice of " + nodes_[plan_.concat[i]].name + " " +
+                                          shape_str(values_[plan_.concat[i] + 1].shape())
+                                    : shape_str(out->shape());
+      std::string key = shape + n.layer->last_kernel();
       if (n.reported != key) {
         n.reported = key;
         std::fprintf(stderr, "deftnn: %s (%s) -> %s: %s\n", n.name.c_str(), n.layer->type().c_str(),
-                     shape_str(values_[i + 1].shape()).c_str(), n.layer->last_kernel().c_str());
+                     shape.c_str(), n.layer->last_kernel().c_str());
       }
     }
   }
@@ -264,6 +404,7 @@ int Model::fold_batchnorm() {
   }
   values_.clear();
   grads_.clear();
+  plan_.valid = false;
   return folded;
 }
 

@@ -190,6 +190,39 @@ inline void columns(const ConvGeom& g, bool ident, const float* xg, float* col, 
     std::memcpy(col + r * ld, xg + r * P, sizeof(float) * static_cast<size_t>(P));
 }
 
+// The fused output pass (RunContext::fused) on n consecutive outputs: v = y (+ residual)
+// (ReLU), with the float operations of the separate add and relu layers.
+inline void finish(float* y, const float* res, bool relu, int64_t n) {
+  if (res)
+    for (int64_t p = 0; p < n; ++p) y[p] += res[p];
+  if (relu)
+    for (int64_t p = 0; p < n; ++p) {
+      const float v = y[p], z = 0.0f * v;   // relu: v > 0 ? v : slope * v, slope 0
+      y[p] = v > 0.0f ? v : z;
+    }
+}
+
+// What the tile epilogue of fission_conv needs for one image and group: C rows are output
+// channels (ldc apart, = P), columns output positions.
+struct TileFinish {
+  const float* bias;   // this group's biases, or null
+  const float* res;    // this image's and group's residual rows (ld = P), or null
+  int64_t P;
+  bool relu;
+};
+
+void tile_finish(const void* vctx, int64_t i0, int64_t j0, int m, int n, float* c, int64_t ldc) {
+  const TileFinish& t = *static_cast<const TileFinish*>(vctx);
+  for (int i = 0; i < m; ++i) {
+    float* row = c + i * ldc;
+    if (t.bias) {
+      const float bv = t.bias[i0 + i];
+      for (int j = 0; j < n; ++j) row[j] += bv;
+    }
+    finish(row, t.res ? t.res + (i0 + i) * t.P + j0 : nullptr, t.relu, n);
+  }
+}
+
 }  // namespace
 
 void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float* xg, float* col,
@@ -230,8 +263,27 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const float* b = bp ? bp->value.data() : nullptr;
   const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
   const int64_t K = depth(g), P = g.cols(), HW = g.H * g.W;
-  out.resize({N, O, g.OH, g.OW});
-  float* y = out.data();
+  // A fused output pass (inference only): residual add, ReLU, output into a concat slice.
+  const FusedOutput* fo = !ctx.training ? ctx.fused : nullptr;
+  const bool relu = fo && fo->relu;
+  const float* res = nullptr;
+  if (fo && fo->residual) {
+    const Shape ys{N, O, g.OH, g.OW};
+    if (fo->residual->shape() != ys)
+      fail(type(), "fused residual is " + shape_str(fo->residual->shape()) + ", the output " +
+                       shape_str(ys));
+    res = fo->residual->data();
+  }
+  float* y;
+  int64_t ystride = O * P;   // floats between images of the output
+  if (fo && fo->dst) {
+    if (fo->dst_image_stride < O * P) fail(type(), "fused output slice stride too small");
+    y = fo->dst;
+    ystride = fo->dst_image_stride;
+  } else {
+    out.resize({N, O, g.OH, g.OW});
+    y = out.data();
+  }
   const float* xd = x.data();
   const bool ident = !eliminated() && g.identity();
   // Fission (no elimination, not 1x1): the column matrix is built straight into the packed
@@ -256,6 +308,9 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
                                  : ident       ? "1x1, no im2col: sgemm "
                                                : "im2col + sgemm ") +
                      active_gemm_kernel() + chunking;
+    if (fo)
+      last_kernel_ += std::string(", fused") + (res ? " + residual" : "") + (relu ? " + relu" : "") +
+                      (fo->dst ? " into a concat slice" : "");
   }
 
   const int used = plan_threads(N, 2.0 * O * P * K);
@@ -295,22 +350,33 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
       if (nb == 1) {
         // One image: the GEMM writes straight into the output.
         const float* xg = xd + (n0 * C + gi * g.C) * HW;
-        float* yg = y + (n0 * O + gi * Og) * P;
+        float* yg = y + n0 * ystride + gi * Og * P;
+        const float* rg = res ? res + (n0 * O + gi * Og) * P : nullptr;
+        if (direct) {
+          // Bias, residual and ReLU in the kernel's tile epilogue, while each tile is in L1:
+          // acc + bias is the same float sum as the kernel's beta = 1 on a C preset to the bias.
+          const TileFinish tf{b ? b + gi * Og : nullptr, rg, P, relu};
+          const TileEpilogue epi{tile_finish, &tf};
+          fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, 0.0f, yg, P,
+                       fission_.mode, group_rows(gi), (b || rg || relu) ? &epi : nullptr);
+          continue;
+        }
         const float* B = xg;
-        if (!ident && !direct) {
+        if (!ident) {
           B = col_[t].get(K * P);
           build_columns(g, false, gi, xg, col_[t].get(K * P), P);
         }
+        // sgemm blocks K, so the bias goes in first (beta = 1), as in the unfused layer.
         float beta = 0.0f;
         if (b) {
           for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * Og + o]);
           beta = 1.0f;
         }
-        if (direct)
-          fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, beta, yg, P,
-                       fission_.mode, group_rows(gi));
-        else
-          gemm(gi, P, wg, K, B, beta, yg);
+        gemm(gi, P, wg, K, B, beta, yg);
+        if (rg || relu)
+          parallel_ranges(Og * P, [&](int64_t lo, int64_t hi) {
+            finish(yg + lo, rg ? rg + lo : nullptr, relu, hi - lo);
+          });
         continue;
       }
       // Several images side by side: Ybuf[Og, nb*P] = W_g * [col_0 | col_1 | ...].
@@ -327,9 +393,11 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
       for (int64_t i = 0; i < nb; ++i)
         for (int64_t o = 0; o < Og; ++o) {
           const float* src = yb + o * L + i * P;
-          float* dst = y + ((n0 + i) * O + gi * Og + o) * P;
+          float* dst = y + (n0 + i) * ystride + (gi * Og + o) * P;
           const float bv = b ? b[gi * Og + o] : 0.0f;
           for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bv;
+          if (res || relu)
+            finish(dst, res ? res + ((n0 + i) * O + gi * Og + o) * P : nullptr, relu, P);
         }
     }
   });

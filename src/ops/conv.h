@@ -31,6 +31,7 @@ class Conv final : public Layer {
   void init_params(Rng& rng) override;
   int64_t flops(const std::vector<Shape>& inputs, const Shape& output) const override;
   void invalidate() override { packed_.invalidate(); }
+  bool accepts_fused_output() const override { return true; }
   const FissionSetting& fission() const { return fission_; }
 
   // The per-group geometry for an input [N, C, H, W]; validates and throws naming the layer.

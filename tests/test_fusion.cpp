@@ -1,0 +1,162 @@
+// Inference fusion of a frozen model (Model::forward): conv + ReLU, conv + residual Add (+ ReLU),
+// and conv chains written straight into their concat slice must give bit-identical outputs to
+// the unfused graph, on every ISA path, at batch 1 (one GEMM per image, tile epilogue) and above
+// (images side by side, fused copy-out), and must never apply in training.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "deftnn/gemm.h"
+#include "deftnn/model.h"
+
+using namespace deftnn;
+
+namespace {
+
+class IsaGuard {
+ public:
+  IsaGuard() : saved_(active_isa()) {}
+  ~IsaGuard() { set_active_isa(saved_); }
+
+ private:
+  Isa saved_;
+};
+
+Tensor random_tensor(Shape s, uint64_t seed) {
+  Tensor t(std::move(s));
+  Rng r(seed);
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(r.normal());
+  return t;
+}
+
+Attrs conv(int out, int k, int stride = 1, int pad = 0, int bias = 1) {
+  return Attrs().set("out_channels", out).set("kernel", k).set("stride", stride).set("pad", pad)
+      .set("bias", bias);
+}
+
+// ResNet-like: residual blocks with the identity computed before the block's last conv, and a
+// downsample conv that comes after it (the Add fuses into the later producer), a bias-less
+// conv, a leaky ReLU (not fused) and a conv feeding two consumers (not fused).
+Model residual_net() {
+  Model m({3, 9, 11});
+  int a = m.add("a", "conv", conv(8, 3, 1, 1));
+  int ar = m.add("a_relu", "relu", Attrs(), {a});
+  int b = m.add("b", "conv", conv(8, 3, 1, 1), {ar});
+  int s1 = m.add("add1", "add", Attrs(), {b, ar});
+  int r1 = m.add("relu1", "relu", Attrs(), {s1});
+  int c = m.add("c", "conv", conv(16, 3, 2, 1), {r1});
+  int cr = m.add("c_relu", "relu", Attrs(), {c});
+  int d = m.add("d", "conv", conv(16, 3, 1, 1, 0), {cr});
+  int ds = m.add("ds", "conv", conv(16, 1, 2, 0), {r1});
+  int s2 = m.add("add2", "add", Attrs(), {d, ds});
+  int r2 = m.add("relu2", "relu", Attrs(), {s2});
+  int e = m.add("e", "conv", conv(12, 1), {r2});
+  int el = m.add("e_leaky", "relu", Attrs().set("negative_slope", 0.1), {e});
+  int f = m.add("f", "conv", conv(12, 3, 1, 1), {el});
+  int g = m.add("g", "add", Attrs(), {f, f});   // f read twice: not fused
+  m.add("pool", "avgpool", Attrs().set("global", 1), {g});
+  m.add("fc", "fc", Attrs().set("out_features", 7));
+  return m;
+}
+
+// SqueezeNet-like fire modules: expand convs (with and without ReLU) written into their slice of
+// the concat, and a last ReLU whose output is the model output.
+Model fire_net() {
+  Model m({5, 13, 10});
+  int s = m.add("squeeze", "conv", conv(6, 1));
+  int sr = m.add("squeeze_relu", "relu", Attrs(), {s});
+  int e1 = m.add("e1", "conv", conv(9, 1), {sr});
+  int e1r = m.add("e1_relu", "relu", Attrs(), {e1});
+  int e3 = m.add("e3", "conv", conv(7, 3, 1, 1), {sr});
+  int e3r = m.add("e3_relu", "relu", Attrs(), {e3});
+  int cat = m.add("cat", "concat", Attrs().set("axis", 1), {e1r, e3r});
+  int p = m.add("pool", "maxpool", Attrs().set("kernel", 3).set("stride", 2), {cat});
+  int f1 = m.add("f1", "conv", conv(5, 1), {p});
+  int f3 = m.add("f3", "conv", conv(4, 3, 1, 1, 0), {p});
+  int cat2 = m.add("cat2", "concat", Attrs().set("axis", 1), {f3, f1});
+  int z = m.add("z", "conv", conv(11, 1), {cat2});
+  m.add("z_relu", "relu", Attrs(), {z});
+  return m;
+}
+
+void expect_fused_equals_unfused(Model& m, int expect_skipped, const std::string& what) {
+  m.init_params(3);
+  // Non-zero biases, so that the bias path is exercised.
+  for (Node& n : m.nodes())
+    if (Param* b = n.layer->param("bias")) {
+      Rng r(11);
+      for (int64_t i = 0; i < b->value.numel(); ++i) b->value[i] = static_cast<float>(r.normal());
+    }
+  std::vector<Isa> isas{Isa::portable};
+  if (detected_isa() >= Isa::avx2) isas.push_back(Isa::avx2);
+  if (detected_isa() >= Isa::avx512) isas.push_back(Isa::avx512);
+  if (detected_isa() >= Isa::avx512_bf16) isas.push_back(Isa::avx512_bf16);
+  IsaGuard guard;
+  for (Isa isa : isas) {
+    set_active_isa(isa);
+    for (int64_t batch : {1, 2, 5}) {
+      SCOPED_TRACE(what + " isa " + isa_name(isa) + " batch " + std::to_string(batch));
+      Shape s{batch};
+      s.insert(s.end(), m.input_shape().begin(), m.input_shape().end());
+      const Tensor x = random_tensor(s, 7 + static_cast<uint64_t>(batch));
+      m.freeze(false);
+      const Tensor want = m.forward(x).clone();
+      m.freeze(true);
+      EXPECT_EQ(m.fused_nodes(), expect_skipped);
+      for (int rep = 0; rep < 2; ++rep) {   // the second call reuses the packed weights and plan
+        const Tensor got = m.forward(x).clone();
+        ASSERT_EQ(got.shape(), want.shape());
+        EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * static_cast<size_t>(got.numel())), 0);
+      }
+      m.set_fusion(false);
+      EXPECT_EQ(m.fused_nodes(), 0);
+      const Tensor off = m.forward(x).clone();
+      EXPECT_EQ(std::memcmp(off.data(), want.data(), sizeof(float) * static_cast<size_t>(want.numel())), 0);
+      m.set_fusion(true);
+      m.freeze(false);
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Fusion, ResidualBlocksMatchUnfusedExactly) {
+  Model m = residual_net();
+  // a_relu, add1 + relu1, c_relu, add2 + relu2: 6 nodes run inside their conv.
+  expect_fused_equals_unfused(m, 6, "residual");
+}
+
+TEST(Fusion, ConcatSlicesMatchUnfusedExactly) {
+  Model m = fire_net();
+  // squeeze_relu, e1_relu, e3_relu, cat, cat2, z_relu.
+  expect_fused_equals_unfused(m, 6, "fire");
+}
+
+TEST(Fusion, NeverAppliesInTraining) {
+  // A training step after frozen (fused) inference gives exactly the gradients of a model that
+  // was never frozen: every value backward needs is there.
+  Model a = residual_net(), b = residual_net();
+  a.init_params(5);
+  b.init_params(5);
+  const Tensor x = random_tensor({2, 3, 9, 11}, 3);
+  a.freeze(true);
+  a.forward(x);
+  a.freeze(false);
+  Tensor dy = random_tensor(a.output_shape(2), 4);
+  std::vector<Tensor> grads[2];
+  int k = 0;
+  for (Model* m : {&a, &b}) {
+    m->zero_grad();
+    m->forward(x, true);
+    m->backward(dy);
+    for (Node& n : m->nodes())
+      for (Param& p : n.layer->params()) grads[k].push_back(p.grad.clone());
+    ++k;
+  }
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i)
+    EXPECT_EQ(std::memcmp(grads[0][i].data(), grads[1][i].data(),
+                          sizeof(float) * static_cast<size_t>(grads[0][i].numel())), 0);
+}
