@@ -170,6 +170,55 @@ TEST_F(FissionTest, EqualsNaiveOnWidenedOperandsEveryIsaFormatMode) {
   }
 }
 
+// Deft-8 in registers prescales each B panel by 2^(127 - bias) when every value of the panel is
+// below 2^(1 + bias) and then skips the per-weight multiply (src/gemm/fission.h); a panel with a
+// larger, infinite or NaN value runs the multiplying kernel. Both must equal the off-chip path
+// (strips widened to fp32, the fp32 kernel, same accumulation order) bit for bit: fma(bits,
+// b * scale) == fma(bits * scale, b) exactly. B here mixes panels of small values (prescaled),
+// panels holding one value at or just below the limit of the narrow formats, huge values, inf and
+// NaN (fallback), on every ISA path, 1 and 2 threads, GEMV and GEMM shapes.
+TEST_F(FissionTest, Deft8PrescaledPanelsEqualOffchipBitForBit) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int n = 1; n <= 7; ++n) {
+      const Format f = deft8_format(n);
+      const float limit = std::ldexp(1.0f, 1 + (1 << (n - 1)) - 1);
+      for (const Shape& sh : {Shape{63, 1, 255}, Shape{33, 40, 17}, Shape{7, 29, 64}})
+        for (int special = 0; special < 5; ++special)
+          for (int threads : {1, 2}) {
+            omp_set_num_threads(threads);
+            const int64_t M = sh.M, N = sh.N, K = sh.K;
+            std::mt19937 gen(static_cast<uint32_t>(100 * n + 10 * special + threads));
+            std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+            std::vector<float> A(M * K), B(K * N);
+            for (auto& v : A) v = dist(gen) * 0.5f;
+            for (auto& v : B) v = dist(gen);
+            // Columns 0 and (for N > 13) 13 hold the special value: their panels fall back.
+            const float sv[] = {limit, std::nextafter(limit, 0.0f), 1e30f, INFINITY, NAN};
+            for (int64_t k = 3; k < K; k += 5) {
+              B[k * N] = special % 2 ? -sv[special] : sv[special];
+              if (N > 13) B[k * N + 13] = sv[special];
+            }
+            const FissionPackedA pa(f, Rounding::nearest_even, false, M, K, A.data(), K);
+            std::vector<float> c1(M * N), c2(M * N);
+            fission_gemm(pa, false, N, 1.0f, B.data(), N, 0.0f, c1.data(), N,
+                         FissionMode::fission);
+            fission_gemm(pa, false, N, 1.0f, B.data(), N, 0.0f, c2.data(), N,
+                         FissionMode::offchip);
+            for (int64_t i = 0; i < M * N; ++i) {
+              if (std::isnan(c2[i])) {
+                ASSERT_TRUE(std::isnan(c1[i])) << format_name(f) << " at " << i;
+                continue;
+              }
+              ASSERT_EQ(c1[i], c2[i]) << format_name(f) << " isa=" << isa_name(isa) << " M=" << M
+                                      << " N=" << N << " K=" << K << " special " << special
+                                      << " at " << i;
+            }
+          }
+    }
+  }
+}
+
 TEST_F(FissionTest, StochasticRoundingMatchesWidenedAndIsReproducible) {
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);

@@ -7,6 +7,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -26,15 +27,17 @@ struct FissionConfig {
   int mr, nr;
   FissionTile tile;
   bool widens;   // false: the kernel only reads fp32 strips (the driver decodes)
+  FissionTile tile_d8s;   // Deft-8 on a prescaled B panel (src/gemm/fission.h); null: none
 };
 const FissionConfig& fission_config(Isa isa) {
   static const FissionConfig kPortable{"fission_tile_8x4__portable", 8, 4,
-                                       fission_tile__portable, false};
-  static const FissionConfig kAvx2{"fission_tile_16x6__avx2", 16, 6, fission_tile__avx2, true};
+                                       fission_tile__portable, false, nullptr};
+  static const FissionConfig kAvx2{"fission_tile_16x6__avx2", 16, 6, fission_tile__avx2, true,
+                                   fission_tile_d8s__avx2};
   static const FissionConfig kAvx512{"fission_tile_32x12__avx512", 32, 12, fission_tile__avx512,
-                                     true};
+                                     true, fission_tile_d8s__avx512};
   static const FissionConfig kAvx512Bf16{"fission_tile_32x12__avx512bf16", 32, 12,
-                                         fission_tile__avx512bf16, true};
+                                         fission_tile__avx512bf16, true, fission_tile_d8s__avx512};
   switch (isa) {
     case Isa::portable: return kPortable;
     case Isa::avx2: return kAvx2;
@@ -67,6 +70,7 @@ thread_local ByteBuf t_strip;    // decoded fp32 strip(s) (portable / off-chip)
 thread_local ByteBuf t_bpriv;    // a thread's own B panel (panel-major order)
 thread_local ByteBuf t_tmp;      // scratch (packing)
 thread_local ByteBuf t_image;    // fission_conv's padded, phased images (calling thread's)
+thread_local ByteBuf t_pflags;   // per shared panel: prescaled for Deft-8 (calling thread's)
 
 int team_size(double flops) {
   if (omp_in_parallel()) return 1;
@@ -208,7 +212,13 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   // Panel q (width nq = min(NR, N - q * NR)) starts at q * NR * slot bytes.
   const int64_t panel_stride = native ? NR * KP * 4 : NR * K * 4;
   const int nt = team_size(2.0 * M * N * K);
-  auto pack_panel = [&](int64_t q, uint8_t* dst) {
+  // Deft-8 in registers: each fp32 panel is prescaled by 2^(127 - bias) when all its values are
+  // below the limit (then the kernel skips the per-weight multiply, bit for bit the same result;
+  // src/gemm/fission.h); otherwise that panel runs the multiplying kernel.
+  const bool d8s = !offchip && is_deft8(a.format()) && cfg.tile_d8s != nullptr;
+  const Deft8Widen d8 = deft8_widen(d8s ? a.format() : Format::deft8_e4);
+  // Packs panel q into dst; true when it was prescaled for tile_d8s.
+  auto pack_panel = [&](int64_t q, uint8_t* dst) -> bool {
     const int64_t j0 = q * NR, nq = std::min<int64_t>(NR, N - j0);
     pack(j0, nq, native, dst);
     if (round_b) {
@@ -217,12 +227,22 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
       encode(Format::bf16, Rounding::nearest_even, df, tmp, K * nq);
       decode(Format::bf16, tmp, df, K * nq);
     }
+    if (!d8s) return false;
+    float* df = reinterpret_cast<float*>(dst);
+    const int64_t cnt = K * nq;
+    bool ok = true;   // false for |b| >= limit, inf, NaN
+    for (int64_t i = 0; i < cnt; ++i) ok &= std::fabs(df[i]) < d8.limit;
+    if (!ok) return false;
+    for (int64_t i = 0; i < cnt; ++i) df[i] *= d8.scale;
+    return true;
   };
-  auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel) {
+  auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel,
+                      bool scaled) {
     const int64_t j0 = q * NR;
     const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
-    cfg.tile(kf, K, astrip, bpanel, C + s * MR * ldc + j0, ldc, m, n, alpha, beta);
+    (scaled ? cfg.tile_d8s : cfg.tile)(kf, K, astrip, bpanel, C + s * MR * ldc + j0, ldc, m, n,
+                                       alpha, beta);
   };
   const bool decode_a = offchip && a.format() != Format::f32;
   const int64_t strip_floats = int64_t{MR} * K;
@@ -248,15 +268,17 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
       // cache line at their boundary in every row (a 12-column panel is 48 bytes).
 #pragma omp for schedule(dynamic, chunk)
       for (int64_t q = 0; q < P; ++q) {
-        pack_panel(q, bp);
+        const bool scaled = pack_panel(q, bp);
         for (int64_t s = 0; s < S; ++s)
-          run_tile(s, q, adec ? static_cast<const void*>(adec + s * strip_floats) : a.strip(s), bp);
+          run_tile(s, q, adec ? static_cast<const void*>(adec + s * strip_floats) : a.strip(s), bp,
+                   scaled);
       }
     }
     return;
   }
 
   uint8_t* bpack = static_cast<uint8_t*>(t_bpack.get(P * panel_stride));
+  uint8_t* pscaled = static_cast<uint8_t*>(t_pflags.get(P));
   // Items (strip, panel), strip-major; whole strips per item when there are plenty of strips.
   const int64_t per_item = S >= 4 * nt ? P : 1;
   const int64_t items = S * P / per_item;
@@ -264,7 +286,7 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   {
     prep();
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    for (int64_t q = tid; q < P; q += team) pack_panel(q, bpack + q * panel_stride);
+    for (int64_t q = tid; q < P; q += team) pscaled[q] = pack_panel(q, bpack + q * panel_stride);
     if (team > 1) {
 #pragma omp barrier
     }
@@ -283,7 +305,7 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
           }
           astrip = sbuf;
         }
-        run_tile(s, q, astrip, bpack + q * panel_stride);
+        run_tile(s, q, astrip, bpack + q * panel_stride, pscaled[q] != 0);
       }
     }
   }
