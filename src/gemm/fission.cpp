@@ -7,7 +7,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -70,7 +69,6 @@ thread_local ByteBuf t_strip;    // decoded fp32 strip(s) (portable / off-chip)
 thread_local ByteBuf t_bpriv;    // a thread's own B panel (panel-major order)
 thread_local ByteBuf t_tmp;      // scratch (packing)
 thread_local ByteBuf t_image;    // fission_conv's padded, phased images (calling thread's)
-thread_local ByteBuf t_pflags;   // per shared panel: prescaled for Deft-8 (calling thread's)
 
 int team_size(double flops) {
   if (omp_in_parallel()) return 1;
@@ -189,13 +187,41 @@ PanelBuild panel_builder(Isa isa, bool native) {
   }
 }
 
+// Deft-8 in registers without the per-weight multiply (src/gemm/fission.h): the factor
+// 2^(127 - bias) B must be prescaled by, or 0 when B runs as is - not Deft-8, off-chip, an ISA
+// whose kernel does not widen, or some |b| >= Deft8Widen::limit (or inf, NaN) among the rows x
+// cols values of B (rows ld floats apart). One pass over B per call, a small fraction of the GEMM.
+float deft8_prescale(const FissionPackedA& a, FissionMode mode, const float* b, int64_t rows,
+                     int64_t cols, int64_t ld) {
+  const FissionConfig& cfg = fission_config(a.isa());
+  if (!is_deft8(a.format()) || mode != FissionMode::fission || !cfg.widens || !cfg.tile_d8s)
+    return 0.0f;
+  const Deft8Widen d = deft8_widen(a.format());
+  uint32_t lb;
+  std::memcpy(&lb, &d.limit, 4);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = b + r * ld;
+    // The sign bit of (|b| bits - limit bits) ANDed over the row: set iff every |b| < limit
+    // (NaN and inf bits are above every finite limit). Branch-free, so it vectorises.
+    int32_t acc = -1;
+    for (int64_t c = 0; c < cols; ++c) {
+      uint32_t u;
+      std::memcpy(&u, p + c, 4);
+      acc &= static_cast<int32_t>(u & 0x7FFFFFFFu) - static_cast<int32_t>(lb);
+    }
+    if (acc >= 0) return 0.0f;
+  }
+  return d.scale;
+}
+
 // The fission GEMM driver over any B source. prep(): run by every thread of the team before any
 // panel is packed, ending in a barrier (the source's own set-up; may be empty); pack(j0, nq,
 // native, dst): writes the panel of columns [j0, j0 + nq) as native K-pair words (native) or
-// fp32 [k * nq + j].
+// fp32 [k * nq + j]. b_prescaled: the fp32 panels pack() writes are B * 2^(127 - bias) of the
+// Deft-8 format of a (see deft8_prescale), run by the kernel without the per-weight multiply.
 template <class Prep, class Pack>
 void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C, int64_t ldc,
-           FissionMode mode, Prep&& prep, Pack&& pack) {
+           FissionMode mode, bool b_prescaled, Prep&& prep, Pack&& pack) {
   const int64_t M = a.rows(), K = a.depth();
   const FissionConfig& cfg = fission_config(a.isa());
   const int MR = cfg.mr, NR = cfg.nr;
@@ -212,13 +238,7 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   // Panel q (width nq = min(NR, N - q * NR)) starts at q * NR * slot bytes.
   const int64_t panel_stride = native ? NR * KP * 4 : NR * K * 4;
   const int nt = team_size(2.0 * M * N * K);
-  // Deft-8 in registers: each fp32 panel is prescaled by 2^(127 - bias) when all its values are
-  // below the limit (then the kernel skips the per-weight multiply, bit for bit the same result;
-  // src/gemm/fission.h); otherwise that panel runs the multiplying kernel.
-  const bool d8s = !offchip && is_deft8(a.format()) && cfg.tile_d8s != nullptr;
-  const Deft8Widen d8 = deft8_widen(d8s ? a.format() : Format::deft8_e4);
-  // Packs panel q into dst; true when it was prescaled for tile_d8s.
-  auto pack_panel = [&](int64_t q, uint8_t* dst) -> bool {
+  auto pack_panel = [&](int64_t q, uint8_t* dst) {
     const int64_t j0 = q * NR, nq = std::min<int64_t>(NR, N - j0);
     pack(j0, nq, native, dst);
     if (round_b) {
@@ -227,22 +247,14 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
       encode(Format::bf16, Rounding::nearest_even, df, tmp, K * nq);
       decode(Format::bf16, tmp, df, K * nq);
     }
-    if (!d8s) return false;
-    float* df = reinterpret_cast<float*>(dst);
-    const int64_t cnt = K * nq;
-    bool ok = true;   // false for |b| >= limit, inf, NaN
-    for (int64_t i = 0; i < cnt; ++i) ok &= std::fabs(df[i]) < d8.limit;
-    if (!ok) return false;
-    for (int64_t i = 0; i < cnt; ++i) df[i] *= d8.scale;
-    return true;
   };
-  auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel,
-                      bool scaled) {
+  // Deft-8 on panels the caller prescaled (b_prescaled): the kernel without the multiply.
+  const FissionTile tile = b_prescaled ? cfg.tile_d8s : cfg.tile;
+  auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel) {
     const int64_t j0 = q * NR;
     const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
-    (scaled ? cfg.tile_d8s : cfg.tile)(kf, K, astrip, bpanel, C + s * MR * ldc + j0, ldc, m, n,
-                                       alpha, beta);
+    tile(kf, K, astrip, bpanel, C + s * MR * ldc + j0, ldc, m, n, alpha, beta);
   };
   const bool decode_a = offchip && a.format() != Format::f32;
   const int64_t strip_floats = int64_t{MR} * K;
@@ -268,17 +280,15 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
       // cache line at their boundary in every row (a 12-column panel is 48 bytes).
 #pragma omp for schedule(dynamic, chunk)
       for (int64_t q = 0; q < P; ++q) {
-        const bool scaled = pack_panel(q, bp);
+        pack_panel(q, bp);
         for (int64_t s = 0; s < S; ++s)
-          run_tile(s, q, adec ? static_cast<const void*>(adec + s * strip_floats) : a.strip(s), bp,
-                   scaled);
+          run_tile(s, q, adec ? static_cast<const void*>(adec + s * strip_floats) : a.strip(s), bp);
       }
     }
     return;
   }
 
   uint8_t* bpack = static_cast<uint8_t*>(t_bpack.get(P * panel_stride));
-  uint8_t* pscaled = static_cast<uint8_t*>(t_pflags.get(P));
   // Items (strip, panel), strip-major; whole strips per item when there are plenty of strips.
   const int64_t per_item = S >= 4 * nt ? P : 1;
   const int64_t items = S * P / per_item;
@@ -286,7 +296,7 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   {
     prep();
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
-    for (int64_t q = tid; q < P; q += team) pscaled[q] = pack_panel(q, bpack + q * panel_stride);
+    for (int64_t q = tid; q < P; q += team) pack_panel(q, bpack + q * panel_stride);
     if (team > 1) {
 #pragma omp barrier
     }
@@ -305,7 +315,7 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
           }
           astrip = sbuf;
         }
-        run_tile(s, q, astrip, bpack + q * panel_stride, pscaled[q] != 0);
+        run_tile(s, q, astrip, bpack + q * panel_stride);
       }
     }
   }
@@ -333,6 +343,7 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
     gemm::scale_c(M, N, beta, C, ldc);
     return;
   }
+  const float bscale = gemm::deft8_prescale(a, mode, B, trans_b ? N : K, trans_b ? K : N, ldb);
   auto pack = [&](int64_t j0, int64_t nq, bool native, uint8_t* dst) {
     const float* bsrc = trans_b ? B + j0 * ldb : B + j0;
     if (native) {
@@ -345,11 +356,13 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
         pack_bf16_pairs(tmp, nq, K, nq, d16);
       }
     } else {
-      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1,
-                   reinterpret_cast<float*>(dst));
+      float* df = reinterpret_cast<float*>(dst);
+      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, df);
+      if (bscale != 0.0f)
+        for (int64_t i = 0; i < K * nq; ++i) df[i] *= bscale;   // exact: a power of two, no overflow
     }
   };
-  gemm::drive(a, N, alpha, beta, C, ldc, mode, [] {}, pack);
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, [] {}, pack);
 }
 
 void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
@@ -398,6 +411,10 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     const int64_t c = k / (g.kh * g.kw), i = k / g.kw % g.kh, j = k % g.kw;
     rowoff[p] = ((c * Hp + i * g.dh) * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
   }
+  // Deft-8: the image copy below is prescaled (exact), so every panel is.
+  const float bscale = gemm::deft8_prescale(a, mode, x, g.images, g.C * g.H * g.W,
+                                            g.images == 1 ? g.C * g.H * g.W : g.image_stride);
+  const float xscale = bscale != 0.0f ? bscale : 1.0f;
   auto prep = [&] {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
@@ -416,10 +433,12 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
         const int64_t m1 = std::max(m0, std::min(Wp, g.W - o > 0 ? (g.W - o + sw - 1) / sw : 0));
         std::fill(dp, dp + m0, 0.0f);
         const float* sp = srow + o;
-        if (sw == 1)
+        if (sw == 1 && xscale == 1.0f)
           std::memcpy(dp + m0, sp + m0, sizeof(float) * static_cast<size_t>(m1 - m0));
+        else if (sw == 1)
+          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m] * xscale;
         else
-          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m * sw];
+          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m * sw] * xscale;
         std::fill(dp + m1, dp + Wp, 0.0f);
       }
     }
@@ -438,7 +457,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     gemm::panel_builder(a.isa(), native)(xs, rowoff.data(), K, seg, nseg, static_cast<int>(nq),
                                          dst);
   };
-  gemm::drive(a, N, alpha, beta, C, ldc, mode, prep, pack);
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, pack);
 }
 
 }  // namespace deftnn

@@ -34,7 +34,7 @@ void fission_tile__avx512bf16(Format, int64_t, const void*, const void*, float*,
 // kernel widens a code to its fp32 bits (sign-extend, shift, AND) and skips the per-weight
 // multiply by 2^(127 - bias). fma(bits, b * scale) == fma(bits * scale, b) bit for bit: scale is
 // a power of two, bits * scale is the exact Deft-8 value and b * scale is exact when
-// |b| < Deft8Widen::limit (the driver checks every panel; a panel with a larger, infinite or NaN
+// |b| < Deft8Widen::limit (the driver scans B once per call; a B with a larger, infinite or NaN
 // value runs the multiplying kernel). Saves one FMA-port op per 16 weights: Deft-8 at the speed
 // of fp32 in compute-bound tiles, and the GEMV (fc at batch 1) stream no longer port-bound.
 void fission_tile_d8s__avx2(Format, int64_t, const void*, const void*, float*, int64_t, int, int,
