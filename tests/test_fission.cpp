@@ -170,6 +170,81 @@ TEST_F(FissionTest, EqualsNaiveOnWidenedOperandsEveryIsaFormatMode) {
   }
 }
 
+// Deft-8 in registers prescales B by 2^(127 - bias) when every value of B is below 2^(1 + bias)
+// and then skips the per-weight multiply (src/gemm/fission.h); a B with a larger, infinite or NaN
+// value runs the multiplying kernel. Both must equal the off-chip path (strips widened to fp32,
+// the fp32 kernel, same accumulation order) bit for bit: fma(bits, b * scale) == fma(bits *
+// scale, b) exactly. B here holds values just below the limit (prescaled), at the limit, huge, inf
+// or NaN (fallback), on every ISA path, 1 and 2 threads, GEMV and GEMM shapes.
+TEST_F(FissionTest, Deft8PrescaledPanelsEqualOffchipBitForBit) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int n = 1; n <= 7; ++n) {
+      const Format f = deft8_format(n);
+      const float limit = std::ldexp(1.0f, 1 + (1 << (n - 1)) - 1);
+      for (const Shape& sh : {Shape{63, 1, 255}, Shape{33, 40, 17}, Shape{7, 29, 64}})
+        for (int special = 0; special < 5; ++special)
+          for (int threads : {1, 2}) {
+            omp_set_num_threads(threads);
+            const int64_t M = sh.M, N = sh.N, K = sh.K;
+            std::mt19937 gen(static_cast<uint32_t>(100 * n + 10 * special + threads));
+            std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+            std::vector<float> A(M * K), B(K * N);
+            for (auto& v : A) v = dist(gen) * 0.5f;
+            for (auto& v : B) v = dist(gen);
+            // Columns 0 and (for N > 13) 13 hold the special value.
+            const float sv[] = {limit, std::nextafter(limit, 0.0f), 1e30f, INFINITY, NAN};
+            for (int64_t k = 3; k < K; k += 5) {
+              B[k * N] = special % 2 ? -sv[special] : sv[special];
+              if (N > 13) B[k * N + 13] = sv[special];
+            }
+            const FissionPackedA pa(f, Rounding::nearest_even, false, M, K, A.data(), K);
+            std::vector<float> c1(M * N), c2(M * N);
+            fission_gemm(pa, false, N, 1.0f, B.data(), N, 0.0f, c1.data(), N,
+                         FissionMode::fission);
+            fission_gemm(pa, false, N, 1.0f, B.data(), N, 0.0f, c2.data(), N,
+                         FissionMode::offchip);
+            for (int64_t i = 0; i < M * N; ++i) {
+              if (std::isnan(c2[i])) {
+                ASSERT_TRUE(std::isnan(c1[i])) << format_name(f) << " at " << i;
+                continue;
+              }
+              ASSERT_EQ(c1[i], c2[i]) << format_name(f) << " isa=" << isa_name(isa) << " M=" << M
+                                      << " N=" << N << " K=" << K << " special " << special
+                                      << " at " << i;
+            }
+          }
+      // fission_conv prescales the image copy: the same on a 3x3 convolution (2 images).
+      FissionConvShape g;
+      g.C = 5; g.H = 9; g.W = 11; g.kh = g.kw = 3; g.pt = g.pl = 1; g.OH = 9; g.OW = 11;
+      g.images = 2;
+      g.image_stride = g.C * g.H * g.W + 3;
+      const int64_t M = 37, K = g.C * 9, N = g.images * g.OH * g.OW;
+      for (int special = 0; special < 5; ++special) {
+        std::mt19937 gen(static_cast<uint32_t>(7 * n + special));
+        std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+        std::vector<float> A(M * K), X(g.images * g.image_stride);
+        for (auto& v : A) v = dist(gen) * 0.5f;
+        for (auto& v : X) v = dist(gen);
+        const float sv[] = {limit, std::nextafter(limit, 0.0f), 1e30f, INFINITY, NAN};
+        X[g.image_stride + 40] = special % 2 ? -sv[special] : sv[special];
+        const FissionPackedA pa(f, Rounding::nearest_even, false, M, K, A.data(), K);
+        std::vector<float> c1(M * N), c2(M * N);
+        fission_conv(pa, g, X.data(), 1.0f, 0.0f, c1.data(), N, FissionMode::fission);
+        fission_conv(pa, g, X.data(), 1.0f, 0.0f, c2.data(), N, FissionMode::offchip);
+        for (int64_t i = 0; i < M * N; ++i) {
+          if (std::isnan(c2[i])) {
+            ASSERT_TRUE(std::isnan(c1[i])) << format_name(f) << " conv at " << i;
+            continue;
+          }
+          ASSERT_EQ(c1[i], c2[i]) << format_name(f) << " conv isa=" << isa_name(isa)
+                                  << " special " << special << " at " << i;
+        }
+      }
+    }
+  }
+}
+
 TEST_F(FissionTest, StochasticRoundingMatchesWidenedAndIsReproducible) {
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);

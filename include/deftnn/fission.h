@@ -18,7 +18,11 @@
 //   deft16q   the same words; odd rows = the word itself (the saved AND of Fig. 7e; the even
 //             row's bits spill into the odd row's low mantissa, see formats.h).
 //   deft8_eN  sign-extend bytes, shift left 16+N, AND (sign | exponent | mantissa), multiply by
-//             2^(127-bias): exactly decode() including zero and subnormals.
+//             2^(127-bias): exactly decode() including zero and subnormals. The multiply is
+//             moved to B when every |b| < 2^(1+bias) (checked once per call): B is prescaled by
+//             2^(127-bias) while packed (or while the image is copied, fission_conv), and the
+//             kernel FMAs the raw bits - bit for bit the same result (power-of-two scale, exact
+//             products); otherwise the multiplying kernel runs.
 //   bf16      on avx512_bf16: native vdpbf16ps, A packed in K pairs per row, B rounded to bf16
 //             (nearest even, DAZ: the instruction's semantics) and packed in K pairs per call.
 //             On ISAs without it: A widened by shift like deft16 and B rounded to bf16 too, so

@@ -26,15 +26,17 @@ struct FissionConfig {
   int mr, nr;
   FissionTile tile;
   bool widens;   // false: the kernel only reads fp32 strips (the driver decodes)
+  FissionTile tile_d8s;   // Deft-8 on a prescaled B panel (src/gemm/fission.h); null: none
 };
 const FissionConfig& fission_config(Isa isa) {
   static const FissionConfig kPortable{"fission_tile_8x4__portable", 8, 4,
-                                       fission_tile__portable, false};
-  static const FissionConfig kAvx2{"fission_tile_16x6__avx2", 16, 6, fission_tile__avx2, true};
+                                       fission_tile__portable, false, nullptr};
+  static const FissionConfig kAvx2{"fission_tile_16x6__avx2", 16, 6, fission_tile__avx2, true,
+                                   fission_tile_d8s__avx2};
   static const FissionConfig kAvx512{"fission_tile_32x12__avx512", 32, 12, fission_tile__avx512,
-                                     true};
+                                     true, fission_tile_d8s__avx512};
   static const FissionConfig kAvx512Bf16{"fission_tile_32x12__avx512bf16", 32, 12,
-                                         fission_tile__avx512bf16, true};
+                                         fission_tile__avx512bf16, true, fission_tile_d8s__avx512};
   switch (isa) {
     case Isa::portable: return kPortable;
     case Isa::avx2: return kAvx2;
@@ -67,6 +69,7 @@ thread_local ByteBuf t_strip;    // decoded fp32 strip(s) (portable / off-chip)
 thread_local ByteBuf t_bpriv;    // a thread's own B panel (panel-major order)
 thread_local ByteBuf t_tmp;      // scratch (packing)
 thread_local ByteBuf t_image;    // fission_conv's padded, phased images (calling thread's)
+thread_local ByteBuf t_rowoff;   // fission_conv's row offsets (calling thread's)
 
 int team_size(double flops) {
   if (omp_in_parallel()) return 1;
@@ -185,13 +188,42 @@ PanelBuild panel_builder(Isa isa, bool native) {
   }
 }
 
+// Deft-8 in registers without the per-weight multiply (src/gemm/fission.h): the factor
+// 2^(127 - bias) B must be prescaled by, or 0 when B runs as is - not Deft-8, off-chip, an ISA
+// whose kernel does not widen, or some |b| >= Deft8Widen::limit (or inf, NaN) among the rows x
+// cols values of B (rows ld floats apart). One pass over B per call, a small fraction of the GEMM.
+float deft8_prescale(const FissionPackedA& a, FissionMode mode, const float* b, int64_t rows,
+                     int64_t cols, int64_t ld) {
+  const FissionConfig& cfg = fission_config(a.isa());
+  if (!is_deft8(a.format()) || mode != FissionMode::fission || !cfg.widens || !cfg.tile_d8s)
+    return 0.0f;
+  const Deft8Widen d = deft8_widen(a.format());
+  uint32_t lb;
+  std::memcpy(&lb, &d.limit, 4);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* p = b + r * ld;
+    // The sign bit of (|b| bits - limit bits) ANDed over the row: set iff every |b| < limit
+    // (NaN and inf bits are above every finite limit). Branch-free, so it vectorises.
+    int32_t acc = -1;
+    for (int64_t c = 0; c < cols; ++c) {
+      uint32_t u;
+      std::memcpy(&u, p + c, 4);
+      acc &= static_cast<int32_t>(u & 0x7FFFFFFFu) - static_cast<int32_t>(lb);
+    }
+    if (acc >= 0) return 0.0f;
+  }
+  return d.scale;
+}
+
 // The fission GEMM driver over any B source. prep(): run by every thread of the team before any
 // panel is packed, ending in a barrier (the source's own set-up; may be empty); pack(j0, nq,
 // native, dst): writes the panel of columns [j0, j0 + nq) as native K-pair words (native) or
-// fp32 [k * nq + j].
+// fp32 [k * nq + j]. b_prescaled: the fp32 panels pack() writes are B * 2^(127 - bias) of the
+// Deft-8 format of a (see deft8_prescale), run by the kernel without the per-weight multiply.
 template <class Prep, class Pack>
 void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C, int64_t ldc,
-           FissionMode mode, Prep&& prep, Pack&& pack, const TileEpilogue* epi = nullptr) {
+           FissionMode mode, bool b_prescaled, Prep&& prep, Pack&& pack,
+           const TileEpilogue* epi = nullptr) {
   const int64_t M = a.rows(), K = a.depth();
   const FissionConfig& cfg = fission_config(a.isa());
   const int MR = cfg.mr, NR = cfg.nr;
@@ -218,12 +250,14 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
       decode(Format::bf16, tmp, df, K * nq);
     }
   };
+  // Deft-8 on panels the caller prescaled (b_prescaled): the kernel without the multiply.
+  const FissionTile tile = b_prescaled ? cfg.tile_d8s : cfg.tile;
   auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel) {
     const int64_t j0 = q * NR;
     const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
     float* c = C + s * MR * ldc + j0;
-    cfg.tile(kf, K, astrip, bpanel, c, ldc, m, n, alpha, beta);
+    tile(kf, K, astrip, bpanel, c, ldc, m, n, alpha, beta);
     if (epi) epi->fn(epi->ctx, s * MR, j0, m, n, c, ldc);
   };
   const bool decode_a = offchip && a.format() != Format::f32;
@@ -317,8 +351,8 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
                   int64_t ldb, float beta, float* C, int64_t ldc, FissionMode mode) {
   check(!a.empty(), "fission_gemm: empty FissionPackedA");
   const int64_t M = a.rows(), K = a.depth();
-  check(N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N),
-        "fission_gemm: bad N/ldb/ldc (M=" + std::to_string(M) + " N=" + std::to_string(N) +
+  if (!(N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N)))
+    check(false, "fission_gemm: bad N/ldb/ldc (M=" + std::to_string(M) + " N=" + std::to_string(N) +
             " K=" + std::to_string(K) + " ldb=" + std::to_string(ldb) + " ldc=" +
             std::to_string(ldc) + ")");
   if (N == 0) return;
@@ -326,6 +360,7 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
     gemm::scale_c(M, N, beta, C, ldc);
     return;
   }
+  const float bscale = gemm::deft8_prescale(a, mode, B, trans_b ? N : K, trans_b ? K : N, ldb);
   auto pack = [&](int64_t j0, int64_t nq, bool native, uint8_t* dst) {
     const float* bsrc = trans_b ? B + j0 * ldb : B + j0;
     if (native) {
@@ -338,11 +373,13 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
         pack_bf16_pairs(tmp, nq, K, nq, d16);
       }
     } else {
-      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1,
-                   reinterpret_cast<float*>(dst));
+      float* df = reinterpret_cast<float*>(dst);
+      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, df);
+      if (bscale != 0.0f)
+        for (int64_t i = 0; i < K * nq; ++i) df[i] *= bscale;   // exact: a power of two, no overflow
     }
   };
-  gemm::drive(a, N, alpha, beta, C, ldc, mode, [] {}, pack);
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, [] {}, pack);
 }
 
 void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
@@ -350,26 +387,32 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
                   const std::vector<int64_t>* kept_rows, const TileEpilogue* epilogue) {
   check(!a.empty(), "fission_conv: empty FissionPackedA");
   const int64_t M = a.rows(), K = a.depth();
-  const std::string shape = " (C=" + std::to_string(g.C) + " H=" + std::to_string(g.H) +
-                            " W=" + std::to_string(g.W) + " kernel " + std::to_string(g.kh) +
-                            "x" + std::to_string(g.kw) + " OH=" + std::to_string(g.OH) +
-                            " OW=" + std::to_string(g.OW) + " K=" + std::to_string(K) + ")";
-  check(g.C > 0 && g.H > 0 && g.W > 0 && g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0 &&
-            g.dh > 0 && g.dw > 0 && g.pt >= 0 && g.pl >= 0 && g.OH > 0 && g.OW > 0 &&
-            g.images > 0 && (g.images == 1 || g.image_stride >= g.C * g.H * g.W),
-        "fission_conv: bad geometry" + shape);
+  // The shape for messages, built only on an error (not per call).
+  auto shape = [&] {
+    return " (C=" + std::to_string(g.C) + " H=" + std::to_string(g.H) + " W=" +
+           std::to_string(g.W) + " kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
+           " OH=" + std::to_string(g.OH) + " OW=" + std::to_string(g.OW) + " K=" +
+           std::to_string(K) + ")";
+  };
+  if (!(g.C > 0 && g.H > 0 && g.W > 0 && g.kh > 0 && g.kw > 0 && g.sh > 0 && g.sw > 0 &&
+        g.dh > 0 && g.dw > 0 && g.pt >= 0 && g.pl >= 0 && g.OH > 0 && g.OW > 0 && g.images > 0 &&
+        (g.images == 1 || g.image_stride >= g.C * g.H * g.W)))
+    check(false, "fission_conv: bad geometry" + shape());
   const int64_t Kfull = g.C * g.kh * g.kw;
   if (kept_rows) {
-    check(static_cast<int64_t>(kept_rows->size()) == K,
-          "fission_conv: " + std::to_string(kept_rows->size()) + " retained rows for a depth of A" + shape);
+    if (static_cast<int64_t>(kept_rows->size()) != K)
+      check(false, "fission_conv: " + std::to_string(kept_rows->size()) +
+                       " retained rows for a depth of A" + shape());
     for (const int64_t r : *kept_rows)
-      check(r >= 0 && r < Kfull, "fission_conv: retained row " + std::to_string(r) +
-                                     " outside C * kh * kw = " + std::to_string(Kfull) + shape);
-  } else {
-    check(Kfull == K, "fission_conv: C * kh * kw != depth of A" + shape);
+      if (r < 0 || r >= Kfull)
+        check(false, "fission_conv: retained row " + std::to_string(r) +
+                         " outside C * kh * kw = " + std::to_string(Kfull) + shape());
+  } else if (Kfull != K) {
+    check(false, "fission_conv: C * kh * kw != depth of A" + shape());
   }
   const int64_t P = g.OH * g.OW, N = g.images * P;
-  check(ldc >= N, "fission_conv: ldc=" + std::to_string(ldc) + " < N=" + std::to_string(N));
+  if (ldc < N)
+    check(false, "fission_conv: ldc=" + std::to_string(ldc) + " < N=" + std::to_string(N));
   if (alpha == 0.0f) {
     gemm::scale_c(M, N, beta, C, ldc);
     if (epilogue && epilogue->fn)
@@ -385,18 +428,35 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   const int64_t Wfull = (g.OW - 1) * sw + (g.kw - 1) * g.dw + 1;
   const int64_t Wp = (Wfull + sw - 1) / sw;
   const int64_t img = g.C * Hp * sw * Wp;
-  const int64_t rows = g.images * g.C * Hp;
   float* xs = static_cast<float*>(gemm::t_image.get(g.images * img * 4));
-  std::vector<int64_t> rowoff(static_cast<size_t>(K));
-  for (int64_t p = 0; p < K; ++p) {
-    const int64_t k = kept_rows ? (*kept_rows)[static_cast<size_t>(p)] : p;
-    const int64_t c = k / (g.kh * g.kw), i = k / g.kw % g.kh, j = k % g.kw;
-    rowoff[p] = ((c * Hp + i * g.dh) * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
+  // Offset of each row of B (kernel tap (c, i, j)) in the padded, phased image. Nested loops for
+  // the dense case: three 64-bit divisions per row were ~20 us per call on conv5 (K = 1728),
+  // serial before the parallel region.
+  int64_t* rowoff = reinterpret_cast<int64_t*>(gemm::t_rowoff.get(K * 8));
+  auto tap = [&](int64_t c, int64_t i, int64_t j) {
+    return ((c * Hp + i * g.dh) * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
+  };
+  if (kept_rows) {
+    for (int64_t p = 0; p < K; ++p) {
+      const int64_t k = (*kept_rows)[static_cast<size_t>(p)];
+      rowoff[p] = tap(k / (g.kh * g.kw), k / g.kw % g.kh, k % g.kw);
+    }
+  } else {
+    int64_t p = 0;
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t j = 0; j < g.kw; ++j) rowoff[p++] = tap(c, i, j);
   }
+  // Deft-8: the image copy below is prescaled (exact), so every panel is.
+  const float bscale = gemm::deft8_prescale(a, mode, x, g.images, g.C * g.H * g.W,
+                                            g.images == 1 ? g.C * g.H * g.W : g.image_stride);
+  const float xscale = bscale != 0.0f ? bscale : 1.0f;
   auto prep = [&] {
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t t = r / (g.C * Hp), c = r / Hp % g.C, ihp = r % Hp, ih = ihp - g.pt;
+#pragma omp for schedule(static) collapse(3)
+    for (int64_t t = 0; t < g.images; ++t)
+    for (int64_t c = 0; c < g.C; ++c)
+    for (int64_t ihp = 0; ihp < Hp; ++ihp) {
+      const int64_t r = (t * g.C + c) * Hp + ihp, ih = ihp - g.pt;
       float* d = xs + r * sw * Wp;
       if (ih < 0 || ih >= g.H) {
         std::fill(d, d + sw * Wp, 0.0f);
@@ -411,10 +471,12 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
         const int64_t m1 = std::max(m0, std::min(Wp, g.W - o > 0 ? (g.W - o + sw - 1) / sw : 0));
         std::fill(dp, dp + m0, 0.0f);
         const float* sp = srow + o;
-        if (sw == 1)
+        if (sw == 1 && xscale == 1.0f)
           std::memcpy(dp + m0, sp + m0, sizeof(float) * static_cast<size_t>(m1 - m0));
+        else if (sw == 1)
+          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m] * xscale;
         else
-          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m * sw];
+          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m * sw] * xscale;
         std::fill(dp + m1, dp + Wp, 0.0f);
       }
     }
@@ -430,10 +492,10 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       lane += len;
       p += len;
     }
-    gemm::panel_builder(a.isa(), native)(xs, rowoff.data(), K, seg, nseg, static_cast<int>(nq),
+    gemm::panel_builder(a.isa(), native)(xs, rowoff, K, seg, nseg, static_cast<int>(nq),
                                          dst);
   };
-  gemm::drive(a, N, alpha, beta, C, ldc, mode, prep, pack,
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, pack,
               epilogue && epilogue->fn ? epilogue : nullptr);
 }
 

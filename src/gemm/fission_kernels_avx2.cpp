@@ -118,15 +118,18 @@ struct WDeft16 {
           _mm256_and_si256(v, _mm256_set1_epi32(static_cast<int>(0xFFFF0000u))));
   }
 };
+// Scaled: B is prescaled by 2^(127 - bias) (fission_tile_d8s), so no multiply here.
+template <bool Scaled>
 struct WDeft8 {
   static constexpr bool kEo = false;
   const int8_t* a;
-  __m128i shift;
+  __m256i shift;
   __m256i mask;
   __m256 scale;
   inline __m256 widen(__m128i bytes) const {
     __m256i v = _mm256_cvtepi8_epi32(bytes);
-    v = _mm256_and_si256(_mm256_sll_epi32(v, shift), mask);
+    v = _mm256_and_si256(_mm256_sllv_epi32(v, shift), mask);
+    if constexpr (Scaled) return _mm256_castsi256_ps(v);
     return _mm256_mul_ps(_mm256_castsi256_ps(v), scale);
   }
   inline void load(int64_t k, __m256& h0, __m256& h1) const {
@@ -202,6 +205,15 @@ void dispatch_n(const W& w, int64_t K, const float* b, float* c, int64_t ldc, in
   }
 }
 
+template <bool Scaled>
+void dispatch_d8(Format f, const void* a, int64_t K, const float* b, float* c, int64_t ldc, int m,
+                 int n, float alpha, float beta) {
+  const Deft8Widen d = deft8_widen(f);
+  const WDeft8<Scaled> w{static_cast<const int8_t*>(a), _mm256_set1_epi32(d.shift),
+                         _mm256_set1_epi32(static_cast<int>(d.mask)), _mm256_set1_ps(d.scale)};
+  dispatch_n(w, K, b, c, ldc, m, n, alpha, beta);
+}
+
 }  // namespace
 
 void fission_tile__avx2(Format f, int64_t K, const void* a, const void* b, float* c, int64_t ldc,
@@ -223,14 +235,15 @@ void fission_tile__avx2(Format f, int64_t K, const void* a, const void* b, float
       dispatch_n(WDeft16<true>{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha,
                  beta);
       return;
-    default: {
-      const Deft8Widen d = deft8_widen(f);
-      const WDeft8 w{static_cast<const int8_t*>(a), _mm_cvtsi32_si128(d.shift),
-                     _mm256_set1_epi32(static_cast<int>(d.mask)), _mm256_set1_ps(d.scale)};
-      dispatch_n(w, K, bf, c, ldc, m, n, alpha, beta);
+    default:
+      dispatch_d8<false>(f, a, K, bf, c, ldc, m, n, alpha, beta);
       return;
-    }
   }
+}
+
+void fission_tile_d8s__avx2(Format f, int64_t K, const void* a, const void* b, float* c,
+                            int64_t ldc, int m, int n, float alpha, float beta) {
+  dispatch_d8<true>(f, a, K, static_cast<const float*>(b), c, ldc, m, n, alpha, beta);
 }
 
 }  // namespace deftnn::gemm
