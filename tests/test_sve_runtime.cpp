@@ -529,3 +529,59 @@ TEST(SveOptimize, JointFineTuneTrainsEveryLayerAndLeavesTheCandidatesComposable)
   for (size_t i = 0; i < rr.size(); ++i) EXPECT_LE(ms[1 + k], ms[1 + i]);
   EXPECT_THROW(select_refined(opt, rr, 0.0, 100.0, {1.0}), Error);
 }
+
+TEST(SveOptimize, DistillationWithWeightZeroIsPlainTraining) {
+  const Dataset tr = synthetic(192, 21);
+  TrainConfig tc;
+  tc.epochs = 2;
+  tc.batch = 32;
+  tc.lr = 0.05;
+  tc.progress = false;
+  Model a = tiny_model(), b = tiny_model(), teacher = tiny_model();
+  teacher.init_params(9);
+  train(a, tr, nullptr, tc);
+  train_distilled(b, teacher, tr, tc, Distillation{0.0, 4.0});
+  for (const char* name : {"conv1", "ip1", "ip2"}) {
+    const Tensor& wa = a.nodes()[a.find(name)].layer->param("weight")->value;
+    const Tensor& wb = b.nodes()[b.find(name)].layer->param("weight")->value;
+    ASSERT_EQ(wa.shape(), wb.shape());
+    for (int64_t i = 0; i < wa.numel(); ++i) ASSERT_EQ(wa[i], wb[i]) << name << " " << i;
+  }
+  EXPECT_THROW(train_distilled(b, teacher, tr, tc, Distillation{1.5, 4.0}), Error);
+  EXPECT_THROW(train_distilled(b, teacher, tr, tc, Distillation{0.5, 0.0}), Error);
+}
+
+TEST(SveOptimize, DistillationFollowsTheTeacherNotTheLabels) {
+  // The teacher learns shifted labels (class c -> c + 1 mod 4); a student distilled from it with
+  // weight 1 never sees a true label's gradient, so it must predict what the teacher predicts.
+  const Dataset tr = synthetic(320, 31), val = synthetic(160, 32);
+  Dataset shifted = tr;
+  for (int32_t& y : shifted.labels) y = (y + 1) % 4;
+  TrainConfig tc;
+  tc.epochs = 4;
+  tc.batch = 32;
+  tc.lr = 0.05;
+  tc.progress = false;
+  Model teacher = tiny_model();
+  train(teacher, shifted, nullptr, tc);
+  const Tensor tv = teacher.forward(val.images).clone();
+  auto argmax = [](const Tensor& t, int64_t i) {
+    const float* r = t.data() + i * t.dim(1);
+    return static_cast<int32_t>(std::max_element(r, r + t.dim(1)) - r);
+  };
+  int64_t teacher_shifted = 0;
+  for (int64_t i = 0; i < val.images.dim(0); ++i) teacher_shifted += argmax(tv, i) == (val.labels[i] + 1) % 4;
+  ASSERT_GT(teacher_shifted, 150) << "the teacher did not learn the shifted labels";
+
+  Model student = tiny_model();
+  student.init_params(5);
+  train_distilled(student, teacher, tr, tc, Distillation{1.0, 2.0});
+  const Tensor sv = student.forward(val.images).clone();
+  int64_t agree = 0, true_label = 0;
+  for (int64_t i = 0; i < val.images.dim(0); ++i) {
+    agree += argmax(sv, i) == argmax(tv, i);
+    true_label += argmax(sv, i) == val.labels[i];
+  }
+  EXPECT_GT(agree, 150);
+  EXPECT_LT(true_label, 10);
+}

@@ -147,8 +147,19 @@ Model compose(const Optimization& opt, const std::map<std::string, int>& choice)
 // the frontier are untouched, so the per-layer candidates still compose for the frontier; the
 // result is a standalone model (its dense layers changed too, so it is no longer the base plus
 // swapped layers). Eliminated layers keep their `retained` index; gradients flow through it.
+// Knowledge distillation from the dense base (Hinton et al. 2015), off when weight == 0: the loss
+// is (1 - weight) * CE(z, labels) + weight * T^2 * KL(softmax(t / T) || softmax(z / T)), t the
+// base's logits on the same batch (inference, frozen), z the fine-tuned model's.
+struct Distillation {
+  double weight = 0;
+  double temperature = 4;
+};
 Model finetune_configuration(const Optimization& opt, const std::map<std::string, int>& choice,
-                             const Dataset& train_set, const TrainConfig& config);
+                             const Dataset& train_set, const TrainConfig& config,
+                             const Distillation& distill = {});
+// Trains `student` in place as train() does (same shuffling, SGD, schedule), with the loss above.
+void train_distilled(Model& student, Model& teacher, const Dataset& train_set, const TrainConfig& config,
+                     const Distillation& distill);
 
 // The frontier after joint fine-tuning: each point of opt.frontier (the all-dense one included,
 // as the control: the same extra training on the dense model) whose frontier accuracy is at
@@ -165,7 +176,8 @@ struct RefinedPoint {
 std::vector<RefinedPoint> refine_frontier(const Optimization& opt, const Dataset& train_set,
                                           const Dataset& validation, const TrainConfig& config,
                                           double max_loss,
-                                          const std::function<void(const std::string&)>& progress = {});
+                                          const std::function<void(const std::string&)>& progress = {},
+                                          const Distillation& distill = {});
 std::vector<double> time_refined(Optimization& opt, std::vector<RefinedPoint>& refined, int64_t batch,
                                  int iterations, int rounds = 3);
 // Among refined points, the fastest whose refined accuracy is at least reference - max_loss

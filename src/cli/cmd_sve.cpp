@@ -416,7 +416,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   struct RefineArgs {
     std::string dir, out, json_path, losses = "0.2,1,2", points;
     int epochs = 2, lr_step = 0;
-    double lr = 0.001, lr_gamma = 0.1, max_loss = 5;
+    double lr = 0.001, lr_gamma = 0.1, max_loss = 5, distill = 0, temperature = 4;
     int64_t val = 5000, ft_batch = 64, batch = 0;
     int iters = 30, rounds = 3;
     DataOptions data;
@@ -433,6 +433,10 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_rf->add_option("--finetune-lr", ra->lr, "joint fine-tuning learning rate")->capture_default_str()->check(CLI::PositiveNumber);
   c_rf->add_option("--finetune-lr-step", ra->lr_step, "multiply the rate by --finetune-lr-gamma every N epochs")->capture_default_str()->check(CLI::NonNegativeNumber);
   c_rf->add_option("--finetune-lr-gamma", ra->lr_gamma, "rate factor")->capture_default_str()->check(CLI::PositiveNumber);
+  c_rf->add_option("--distill", ra->distill, "knowledge distillation from the dense base: weight of the soft-target "
+                   "loss (0: labels only, 1: the base's outputs only)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c_rf->add_option("--distill-temperature", ra->temperature, "softmax temperature of the distillation")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   c_rf->add_option("--finetune-batch", ra->ft_batch, "joint fine-tuning batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   c_rf->add_option("--val", ra->val, "validation images for the selection (the first N of the test set)")->capture_default_str()->check(CLI::PositiveNumber);
   c_rf->add_option("--batch", ra->batch, "timing batch (default: the frontier's)")->check(CLI::Range(1, 1 << 16));
@@ -471,11 +475,17 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     const double base_val = evaluate(opt.base, val, 256, false).top1;
     const double base_test = evaluate(opt.base, test, 256, false).top1;
     std::printf("base: validation %.2f%%, test %.2f%%\n", 100 * base_val, 100 * base_test);
-    std::vector<RefinedPoint> refined = refine_frontier(opt, tr, val, tc, ra->max_loss, [](const std::string& s) {
-      std::printf("%s\n", s.c_str());
-      std::fflush(stdout);
-    });
-    json j = {{"dir", ra->dir}, {"epochs", ra->epochs}, {"lr", ra->lr}, {"train_images", tr.size()},
+    if (ra->distill > 0)
+      std::printf("distillation from the base: weight %g, temperature %g\n", ra->distill, ra->temperature);
+    std::vector<RefinedPoint> refined = refine_frontier(
+        opt, tr, val, tc, ra->max_loss,
+        [](const std::string& s) {
+          std::printf("%s\n", s.c_str());
+          std::fflush(stdout);
+        },
+        Distillation{ra->distill, ra->temperature});
+    json j = {{"dir", ra->dir}, {"epochs", ra->epochs}, {"lr", ra->lr}, {"distill", ra->distill},
+              {"distill_temperature", ra->temperature}, {"train_images", tr.size()},
               {"validation_images", val.size()}, {"base_validation", base_val}, {"base_test", base_test}};
     json pts = json::array();
     for (const auto& r : refined)
@@ -509,15 +519,25 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
       }
       const double tk = ms[1 + k];
       const double acc_test = evaluate(refined[k].model, test, 256, false).top1;
-      std::printf("loss <= %.2f pt: point %d (%s): validation %.2f%%, test %.2f%% (base %.2f%%, loss %.2f pt), "
-                  "%.3f ms, speedup %.2fx\n",
+      // The validation images are the first of the test set, so the selection has seen them: the
+      // test images after them (held out) give the loss without that bias.
+      const double nv = static_cast<double>(val.size()), nt = static_cast<double>(test.size());
+      const bool has_held = nt > nv;
+      const double held = has_held ? (nt * acc_test - nv * refined[k].accuracy) / (nt - nv) : 0;
+      const double base_held = has_held ? (nt * base_test - nv * base_val) / (nt - nv) : 0;
+      std::printf("loss <= %.2f pt: point %d (%s): validation %.2f%%, test %.2f%% (base %.2f%%, loss %.2f pt; "
+                  "held-out last %lld: loss %.2f pt), %.3f ms, speedup %.2fx\n",
                   loss, refined[k].point, describe(opt, opt.frontier[refined[k].point]).c_str(),
-                  100 * refined[k].accuracy, 100 * acc_test, 100 * base_test, 100 * (base_test - acc_test), tk,
-                  tb / tk);
+                  100 * refined[k].accuracy, 100 * acc_test, 100 * base_test, 100 * (base_test - acc_test),
+                  static_cast<long long>(test.size() - val.size()), 100 * (base_held - held), tk, tb / tk);
       json e = {{"max_loss", loss}, {"point", refined[k].point},
                 {"configuration", describe(opt, opt.frontier[refined[k].point])},
                 {"validation", refined[k].accuracy}, {"test", acc_test}, {"ms", tk},
                 {"base_ms", tb}, {"speedup", tb / tk}, {"batch", b}};
+      if (has_held) {
+        e["test_held_out"] = held;
+        e["base_test_held_out"] = base_held;
+      }
       if (!ra->out.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(ra->out, ec);

@@ -429,57 +429,83 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   const int64_t Wp = (Wfull + sw - 1) / sw;
   const int64_t img = g.C * Hp * sw * Wp;
   float* xs = static_cast<float*>(gemm::t_image.get(g.images * img * 4));
-  // Offset of each row of B (kernel tap (c, i, j)) in the padded, phased image. Nested loops for
-  // the dense case: three 64-bit divisions per row were ~20 us per call on conv5 (K = 1728),
-  // serial before the parallel region.
-  int64_t* rowoff = reinterpret_cast<int64_t*>(gemm::t_rowoff.get(K * 8));
-  auto tap = [&](int64_t c, int64_t i, int64_t j) {
-    return ((c * Hp + i * g.dh) * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
-  };
+  // Row k = (c, i, j) starts at c * chan + tap[i * kw + j]: the taps once, then one division
+  // per retained row (none when dense) instead of five; at batch 1 this loop is a fixed cost of
+  // every call (~4% of CaffeNet's conv5 at 50% retained with five). Per-thread buffer: no
+  // allocation per call.
+  const int64_t taps = g.kh * g.kw, chan = Hp * sw * Wp;
+  int64_t* rowoff = reinterpret_cast<int64_t*>(gemm::t_rowoff.get((K + taps) * 8));
+  int64_t* tap = rowoff + K;
+  for (int64_t i = 0; i < g.kh; ++i)
+    for (int64_t j = 0; j < g.kw; ++j)
+      tap[i * g.kw + j] = (i * g.dh * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
   if (kept_rows) {
     for (int64_t p = 0; p < K; ++p) {
       const int64_t k = (*kept_rows)[static_cast<size_t>(p)];
-      rowoff[p] = tap(k / (g.kh * g.kw), k / g.kw % g.kh, k % g.kw);
+      rowoff[p] = k / taps * chan + tap[k % taps];
     }
   } else {
-    int64_t p = 0;
-    for (int64_t c = 0; c < g.C; ++c)
-      for (int64_t i = 0; i < g.kh; ++i)
-        for (int64_t j = 0; j < g.kw; ++j) rowoff[p++] = tap(c, i, j);
+    for (int64_t c = 0, p = 0; c < g.C; ++c)
+      for (int64_t q = 0; q < taps; ++q, ++p) rowoff[p] = c * chan + tap[q];
   }
   // Deft-8: the image copy below is prescaled (exact), so every panel is.
   const float bscale = gemm::deft8_prescale(a, mode, x, g.images, g.C * g.H * g.W,
                                             g.images == 1 ? g.C * g.H * g.W : g.image_stride);
   const float xscale = bscale != 0.0f ? bscale : 1.0f;
+  // Per phase, the padded columns [m0, m1) that read iw = m * sw + ph - pl inside [0, W); zeros
+  // around. Loop-invariant: hoisted out of the rows (at most 16 phases: stride <= 16 here).
+  int64_t span_small[32];
+  std::vector<int64_t> span_big;
+  int64_t* span = span_small;
+  if (sw > 16) {
+    span_big.resize(static_cast<size_t>(2 * sw));
+    span = span_big.data();
+  }
+  for (int64_t ph = 0; ph < sw; ++ph) {
+    const int64_t o = ph - g.pl;
+    const int64_t m0 = std::min(Wp, o >= 0 ? 0 : (-o + sw - 1) / sw);
+    span[2 * ph] = m0;
+    span[2 * ph + 1] = std::max(m0, std::min(Wp, g.W - o > 0 ? (g.W - o + sw - 1) / sw : 0));
+  }
+  const int64_t rows = g.images * g.C * Hp;
+  // Rows split evenly over the team by hand, so that (image, channel, row) advance by carries
+  // instead of three divisions per row: at batch 1 the copy is a fixed cost of every call (as
+  // large for an eliminated layer as for the dense one), and the divisions were most of it for
+  // CaffeNet's 13-wide rows (conv5 at 50% retained: ~8% of the eliminated layer).
   auto prep = [&] {
-#pragma omp for schedule(static) collapse(3)
-    for (int64_t t = 0; t < g.images; ++t)
-    for (int64_t c = 0; c < g.C; ++c)
-    for (int64_t ihp = 0; ihp < Hp; ++ihp) {
-      const int64_t r = (t * g.C + c) * Hp + ihp, ih = ihp - g.pt;
+    const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t r0 = rows * tid / team, r1 = rows * (tid + 1) / team;
+    int64_t ihp = r0 % Hp, c = r0 / Hp % g.C, t = r0 / (g.C * Hp);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ih = ihp - g.pt;
       float* d = xs + r * sw * Wp;
       if (ih < 0 || ih >= g.H) {
         std::fill(d, d + sw * Wp, 0.0f);
-        continue;
+      } else {
+        const float* srow = x + t * g.image_stride + (c * g.H + ih) * g.W;
+        for (int64_t ph = 0; ph < sw; ++ph) {
+          float* dp = d + ph * Wp;
+          const int64_t m0 = span[2 * ph], m1 = span[2 * ph + 1];
+          std::fill(dp, dp + m0, 0.0f);
+          const float* sp = srow + (ph - g.pl);
+          if (sw == 1 && xscale == 1.0f)
+            std::memcpy(dp + m0, sp + m0, sizeof(float) * static_cast<size_t>(m1 - m0));
+          else if (sw == 1)
+            for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m] * xscale;
+          else
+            for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m * sw] * xscale;
+          std::fill(dp + m1, dp + Wp, 0.0f);
+        }
       }
-      const float* srow = x + t * g.image_stride + (c * g.H + ih) * g.W;
-      for (int64_t ph = 0; ph < sw; ++ph) {
-        // m in [m0, m1) reads iw = m * sw + ph - pl inside [0, W); zeros around.
-        float* dp = d + ph * Wp;
-        const int64_t o = ph - g.pl;
-        const int64_t m0 = std::min(Wp, o >= 0 ? 0 : (-o + sw - 1) / sw);
-        const int64_t m1 = std::max(m0, std::min(Wp, g.W - o > 0 ? (g.W - o + sw - 1) / sw : 0));
-        std::fill(dp, dp + m0, 0.0f);
-        const float* sp = srow + o;
-        if (sw == 1 && xscale == 1.0f)
-          std::memcpy(dp + m0, sp + m0, sizeof(float) * static_cast<size_t>(m1 - m0));
-        else if (sw == 1)
-          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m] * xscale;
-        else
-          for (int64_t m = m0; m < m1; ++m) dp[m] = sp[m * sw] * xscale;
-        std::fill(dp + m1, dp + Wp, 0.0f);
+      if (++ihp == Hp) {
+        ihp = 0;
+        if (++c == g.C) {
+          c = 0;
+          ++t;
+        }
       }
     }
+#pragma omp barrier
   };
   auto pack = [&](int64_t j0, int64_t nq, bool native, uint8_t* dst) {
     gemm::PanelSeg seg[16];

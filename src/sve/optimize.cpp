@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 #include <sstream>
 
@@ -222,19 +223,82 @@ LayerElimination eliminate_layer(Model& model, const std::string& layer,
   return e;
 }
 
+void train_distilled(Model& student, Model& teacher, const Dataset& train_set, const TrainConfig& cfg,
+                     const Distillation& distill) {
+  check(distill.weight >= 0 && distill.weight <= 1, "distillation weight must be in [0, 1]");
+  check(distill.temperature > 0, "distillation temperature must be positive");
+  check(cfg.batch > 0 && cfg.lr > 0, "train_distilled: batch and learning rate must be positive");
+  const int64_t n = static_cast<int64_t>(train_set.labels.size());
+  check(n > 0, "train_distilled: the training set is empty");
+  Rng rng(cfg.seed);
+  Sgd sgd(cfg.momentum, cfg.weight_decay);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  Tensor x, dlogits;
+  std::vector<int32_t> y;
+  const bool was_frozen = teacher.frozen();
+  teacher.freeze(true);
+  const double w = distill.weight, T = distill.temperature;
+  std::vector<double> ps, pt;
+  for (int epoch = 1; epoch <= cfg.epochs; ++epoch) {
+    const double lr = cfg.lr * (cfg.lr_step > 0 ? std::pow(cfg.lr_gamma, (epoch - 1) / cfg.lr_step) : 1.0);
+    for (int64_t i = n - 1; i > 0; --i) std::swap(order[i], order[rng.below(i + 1)]);
+    for (int64_t b = 0; b < n; b += cfg.batch) {
+      const int64_t e = std::min(n, b + cfg.batch), nb = e - b;
+      gather_batch(train_set, order, b, e, x, y);
+      const Tensor t = teacher.forward(x, false);
+      const Tensor& z = student.forward(x, true, &rng);
+      const double loss = softmax_cross_entropy(z, y.data(), &dlogits);
+      if (!std::isfinite(loss))
+        throw Error("fine-tuning diverged at epoch " + std::to_string(epoch) + "; lower the learning rate");
+      const int64_t c = z.dim(1);
+      ps.resize(static_cast<size_t>(c));
+      pt.resize(static_cast<size_t>(c));
+      // d/dz of T^2 * KL(p_t || p_s) with p = softmax(. / T), averaged over the batch:
+      // T * (p_s - p_t) / nb.
+      auto soft = [&](const float* v, std::vector<double>& p) {
+        const double mx = *std::max_element(v, v + c) / T;
+        double sum = 0;
+        for (int64_t k = 0; k < c; ++k) sum += p[k] = std::exp(v[k] / T - mx);
+        for (int64_t k = 0; k < c; ++k) p[k] /= sum;
+      };
+      for (int64_t i = 0; i < nb; ++i) {
+        soft(z.data() + i * c, ps);
+        soft(t.data() + i * c, pt);
+        float* d = dlogits.data() + i * c;
+        for (int64_t k = 0; k < c; ++k)
+          d[k] = static_cast<float>((1 - w) * d[k] + w * T * (ps[k] - pt[k]) / static_cast<double>(nb));
+      }
+      student.zero_grad();
+      student.backward(dlogits, &rng);
+      sgd.step(student, lr);
+    }
+  }
+  teacher.freeze(was_frozen);
+}
+
 Model finetune_configuration(const Optimization& opt, const std::map<std::string, int>& choice,
-                             const Dataset& train_set, const TrainConfig& config) {
+                             const Dataset& train_set, const TrainConfig& config,
+                             const Distillation& distill) {
   // compose() keeps the base's trainable flags (a frozen constant stays frozen) and the
   // candidates' own, so every layer the base trains is trained here.
   Model m = compose(opt, choice);
-  if (config.epochs > 0) train(m, train_set, nullptr, config);
+  if (config.epochs > 0) {
+    if (distill.weight > 0) {
+      Model teacher = copy_model(opt.base);
+      train_distilled(m, teacher, train_set, config, distill);
+    } else {
+      train(m, train_set, nullptr, config);
+    }
+  }
   return m;
 }
 
 std::vector<RefinedPoint> refine_frontier(const Optimization& opt, const Dataset& train_set,
                                           const Dataset& validation, const TrainConfig& config,
                                           double max_loss,
-                                          const std::function<void(const std::string&)>& progress) {
+                                          const std::function<void(const std::string&)>& progress,
+                                          const Distillation& distill) {
   std::vector<RefinedPoint> out;
   for (size_t i = 0; i < opt.frontier.size(); ++i) {
     const FrontierPoint& p = opt.frontier[i];
@@ -242,7 +306,7 @@ std::vector<RefinedPoint> refine_frontier(const Optimization& opt, const Dataset
     RefinedPoint r;
     r.point = static_cast<int>(i);
     r.accuracy_before = p.accuracy;
-    r.model = finetune_configuration(opt, p.choice, train_set, config);
+    r.model = finetune_configuration(opt, p.choice, train_set, config, distill);
     r.accuracy = evaluate(r.model, validation, 256, false).top1;
     if (progress) {
       std::string desc;
