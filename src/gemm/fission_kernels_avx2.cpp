@@ -138,6 +138,24 @@ struct WDeft8 {
   }
 };
 
+// Prescaled B with the exponent width N at compile time: an immediate shift, so the 16 ymm hold
+// the 12 accumulators, 2 widened columns, the broadcast and the mask (with a shift-count register
+// too the 6-column tile spilled its accumulators to the stack).
+template <int N>
+struct WDeft8S {
+  static constexpr bool kEo = false;
+  const int8_t* a;
+  inline __m256 widen(__m128i bytes) const {
+    const __m256i mask = _mm256_set1_epi32(static_cast<int>(0x80000000u | (0x7Fu << (16 + N))));
+    const __m256i v = _mm256_cvtepi8_epi32(bytes);
+    return _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32(v, 16 + N), mask));
+  }
+  inline void load(int64_t k, __m256& h0, __m256& h1) const {
+    h0 = widen(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + k * MR)));
+    h1 = widen(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(a + k * MR + 8)));
+  }
+};
+
 template <int NRT, class W>
 void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, float alpha,
           float beta) {
@@ -243,7 +261,16 @@ void fission_tile__avx2(Format f, int64_t K, const void* a, const void* b, float
 
 void fission_tile_d8s__avx2(Format f, int64_t K, const void* a, const void* b, float* c,
                             int64_t ldc, int m, int n, float alpha, float beta) {
-  dispatch_d8<true>(f, a, K, static_cast<const float*>(b), c, ldc, m, n, alpha, beta);
+  const float* bf = static_cast<const float*>(b);
+  const int8_t* a8 = static_cast<const int8_t*>(a);
+  switch (static_cast<int>(f) - static_cast<int>(Format::deft8_e1) + 1) {
+#define DEFTNN_D8_CASE(N) \
+  case N: dispatch_n(WDeft8S<N>{a8}, K, bf, c, ldc, m, n, alpha, beta); return;
+    DEFTNN_D8_CASE(1) DEFTNN_D8_CASE(2) DEFTNN_D8_CASE(3) DEFTNN_D8_CASE(4)
+    DEFTNN_D8_CASE(5) DEFTNN_D8_CASE(6) DEFTNN_D8_CASE(7)
+#undef DEFTNN_D8_CASE
+    default: dispatch_d8<true>(f, a, K, bf, c, ldc, m, n, alpha, beta); return;
+  }
 }
 
 }  // namespace deftnn::gemm
