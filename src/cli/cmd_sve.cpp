@@ -426,7 +426,8 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
       "refine", "jointly fine-tune frontier points (all layers), then select the fastest within each accuracy loss and time it side by side with the base");
   c_rf->add_option("opt", ra->dir, "directory written by deftnn optimize")->required();
   c_rf->add_option("--out", ra->out, "write the selected refined models here (refined_<loss>.deft)");
-  c_rf->add_option("--max-loss", ra->max_loss, "refine only frontier points losing at most this many points before refining")->capture_default_str()->check(CLI::NonNegativeNumber);
+  c_rf->add_option("--max-loss", ra->max_loss, "refine only frontier points losing at most this many points before refining (applies to "
+                   "--points only when given)")->capture_default_str()->check(CLI::NonNegativeNumber);
   c_rf->add_option("--points", ra->points, "refine only these frontier points (indices, comma-separated; default: all within --max-loss)");
   c_rf->add_option("--losses", ra->losses, "accuracy losses (points) to select for, against the base")->capture_default_str();
   c_rf->add_option("--finetune-epochs", ra->epochs, "joint fine-tuning epochs")->capture_default_str()->check(CLI::Range(0, 1000));
@@ -445,7 +446,10 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_rf->add_option("--json", ra->json_path, "write the refined points and selections as JSON");
   add_data_options(c_rf, ra->data);
   c_rf->get_option("--limit")->description("fine-tune on only the first N training images");
-  registry.add(c_rf, [ra] {
+  registry.add(c_rf, [ra, c_rf] {
+    // Points named with --points are refined whatever their loss, unless --max-loss is given too
+    // (the default 5-point filter silently skipped a named point losing 8.7 before refining).
+    const double max_loss = !ra->points.empty() && c_rf->get_option("--max-loss")->count() == 0 ? 1e9 : ra->max_loss;
     Optimization opt = load_optimization(ra->dir);
     if (!ra->points.empty()) {
       // Keep only the named points (the frontier is reduced in memory; nothing is saved).
@@ -478,7 +482,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     if (ra->distill > 0)
       std::printf("distillation from the base: weight %g, temperature %g\n", ra->distill, ra->temperature);
     std::vector<RefinedPoint> refined = refine_frontier(
-        opt, tr, val, tc, ra->max_loss,
+        opt, tr, val, tc, max_loss,
         [](const std::string& s) {
           std::printf("%s\n", s.c_str());
           std::fflush(stdout);
