@@ -145,9 +145,6 @@ int Conv::plan_threads(int64_t N, double flops_per_image) const {
   if (nt <= 1 || N <= 1 || omp_in_parallel()) return 1;
   // Large per-image GEMMs with fewer images than threads: let sgemm use the threads instead.
   if (N < nt && flops_per_image > 2e7) return 1;
-  // Large per-image GEMMs at any batch: images one after the other, each GEMM on every thread
-  // (the image, its padded copy and its output shared in L2/L3 rather than one set per thread).
-  if (flops_per_image >= 1e8) return 1;
   return static_cast<int>(std::min<int64_t>(nt, N));
 }
 
