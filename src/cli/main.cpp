@@ -29,15 +29,29 @@ using namespace deftnn::cli;
 
 namespace {
 
-// OpenMP worker threads wait passively (sleep in the kernel between parallel regions) unless the
-// user chose a policy. libgomp's default spins up to ~300k pause loops (milliseconds) first; on a
-// machine shared with other jobs the spinning threads burn the time slices the working ones
-// need: ResNet-18 at batch 1, 2 threads, load average 7: 540 ms median spinning against 38 ms
-// passive (SqueezeNet 1.1 at batch 16: 390-600 against 167 ms; same run, interleaved). libgomp
+// OpenMP worker threads wait passively (sleep in the kernel between parallel regions) when the
+// machine is already oversubscribed as the command starts (1-minute load average at least twice
+// the online CPUs), unless the user chose a policy. libgomp's default spins up to ~300k pause
+// loops first; on an oversubscribed machine the spinning threads burn the time slices the
+// working ones need: ResNet-18 at batch 1, 2 threads, load average 7: 540 ms median spinning
+// against 38 ms passive (SqueezeNet 1.1 at batch 16: 390-600 against 167 ms; same run,
+// interleaved). On a quiet machine spinning is faster (SqueezeNet 1.1 at batch 1 4.9 against
+// 6.0 ms passive: a sleeping worker is woken for each of a forward pass's parallel regions), so
+// it stays the default there, as in PyTorch. The threshold is twice the CPUs so that a
+// benchmark's own previous runs (load about the thread count) do not flip the policy. libgomp
 // reads the variable once, when it is loaded (before main), so the process re-executes itself
-// once with it set; OMP_WAIT_POLICY=active (or any GOMP_SPINCOUNT) keeps libgomp's spinning.
-void default_to_passive_wait(char** argv) {
+// once with it set; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT is always respected.
+bool machine_oversubscribed() {
+  std::ifstream f("/proc/loadavg");
+  double load1 = 0.0;
+  if (!(f >> load1)) return false;
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus > 0 && load1 >= 2.0 * static_cast<double>(cpus);
+}
+
+void passive_wait_when_oversubscribed(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT")) return;
+  if (!machine_oversubscribed()) return;
   if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
   execv("/proc/self/exe", argv);   // returns only on failure: go on with the default policy
   unsetenv("OMP_WAIT_POLICY");
@@ -46,7 +60,7 @@ void default_to_passive_wait(char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  default_to_passive_wait(argv);
+  passive_wait_when_oversubscribed(argv);
   CLI::App app{"deftnn: train, optimise and run convolutional networks fast on the CPU"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "deftnn 0.1.0");
