@@ -10,26 +10,16 @@
 
 #include "deftnn/gemm.h"
 #include "deftnn/model.h"
+#include "test_util.h"
 
 using namespace deftnn;
 
 namespace {
 
-class IsaGuard {
- public:
-  IsaGuard() : saved_(active_isa()) {}
-  ~IsaGuard() { set_active_isa(saved_); }
+using test::IsaGuard;
+using test::random_tensor;
 
- private:
-  Isa saved_;
-};
 
-Tensor random_tensor(Shape s, uint64_t seed) {
-  Tensor t(std::move(s));
-  Rng r(seed);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(r.normal());
-  return t;
-}
 
 Attrs conv(int out, int k, int stride = 1, int pad = 0, int bias = 1) {
   return Attrs().set("out_channels", out).set("kernel", k).set("stride", stride).set("pad", pad)

@@ -20,6 +20,7 @@
 #include "deftnn/io.h"
 #include "deftnn/model.h"
 #include "deftnn/zoo.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using namespace deftnn;
@@ -130,12 +131,6 @@ Model dag_net() {
   return m;
 }
 
-Tensor random_input(Shape s, uint64_t seed) {
-  Tensor t(std::move(s));
-  Rng r(seed);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(r.normal());
-  return t;
-}
 
 void expect_same_bits(const Tensor& a, const Tensor& b, const std::string& what) {
   ASSERT_EQ(a.shape(), b.shape()) << what;
@@ -184,7 +179,7 @@ TEST(IoModel, RoundTripIsBitExact) {
   EXPECT_EQ(load_model_metadata(path), meta);
   EXPECT_EQ(l.output_shape(2), m.output_shape(2));
 
-  Tensor x = random_input({2, 3, 12, 12}, 3);
+  Tensor x = test::random_tensor({2, 3, 12, 12}, 3);
   Tensor y1 = m.forward(x).clone();
   Tensor y2 = l.forward(x).clone();
   expect_same_bits(y1, y2, "forward output");
@@ -217,7 +212,7 @@ TEST(IoModel, ZooNetworkRoundTrip) {
   expect_same_model(m, l);
   Shape in{3};
   in.insert(in.end(), m.input_shape().begin(), m.input_shape().end());
-  Tensor x = random_input(in, 11);
+  Tensor x = test::random_tensor(in, 11);
   Tensor y1 = m.forward(x).clone();
   expect_same_bits(y1, l.forward(x), "lenet forward");
 }

@@ -11,17 +11,14 @@
 #include "deftnn/model.h"
 #include "deftnn/train.h"
 #include "deftnn/zoo.h"
+#include "test_util.h"
 
 using namespace deftnn;
 
 namespace {
 
-Tensor random_tensor(Shape s, uint64_t seed) {
-  Tensor t(std::move(s));
-  Rng r(seed);
-  for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(r.normal());
-  return t;
-}
+using test::random_tensor;
+
 
 // A synthetic, learnable 3-class problem: the class is which third of the image is bright.
 Dataset stripes(int64_t n, uint64_t seed) {

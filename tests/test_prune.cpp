@@ -13,6 +13,7 @@
 #include "deftnn/gemm.h"
 #include "deftnn/prune.h"
 #include "deftnn/rng.h"
+#include "test_util.h"
 
 using namespace deftnn;
 
@@ -24,14 +25,6 @@ std::vector<Isa> isas_here() {
   return v;
 }
 
-class IsaGuard {
- public:
-  IsaGuard() : saved_(active_isa()) {}
-  ~IsaGuard() { set_active_isa(saved_); }
-
- private:
-  Isa saved_;
-};
 
 std::vector<float> sparse_matrix(int64_t M, int64_t K, double density, Rng& rng) {
   std::vector<float> a(static_cast<size_t>(M * K), 0.0f);
@@ -61,7 +54,7 @@ TEST(Spmm, CsrFromDenseDropsExactZerosAndRoundTrips) {
 }
 
 TEST(Spmm, MatchesReferenceAndDenseGemmOnEveryIsa) {
-  IsaGuard guard;
+  test::IsaGuard guard;
   const int64_t sizes[] = {1, 7, 17, 63, 255};
   const double densities[] = {0.0, 0.01, 0.10, 1.0};
   const std::vector<Isa> isas = isas_here();
@@ -106,7 +99,7 @@ TEST(Spmm, MatchesReferenceAndDenseGemmOnEveryIsa) {
 }
 
 TEST(Spmm, SpmvWithStridedColumnMatchesReference) {
-  IsaGuard guard;
+  test::IsaGuard guard;
   Rng rng(3);
   const int64_t M = 63, K = 255, ldb = 4;
   std::vector<float> a = sparse_matrix(M, K, 0.1, rng);
@@ -268,7 +261,7 @@ TEST(Prune, RetrainingKeepsPrunedWeightsAtZeroAndMovesTheRest) {
 }
 
 TEST(Prune, PrunedFcDenseForwardEqualsCsrKernel) {
-  IsaGuard guard;
+  test::IsaGuard guard;
   Model m({96});
   m.add("fc", "fc", Attrs().set("out_features", 37));
   m.init_params(3);

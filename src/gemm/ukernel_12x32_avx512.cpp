@@ -40,27 +40,7 @@ inline void tile(int64_t kc, const float* a, const float* b, int64_t ldb, float*
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  __mmask16 bmask[NV];
-#pragma GCC unroll 2
-  for (int v = 0; v < NV; ++v) {
-    const int left = n - 16 * v;
-    bmask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF)
-               : left <= 0 ? static_cast<__mmask16>(0)
-                           : static_cast<__mmask16>((1u << left) - 1u);
-  }
-  for (int64_t k = 0; k < kc; ++k) {
-    __m512 bv[NV];
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v)
-      bv[v] = PACKED ? _mm512_load_ps(b + k * NR + 16 * v)
-                     : _mm512_maskz_loadu_ps(bmask[v], b + k * ldb + 16 * v);
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i) {
-      const __m512 ai = _mm512_set1_ps(APACKED ? a[k * MR + i] : arow[i][k]);
-#pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
-    }
-  }
+  // Columns j < n of each 16-wide vector: masks the loads of an unpacked B and the C stores.
   __mmask16 mask[NV];
 #pragma GCC unroll 2
   for (int v = 0; v < NV; ++v) {
@@ -68,6 +48,19 @@ inline void tile(int64_t kc, const float* a, const float* b, int64_t ldb, float*
     mask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF)
               : left <= 0 ? static_cast<__mmask16>(0)
                           : static_cast<__mmask16>((1u << left) - 1u);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v)
+      bv[v] = PACKED ? _mm512_load_ps(b + k * NR + 16 * v)
+                     : _mm512_maskz_loadu_ps(mask[v], b + k * ldb + 16 * v);
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      const __m512 ai = _mm512_set1_ps(APACKED ? a[k * MR + i] : arow[i][k]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
   }
   const __m512 va = _mm512_set1_ps(alpha);
   const __m512 vb = _mm512_set1_ps(beta);
