@@ -71,6 +71,25 @@ Model fire_net() {
   return m;
 }
 
+// AlexNet-like grouped convs: at batch 1 each thread runs whole groups; the fused ReLU, residual
+// Add (+ ReLU) and concat slice must hold there too.
+Model grouped_net() {
+  Model m({4, 9, 9});
+  int a = m.add("a", "conv", conv(8, 3, 1, 1));
+  int ar = m.add("a_relu", "relu", Attrs(), {a});
+  int b = m.add("b", "conv", conv(8, 3, 1, 1).set("groups", 2), {ar});
+  int br = m.add("b_relu", "relu", Attrs(), {b});
+  int c = m.add("c", "conv", conv(8, 3, 1, 1).set("groups", 4), {br});
+  int s = m.add("add", "add", Attrs(), {c, br});
+  int r = m.add("relu", "relu", Attrs(), {s});
+  int d = m.add("d", "conv", conv(6, 3, 1, 1).set("groups", 2), {r});
+  int e = m.add("e", "conv", conv(4, 1), {r});
+  m.add("cat", "concat", Attrs().set("axis", 1), {d, e});
+  m.add("pool", "avgpool", Attrs().set("global", 1));
+  m.add("fc", "fc", Attrs().set("out_features", 5));
+  return m;
+}
+
 void expect_fused_equals_unfused(Model& m, int expect_skipped, const std::string& what) {
   m.init_params(3);
   // Non-zero biases, so that the bias path is exercised.
@@ -122,6 +141,12 @@ TEST(Fusion, ConcatSlicesMatchUnfusedExactly) {
   Model m = fire_net();
   // squeeze_relu, e1_relu, e3_relu, cat, cat2, z_relu.
   expect_fused_equals_unfused(m, 6, "fire");
+}
+
+TEST(Fusion, GroupedConvsMatchUnfusedExactly) {
+  Model m = grouped_net();
+  // a_relu, b_relu, add + relu, cat.
+  expect_fused_equals_unfused(m, 5, "grouped");
 }
 
 TEST(Fusion, NeverAppliesInTraining) {

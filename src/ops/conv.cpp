@@ -328,39 +328,36 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const int team = omp_in_parallel() ? 1 : omp_get_max_threads();
   const bool group_parallel = direct && N == 1 && used == 1 && team > 1 && groups_ >= team &&
                               groups_ % team == 0;
+  // One image, one group, direct kernel: the GEMM writes straight into the output, with bias,
+  // residual and ReLU in the kernel's tile epilogue while each tile is in L1 (acc + bias is the
+  // same float sum as the kernel's beta = 1 on a C preset to the bias).
+  auto direct_group = [&](int64_t n0, int64_t gi) {
+    const float* xg = xd + (n0 * C + gi * g.C) * HW;
+    float* yg = y + n0 * ystride + gi * Og * P;
+    const float* rg = res ? res + (n0 * O + gi * Og) * P : nullptr;
+    const TileFinish tf{b ? b + gi * Og : nullptr, rg, P, relu};
+    const TileEpilogue epi{tile_finish, &tf};
+    fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, 0.0f, yg, P,
+                 fission_.mode, group_rows(gi), (b || rg || relu) ? &epi : nullptr);
+  };
   for_chunks(N, chunk, used, [&](int64_t n0, int64_t n1, int t) {
     const int64_t nb = n1 - n0, L = nb * P;
     if (nb == 1 && group_parallel) {
 #pragma omp parallel for num_threads(team) schedule(static)
-      for (int64_t gi = 0; gi < groups_; ++gi) {
-        const float* xg = xd + (n0 * C + gi * g.C) * HW;
-        float* yg = y + (n0 * O + gi * Og) * P;
-        float beta = 0.0f;
-        if (b) {
-          for (int64_t o = 0; o < Og; ++o) std::fill(yg + o * P, yg + (o + 1) * P, b[gi * Og + o]);
-          beta = 1.0f;
-        }
-        fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, beta, yg, P,
-                     fission_.mode, group_rows(gi));
-      }
+      for (int64_t gi = 0; gi < groups_; ++gi) direct_group(n0, gi);
       return;
     }
     for (int64_t gi = 0; gi < groups_; ++gi) {
       const float* wg = w + gi * Og * K;
       if (nb == 1) {
+        if (direct) {
+          direct_group(n0, gi);
+          continue;
+        }
         // One image: the GEMM writes straight into the output.
         const float* xg = xd + (n0 * C + gi * g.C) * HW;
         float* yg = y + n0 * ystride + gi * Og * P;
         const float* rg = res ? res + (n0 * O + gi * Og) * P : nullptr;
-        if (direct) {
-          // Bias, residual and ReLU in the kernel's tile epilogue, while each tile is in L1:
-          // acc + bias is the same float sum as the kernel's beta = 1 on a C preset to the bias.
-          const TileFinish tf{b ? b + gi * Og : nullptr, rg, P, relu};
-          const TileEpilogue epi{tile_finish, &tf};
-          fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, 0.0f, yg, P,
-                       fission_.mode, group_rows(gi), (b || rg || relu) ? &epi : nullptr);
-          continue;
-        }
         const float* B = xg;
         if (!ident) {
           B = col_[t].get(K * P);
