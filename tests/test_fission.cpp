@@ -94,6 +94,28 @@ struct Shape {
   int64_t M, N, K;
 };
 
+// got (M x N, row stride ldc) against alpha * Aw * Bw + beta * C0 in double on the widened
+// operands (Aw M x K, Bw K x N), within the fission GEMM's error bound; what names the case.
+void expect_near_widened(const std::vector<float>& Aw, const std::vector<float>& Bw,
+                         const std::vector<float>& C0, const float* got, int64_t M, int64_t N,
+                         int64_t K, int64_t ldc, float alpha, float beta, const std::string& what) {
+  const double tol = 4e-7 * std::sqrt(static_cast<double>(K)) + 2e-7;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double s = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const double p = static_cast<double>(Aw[i * K + k]) * Bw[k * N + j];
+        s += p;
+        mag += std::fabs(p);
+      }
+      const double c0 = C0[i * ldc + j];
+      const double ref = alpha * s + (beta == 0.0f ? 0.0 : beta * c0);
+      ASSERT_LE(std::fabs(got[i * ldc + j] - ref),
+                tol * (std::fabs(alpha) * mag + std::fabs(beta * c0)) + 1e-30)
+          << what << " at (" << i << "," << j << ") got " << got[i * ldc + j] << " want " << ref;
+    }
+}
+
 void run_case(Format f, Rounding r, FissionMode mode, Isa isa, const Shape& sh, bool tb,
               float alpha, float beta, uint32_t seed) {
   const int64_t M = sh.M, N = sh.N, K = sh.K;
@@ -121,24 +143,12 @@ void run_case(Format f, Rounding r, FissionMode mode, Isa isa, const Shape& sh, 
 
   std::vector<float> C = C0;
   fission_gemm(pa, tb, N, alpha, Bst.data(), ldb, beta, C.data(), ldc, mode);
-  const double tol = 4e-7 * std::sqrt(static_cast<double>(K)) + 2e-7;
+  const std::string what = std::string(format_name(f)) + " " + rounding_name(r) +
+                           (mode == FissionMode::offchip ? " offchip" : " fission") + " isa=" +
+                           isa_name(isa) + " M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                           " K=" + std::to_string(K) + " tb=" + std::to_string(tb);
+  expect_near_widened(Aw, Bw, C0, C.data(), M, N, K, ldc, alpha, beta, what);
   for (int64_t i = 0; i < M; ++i) {
-    for (int64_t j = 0; j < N; ++j) {
-      double s = 0, mag = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        const double p = static_cast<double>(Aw[i * K + k]) * Bw[k * N + j];
-        s += p;
-        mag += std::fabs(p);
-      }
-      const double c0 = C0[i * ldc + j];
-      const double ref = alpha * s + (beta == 0.0f ? 0.0 : beta * c0);
-      const double bound = tol * (std::fabs(alpha) * mag + std::fabs(beta * c0)) + 1e-30;
-      ASSERT_LE(std::fabs(C[i * ldc + j] - ref), bound)
-          << format_name(f) << " " << rounding_name(r)
-          << (mode == FissionMode::offchip ? " offchip" : " fission") << " isa=" << isa_name(isa)
-          << " M=" << M << " N=" << N << " K=" << K << " tb=" << tb << " at (" << i << "," << j
-          << ") got " << C[i * ldc + j] << " want " << ref;
-    }
     // Padding columns untouched.
     for (int64_t j = N; j < ldc; ++j) ASSERT_EQ(C[i * ldc + j], C0[i * ldc + j]);
   }
@@ -350,21 +360,7 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
   std::vector<float> Bw = B;
   if (f == Format::bf16 && mode == FissionMode::fission)
     for (auto& v : Bw) v = bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
-  const double tol = 4e-7 * std::sqrt(static_cast<double>(K)) + 2e-7;
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) {
-      double s = 0, mag = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        const double p = static_cast<double>(Aw[i * K + k]) * Bw[k * N + j];
-        s += p;
-        mag += std::fabs(p);
-      }
-      const double c0 = C0[i * ldc + j];
-      const double ref = alpha * s + (beta == 0.0f ? 0.0 : beta * c0);
-      ASSERT_LE(std::fabs(got[i * ldc + j] - ref),
-                tol * (std::fabs(alpha) * mag + std::fabs(beta * c0)) + 1e-30)
-          << what << " at (" << i << "," << j << ")";
-    }
+  expect_near_widened(Aw, Bw, C0, got.data(), M, N, K, ldc, alpha, beta, what);
 }
 
 TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
