@@ -14,6 +14,7 @@
 #include "deftnn/tensor.h"
 #include "gemm/fission.h"
 #include "gemm/pack.h"
+#include "gemm/ukernel.h"
 
 namespace deftnn {
 namespace gemm {
@@ -338,12 +339,6 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   }
 }
 
-// C = beta * C (alpha == 0: sgemm semantics, A and B not read).
-void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
-}
-
 }  // namespace
 }  // namespace gemm
 
@@ -351,10 +346,7 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
                   int64_t ldb, float beta, float* C, int64_t ldc, FissionMode mode) {
   check(!a.empty(), "fission_gemm: empty FissionPackedA");
   const int64_t M = a.rows(), K = a.depth();
-  if (!(N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N)))
-    check(false, "fission_gemm: bad N/ldb/ldc (M=" + std::to_string(M) + " N=" + std::to_string(N) +
-            " K=" + std::to_string(K) + " ldb=" + std::to_string(ldb) + " ldc=" +
-            std::to_string(ldc) + ")");
+  gemm::check_packed_call("fission_gemm", M, N, K, trans_b, ldb, ldc);
   if (N == 0) return;
   if (alpha == 0.0f) {
     gemm::scale_c(M, N, beta, C, ldc);

@@ -42,16 +42,6 @@ thread_local Buffer t_pack_a_private;   // a thread's own rows of op(A) (rows sp
 thread_local Buffer t_pack_b_private;   // a thread's own panels of op(B) (columns split)
 thread_local Buffer t_vec;      // GEMV: contiguous x / y copies
 
-// C[m x n] = beta * C (beta == 0: zero, not read).
-void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
-  for (int64_t i = 0; i < M; ++i) {
-    float* c = C + i * ldc;
-    if (beta == 0.0f)
-      std::fill(c, c + N, 0.0f);
-    else if (beta != 1.0f)
-      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
-  }
-}
 
 // Threads for a problem of this many flops: below ~1 MFLOP the fork/barriers cost more.
 int team_size(int64_t M, int64_t N, int64_t K) {
@@ -287,6 +277,26 @@ void gemv(const GemmConfig& cfg, bool t_form, int64_t rows, int64_t K, float alp
 
 }  // namespace
 
+// C[m x n] = beta * C (beta == 0: zero, not read).
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f)
+      std::fill(c, c + N, 0.0f);
+    else if (beta != 1.0f)
+      for (int64_t j = 0; j < N; ++j) c[j] *= beta;
+  }
+}
+
+void check_packed_call(const char* who, int64_t M, int64_t N, int64_t K, bool trans_b,
+                       int64_t ldb, int64_t ldc) {
+  if (N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N))
+    return;   // the message only on failure: these calls are per layer and per forward
+  check(false, std::string(who) + ": bad N/ldb/ldc (M=" + std::to_string(M) + " N=" +
+                   std::to_string(N) + " K=" + std::to_string(K) + " ldb=" + std::to_string(ldb) +
+                   " ldc=" + std::to_string(ldc) + ")");
+}
+
 void set_blocking_override(int64_t kc, int64_t mc, int64_t nc) {
   g_kc_override = kc;
   g_mc_override = mc;
@@ -357,10 +367,7 @@ void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, float alpha, const 
                   int64_t ldb, float beta, float* C, int64_t ldc) {
   check(!a.empty(), "sgemm_packed: empty PackedA");
   const int64_t M = a.rows(), K = a.depth();
-  check(N >= 0 && ldb >= std::max<int64_t>(1, trans_b ? K : N) && ldc >= std::max<int64_t>(1, N),
-        "sgemm_packed: bad N/ldb/ldc (M=" + std::to_string(M) + " N=" + std::to_string(N) +
-            " K=" + std::to_string(K) + " ldb=" + std::to_string(ldb) + " ldc=" +
-            std::to_string(ldc) + ")");
+  gemm::check_packed_call("sgemm_packed", M, N, K, trans_b, ldb, ldc);
   if (N == 0) return;
   if (alpha == 0.0f) {
     gemm::scale_c(M, N, beta, C, ldc);

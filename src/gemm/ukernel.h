@@ -73,6 +73,15 @@ struct GemmConfig {
 // The registered config of an ISA (config.cpp, the one place kernels are chosen).
 const GemmConfig& gemm_config(Isa isa);
 
+// C[M x N] = beta * C (beta == 0: zeros, C not read): the alpha == 0 / K == 0 result of sgemm,
+// sgemm_packed and fission_gemm.
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc);
+
+// The argument check of a call on a packed A (sgemm_packed, fission_gemm): throws, naming who,
+// when N < 0 or ldb / ldc are too small for op(B) K x N and C M x N.
+void check_packed_call(const char* who, int64_t M, int64_t N, int64_t K, bool trans_b,
+                       int64_t ldb, int64_t ldc);
+
 // Test hook: overrides the registered kc / mc / nc of every ISA (0 keeps the registered value),
 // so tests can force several KC/MC/NC blocks on small matrices. Not thread-safe; tests only.
 void set_blocking_override(int64_t kc, int64_t mc, int64_t nc);
