@@ -23,6 +23,7 @@
 #include "deftnn/formats.h"
 #include "deftnn/gemm.h"
 #include "deftnn/tensor.h"
+#include "gemm/fission.h"
 
 using namespace deftnn;
 using Clock = std::chrono::steady_clock;
@@ -75,16 +76,6 @@ double measure_peak(bool bf16, int threads) {
   const double flops = 12.0 * 16 * 2 * (bf16 ? 2 : 1) * iters * threads;
   return flops / runs[0] / 1e9;   // best of 3: the machine's capability
 }
-__attribute__((target("avx512f"))) double read_sum(const float* p, int64_t n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  for (int64_t i = 0; i + 64 <= n; i += 64) {
-    s0 = _mm512_add_ps(s0, _mm512_load_ps(p + i));
-    s1 = _mm512_add_ps(s1, _mm512_load_ps(p + i + 16));
-    s2 = _mm512_add_ps(s2, _mm512_load_ps(p + i + 32));
-    s3 = _mm512_add_ps(s3, _mm512_load_ps(p + i + 48));
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
 double measure_bw(int threads) {
   const int64_t n = int64_t{64} << 20;   // 256 MiB
   float* p = aligned_alloc_floats(n);
@@ -98,7 +89,7 @@ double measure_bw(int threads) {
     {
       const int t = omp_get_thread_num(), nt = omp_get_num_threads();
       const int64_t chunk = n / nt / 64 * 64;
-      const double v = read_sum(p + t * chunk, chunk);
+      const double v = gemm::read_sum__avx512(p + t * chunk, chunk);   // the library's probe
 #pragma omp atomic
       sink += v;
     }
