@@ -54,8 +54,9 @@ class Exporter {
   }
 
  private:
-  std::string unique(std::string s) {
-    if (s.empty()) s = "v";
+  std::string unique(const std::string& name) {
+    // (Not `s = "v"` on an empty parameter: GCC 12 then warns a false -Wrestrict, bug 105329.)
+    const std::string s = name.empty() ? std::string("v") : name;
     std::string n = s;
     for (int k = 1; used_.count(n); ++k) n = s + "_" + std::to_string(k);
     used_.insert(n);
@@ -311,19 +312,6 @@ void export_onnx(const Model& m, const std::string& path, const OnnxExportOption
     if (!f) throw Error("ONNX export: cannot write '" + path + "'");
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw Error("ONNX export: cannot write '" + path + "'");
-}
-
-bool is_onnx_path(const std::string& path) {
-  return path.size() >= 5 && path.compare(path.size() - 5, 5, ".onnx") == 0;
-}
-
-Model load_any_model(const std::string& path) {
-  return is_onnx_path(path) ? import_onnx(path) : load_model(path);
-}
-
-void save_any_model(const Model& m, const std::string& path) {
-  if (is_onnx_path(path)) export_onnx(m, path);
-  else save_model(m, path);
 }
 
 }  // namespace deftnn
