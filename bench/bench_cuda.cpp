@@ -1,7 +1,7 @@
 // bench_cuda: the paper's per-layer GPU comparison (Fig. 10, 11, 18) on CaffeNet's layers, on the
 // CUDA backend, side by side in one run: cuBLAS sgemm (the peer; im2col is ours for both),
-// deftnn's fp32 kernel, near-compute data fission in each format, the off-chip packing baseline
-// in the same formats, synapse vector elimination at 50% retained (fp32 and with Deft-16Q), and
+// deftnn's fp32 kernel, near-compute data fission in each format (both operands, and the weights
+// only), the off-chip packing baseline in the same formats, synapse vector elimination at 50% retained (fp32 and with Deft-16Q), and
 // cuBLAS's fp16 tensor-core GEMM for orientation. Each figure is the median of --reps timed runs
 // (CUDA events) after warm-up, the L2 cache flushed before each run (each layer's weights come
 // from device memory, as in a whole network), unless --warm.
@@ -147,7 +147,10 @@ int main(int argc, char** argv) {
       const cuda::ConvGeometry& g = L.g;
       const int64_t K = g.K(), M = L.M, G = L.groups;
       const int64_t N = L.conv ? batch * g.OH() * g.OW() : batch;
-      const int64_t ld = cuda::padded_ld(N);
+      // Batch-1 fully connected inputs stay a plain K x batch matrix (the weight-row kernel reads
+      // it in place); the tiled kernel's operands have ld a multiple of 16.
+      const bool rows_kernel = !L.conv && batch <= 8;
+      const int64_t ld = rows_kernel ? batch : cuda::padded_ld(N);
       const double flops = 2.0 * G * M * N * K;
       // Input: NCHW images with G * C channels (conv), or K x batch (fc, B operand as is).
       const int64_t img = G * g.C * g.H * g.W;
@@ -253,11 +256,12 @@ int main(int argc, char** argv) {
         const Format fb = (d8 || (!L.conv && batch <= 8)) ? Format::f32 : f;
         const Rounding rb = f == Format::half ? Rounding::nearest_even : Rounding::truncate;
         const auto pf = pack(f, false);
-        for (cuda::Staging st : {cuda::Staging::near_compute, cuda::Staging::off_chip}) {
-          if (!L.conv && batch <= 8 && st == cuda::Staging::off_chip) continue;   // no staged tile
+        for (cuda::Staging st : {cuda::Staging::near_compute, cuda::Staging::near_weights, cuda::Staging::off_chip}) {
+          if (rows_kernel && st != cuda::Staging::near_compute) continue;   // no staged tile
+          if (d8 && st == cuda::Staging::near_weights) continue;            // = near_compute
           const double t = timer([&] { run_layer(pf, fb, rb, st, false); });
-          add(std::string(format_name(f)) + (st == cuda::Staging::off_chip ? "_offchip" : ""), t,
-              weight_gb(f, K), flops);
+          const char* suffix = st == cuda::Staging::off_chip ? "_offchip" : st == cuda::Staging::near_weights ? "_nearw" : "";
+          add(std::string(format_name(f)) + suffix, t, weight_gb(f, K), flops);
         }
       }
       // Synapse vector elimination at 50%, fp32 and with Deft-16Q.
@@ -266,9 +270,9 @@ int main(int argc, char** argv) {
         const double t = timer([&] { run_layer(ps, Format::f32, Rounding::nearest_even, cuda::Staging::near_compute, true); });
         add("sve50_fp32", t, weight_gb(Format::f32, Kr), flops * Kr / K);
         const auto pq = pack(Format::deft16q, true);
-        const Format fb = (!L.conv && batch <= 8) ? Format::f32 : Format::deft16q;
-        const double tq = timer([&] { run_layer(pq, fb, Rounding::truncate, cuda::Staging::near_compute, true); });
-        add("sve50_deft16q", tq, weight_gb(Format::deft16q, Kr), flops * Kr / K);
+        const Format fb = rows_kernel ? Format::f32 : Format::deft16q;
+        const double tq = timer([&] { run_layer(pq, fb, Rounding::truncate, cuda::Staging::near_weights, true); });
+        add("sve50_deft16q_nearw", tq, weight_gb(Format::deft16q, Kr), flops * Kr / K);
       }
       // cuBLAS fp16 tensor cores (orientation: the GPU's own hardware "fission unit").
       {

@@ -155,7 +155,7 @@ TEST(Cuda, GemmMatchesNaiveOnOddSizesEveryFormatAndStaging) {
   const int64_t sizes[][3] = {{1, 1, 1},    {7, 7, 7},     {17, 17, 17}, {1, 255, 63},
                               {255, 1, 63}, {130, 300, 33}, {63, 17, 255}, {129, 129, 40}};
   for (const Pair& p : pairs)
-    for (cuda::Staging st : {cuda::Staging::near_compute, cuda::Staging::off_chip})
+    for (cuda::Staging st : {cuda::Staging::near_compute, cuda::Staging::near_weights, cuda::Staging::off_chip})
       for (const auto& s : sizes) check_gemm(s[0], s[1], s[2], p.a, p.b, st);
 }
 
@@ -165,6 +165,7 @@ TEST(Cuda, GemmSplitKAndWeightRowKernel) {
   REQUIRE_CUDA();
   check_gemm(384, 169, 1152, Format::f32, Format::f32, cuda::Staging::near_compute);
   check_gemm(96, 169, 2304, Format::deft16q, Format::deft16q, cuda::Staging::near_compute);
+  check_gemm(96, 169, 2304, Format::half, Format::half, cuda::Staging::near_weights);
   check_gemm(96, 169, 2304, Format::deft8_e5, Format::f32, cuda::Staging::off_chip);
   for (Format f : {Format::f32, Format::half, Format::deft16, Format::deft16q, Format::deft8_e4}) {
     check_gemm(1000, 1, 4097, f, Format::f32, cuda::Staging::near_compute);
@@ -284,7 +285,7 @@ TEST(Cuda, RejectsOperandsOutsideTheLayoutContract) {
   EXPECT_THROW(cuda::im2col(g, 1, a.as<float>(), 0, nullptr, 17, Format::f32, Rounding::nearest_even,
                             b.data(), 16), Error);
   EXPECT_THROW(cuda::im2col(g, 1, a.as<float>(), 0, nullptr, 18, Format::f32, Rounding::nearest_even,
-                            b.data(), 4), Error);
+                            b.data(), 3), Error);
 }
 
 }  // namespace

@@ -79,6 +79,7 @@ PackedWeights pack_weights(const float* W, int64_t rows, int64_t cols, int64_t l
 
 enum class Staging : uint8_t {
   near_compute,   // fission: reduced in device and shared memory, widened in registers
+  near_weights,   // fission of the weights (A); the inputs (B) widened when staged
   off_chip,       // baseline: reduced in device memory, widened to fp32 when staged
 };
 const char* staging_name(Staging s);
@@ -105,7 +106,8 @@ struct ConvGeometry {
 // the retained synapse vectors of an eliminated layer, in the order of its truncated weights -
 // or every row when rows is null (nrows must then be K). Column n = image * OH*OW + oh*OW + ow.
 // Written in `format` (f32, half: nearest-even; deft16/deft16q: rounding r, truncate or
-// nearest_even) at out with ld (a multiple of 16, >= images * OH * OW), padding columns zero.
+// nearest_even) at out with ld (>= images * OH * OW; the tiled GEMM wants a multiple of 16),
+// padding columns zero.
 void im2col(const ConvGeometry& g, int64_t images, const float* x, int64_t image_stride,
             const int32_t* rows, int64_t nrows, Format format, Rounding r, void* out, int64_t ld,
             void* stream = nullptr);

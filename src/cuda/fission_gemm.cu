@@ -7,6 +7,8 @@
 //     granularity (As[k-word][m]), B as is (Bs[k][n-word]) - and each thread widens the words it
 //     reads from shared memory in registers right before its FMAs. A 16-bit B row of 8 columns is
 //     one 16-byte shared load instead of two, and the tiles take half the shared memory.
+//   near_weights: the weights as near_compute, the activations widened when staged (the inner
+//     loop then widens only A: on this GPU the FMA loop, not shared memory, is the bottleneck).
 //   off_chip (baseline, §5.8): the words are widened when staged, so shared memory and the inner
 //     loop are the fp32 kernel's.
 // Small grids (batch-1 convolutions) split K over blocks and add their partial tiles atomically.
@@ -68,7 +70,9 @@ __device__ __forceinline__ int tile_col(int tx, int j) {
   else return (j < 4 ? tx * 4 : 64 + tx * 4 - 4) + j;
 }
 
-template <class FA, class FB, bool kOff>
+// kOffA / kOffB: widen that operand when its tile is staged (off-chip packing) instead of in
+// registers next to the FMA (fission).
+template <class FA, class FB, bool kOffA, bool kOffB>
 __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
   constexpr int VA = vpw<FA>(), VB = vpw<FB>();
   constexpr int AW = BK / VA;                 // A words per tile row (16, 8 or 4)
@@ -78,9 +82,9 @@ __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
   constexpr int B_U4_ROW = BW / 4;
   constexpr int B_LOADS = BK * B_U4_ROW / NT;
   // Shared tiles: near - words as loaded; off - fp32 after widening.
-  constexpr int SA_ROWS = kOff ? BK : AW;
-  constexpr int SB_COLS = kOff ? BN : BW;
-  constexpr bool kB16 = !kOff && FB::kBits == 16;
+  constexpr int SA_ROWS = kOffA ? BK : AW;
+  constexpr int SB_COLS = kOffB ? BN : BW;
+  constexpr bool kB16 = !kOffB && FB::kBits == 16;
   __shared__ __align__(16) uint32_t As[2][SA_ROWS][BM + kPad];
   __shared__ __align__(16) uint32_t Bs[2][BK][SB_COLS];
 
@@ -117,7 +121,7 @@ __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
       const uint32_t w[4] = {ra[s].x, ra[s].y, ra[s].z, ra[s].w};
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        if constexpr (kOff) {
+        if constexpr (kOffA) {
           float v[VA];
           widen<FA>(w[j], v, p.d8);
 #pragma unroll
@@ -130,7 +134,7 @@ __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
 #pragma unroll
     for (int s = 0; s < B_LOADS; ++s) {
       const int idx = t + s * NT, r = idx / B_U4_ROW, q = idx % B_U4_ROW;
-      if constexpr (kOff) {
+      if constexpr (kOffB) {
         const uint32_t w[4] = {rb[s].x, rb[s].y, rb[s].z, rb[s].w};
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -154,7 +158,7 @@ __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
   // One k step: a[i] (8 rows) times B row k of shared buffer `buf`.
   auto fma_row = [&](const float* a, int buf, int k) {
     float b[8];
-    if constexpr (kOff || FB::kBits == 32) {
+    if constexpr (kOffB || FB::kBits == 32) {
       const uint4 b0 = *reinterpret_cast<const uint4*>(&Bs[buf][k][tx * 4]);
       const uint4 b1 = *reinterpret_cast<const uint4*>(&Bs[buf][k][64 + tx * 4]);
       b[0] = __uint_as_float(b0.x); b[1] = __uint_as_float(b0.y);
@@ -175,7 +179,7 @@ __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
   };
 
   auto compute = [&](int buf) {
-    if constexpr (kOff) {
+    if constexpr (kOffA) {
 #pragma unroll
       for (int k = 0; k < BK; ++k) {
         const uint4 a0 = *reinterpret_cast<const uint4*>(&As[buf][k][ty * 4]);
@@ -315,8 +319,11 @@ int bits_of(Format f) { return f == Format::f32 ? 32 : is_deft8(f) ? 8 : 16; }
 template <class FA, class FB>
 void launch_tiled(const GemmArgs& base, Staging s, int splits, cudaStream_t st) {
   dim3 grid((base.N + BN - 1) / BN, (base.M + BM - 1) / BM, splits);
-  if (s == Staging::off_chip) gemm_tiled<FA, FB, true><<<grid, NT, 0, st>>>(base);
-  else gemm_tiled<FA, FB, false><<<grid, NT, 0, st>>>(base);
+  switch (s) {
+    case Staging::near_compute: gemm_tiled<FA, FB, false, false><<<grid, NT, 0, st>>>(base); break;
+    case Staging::near_weights: gemm_tiled<FA, FB, false, true><<<grid, NT, 0, st>>>(base); break;
+    case Staging::off_chip: gemm_tiled<FA, FB, true, true><<<grid, NT, 0, st>>>(base); break;
+  }
 }
 
 template <class FA>
@@ -406,6 +413,7 @@ void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha
   const bool b32 = fb == Format::f32;
   switch (fa) {
     case Format::f32: launch_tiled<WidenF32, WidenF32>(g, Staging::near_compute, splits, st); break;
+    // (Deft-8 weights take fp32 B: near_weights is near_compute.)
     case Format::half:
       if (b32) launch_tiled<WidenHalf, WidenF32>(g, staging, splits, st);
       else launch_tiled<WidenHalf, WidenHalf>(g, staging, splits, st);
@@ -418,7 +426,10 @@ void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha
       if (b32) launch_tiled<WidenDeft16Q, WidenF32>(g, staging, splits, st);
       else launch_tiled<WidenDeft16Q, WidenDeft16Q>(g, staging, splits, st);
       break;
-    default: launch_tiled<WidenDeft8, WidenF32>(g, staging, splits, st); break;
+    default:
+      launch_tiled<WidenDeft8, WidenF32>(
+          g, staging == Staging::off_chip ? Staging::off_chip : Staging::near_compute, splits, st);
+      break;
   }
   DEFTNN_CUDA_LAUNCHED("gemm_tiled");
 }

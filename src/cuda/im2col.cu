@@ -54,9 +54,9 @@ void im2col(const ConvGeometry& g, int64_t images, const float* x, int64_t image
     throw Error("CUDA im2col: " + std::to_string(nrows) + " rows requested of a K = " +
                 std::to_string(g.K()) + " column matrix");
   const int64_t cols = images * g.OH() * g.OW();
-  if (ld < cols || ld % 16 != 0)
+  if (ld < cols)
     throw Error("CUDA im2col: ld " + std::to_string(ld) + " must be >= " + std::to_string(cols) +
-                " columns and a multiple of 16");
+                " columns");
   if (nrows > 65535 || cols > (int64_t{1} << 31) || g.C * g.H * g.W > (int64_t{1} << 31))
     throw Error("CUDA im2col: operand too large");
   Im2colArgs a{x, rows, image_stride ? image_stride : g.C * g.H * g.W, ld,

@@ -94,7 +94,13 @@ PackedWeights pack_weights(const float* W, int64_t rows, int64_t cols, int64_t l
   return p;
 }
 
-const char* staging_name(Staging s) { return s == Staging::near_compute ? "near" : "offchip"; }
+const char* staging_name(Staging s) {
+  switch (s) {
+    case Staging::near_compute: return "near";
+    case Staging::near_weights: return "nearw";
+    default: return "offchip";
+  }
+}
 
 double time_ms(void (*fn)(void*), void* ctx, int warmup, int reps) {
   for (int i = 0; i < warmup; ++i) fn(ctx);
