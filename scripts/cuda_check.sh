@@ -23,8 +23,15 @@ if ! cmake -S . -B "$bdir" "${args[@]}" >"$out/cmake.log" 2>&1; then
   fi
 fi
 grep -E "deftnn:" "$out/cmake.log"
-cmake --build "$bdir" -j"$(nproc)" --target deftnn_tests bench_cuda >"$out/build.log" 2>&1 ||
+cmake --build "$bdir" -j"$(nproc)" --target deftnn_tests bench_cuda bench_cuda_net >"$out/build.log" 2>&1 ||
   { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader | tee "$out/gpu.txt"
 "$bdir/tests/deftnn_tests" --gtest_filter='Cuda*' 2>&1 | tee "$out/test.log" | grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|error|vs|reference" | head -80
-"$bdir/bench/bench_cuda" --json "$out/bench_cuda.json" "$@" 2>&1 | tee "$out/bench.log"
+case "${DEFTNN_CUDA_STEPS:-all}" in
+  *layers*|all) "$bdir/bench/bench_cuda" --json "$out/bench_cuda.json" "$@" 2>&1 | tee "$out/bench.log" ;;
+esac
+case "${DEFTNN_CUDA_STEPS:-all}" in
+  *nets*|all)
+    "$bdir/bench/bench_cuda_net" --json "$out/bench_cuda_net.json" 2>&1 | tee "$out/bench_net.log"
+    python3 bench/peers/torch_cuda_nets.py --json "$out/torch_cuda_nets.json" 2>&1 | tee "$out/torch_net.log" ;;
+esac

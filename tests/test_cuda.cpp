@@ -11,8 +11,11 @@
 #include "deftnn/cuda.h"
 #include "deftnn/error.h"
 #include "deftnn/formats.h"
+#include "deftnn/model.h"
+#include "deftnn/optimize.h"
 #include "deftnn/rng.h"
 #include "deftnn/sve.h"
+#include "deftnn/zoo.h"
 
 namespace deftnn {
 namespace {
@@ -286,6 +289,82 @@ TEST(Cuda, RejectsOperandsOutsideTheLayoutContract) {
                             b.data(), 16), Error);
   EXPECT_THROW(cuda::im2col(g, 1, a.as<float>(), 0, nullptr, 18, Format::f32, Rounding::nearest_even,
                             b.data(), 3), Error);
+}
+
+// Every other synapse vector of each group retained (rounded up to 16), weights scaled by K/K'.
+void eliminate_half(Model& m, const std::string& layer) {
+  const int idx = m.find(layer);
+  ASSERT_GE(idx, 0);
+  Layer& l = *m.nodes()[static_cast<size_t>(idx)].layer;
+  const Tensor& w = l.param("weight")->value;
+  const int64_t groups = l.attrs().get_int("groups", 1), O = w.dim(0), K = w.numel() / O;
+  const int64_t kept = std::min(K, (K / 2 + 15) / 16 * 16), M = O / groups;
+  std::vector<int64_t> retained;
+  Tensor wt({O, kept});
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t p = 0; p < kept; ++p) retained.push_back(2 * p < K ? 2 * p : 2 * p - K + 1);
+    for (int64_t m2 = 0; m2 < M; ++m2)
+      for (int64_t p = 0; p < kept; ++p)
+        wt[(g * M + m2) * kept + p] =
+            w[(g * M + m2) * K + retained[static_cast<size_t>(g * kept + p)]] * float(K) / float(kept);
+  }
+  set_layer_elimination(m, layer, retained, wt);
+}
+
+// A whole network on the GPU against the CPU engine's forward pass, fp32: |GPU - CPU| within
+// 1e-4 of the output's largest magnitude.
+void check_session(Model& m, int64_t batch, uint64_t seed) {
+  Shape in{batch};
+  for (int64_t d : m.input_shape()) in.push_back(d);
+  Tensor x(in);
+  Rng r(seed);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(r.uniform());
+  const Tensor cpu = m.forward(x);
+  cuda::Session s(m, batch);
+  const Tensor gpu = s.run(x);
+  ASSERT_EQ(gpu.shape(), cpu.shape());
+  float peak = 0, err = 0;
+  for (int64_t i = 0; i < cpu.numel(); ++i) {
+    peak = std::max(peak, std::fabs(cpu[i]));
+    err = std::max(err, std::fabs(cpu[i] - gpu[i]));
+  }
+  EXPECT_GT(peak, 0.0f);
+  EXPECT_LE(err, 1e-4f * peak) << s.summary();
+}
+
+TEST(Cuda, SessionMatchesTheCpuEngineOnThePapersNetworks) {
+  REQUIRE_CUDA();
+  for (const char* name : {"lenet", "cifarnet", "caffenet"}) {
+    SCOPED_TRACE(name);
+    Model m = build_zoo(name);
+    m.init_params(42);
+    for (int64_t batch : {1, 3}) check_session(m, batch, 7 + batch);
+  }
+}
+
+TEST(Cuda, SessionRunsEliminatedLayers) {
+  REQUIRE_CUDA();
+  Model m = build_zoo("caffenet");
+  m.init_params(5);
+  for (const char* l : {"conv2", "conv3", "fc6", "fc7"}) eliminate_half(m, l);
+  for (int64_t batch : {1, 2, 17}) check_session(m, batch, 3);
+  Model lenet = build_zoo("lenet");
+  lenet.init_params(6);
+  eliminate_half(lenet, "conv2");
+  eliminate_half(lenet, "ip1");
+  check_session(lenet, 9, 4);
+}
+
+TEST(Cuda, SessionRejectsAWrongInput) {
+  REQUIRE_CUDA();
+  Model m = build_zoo("lenet");
+  m.init_params(1);
+  cuda::Session s(m, 2);
+  EXPECT_THROW(s.run(Tensor({3, 1, 28, 28})), Error);
+  EXPECT_THROW(cuda::Session(m, 0), Error);
+  cuda::SessionOptions o;
+  o.fc_format = Format::bf16;
+  EXPECT_THROW(cuda::Session(m, 1, o), Error);
 }
 
 }  // namespace

@@ -19,10 +19,17 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "deftnn/formats.h"
+#include "deftnn/tensor.h"
+
+namespace deftnn {
+class Model;
+}
 
 namespace deftnn::cuda {
 
@@ -111,6 +118,40 @@ struct ConvGeometry {
 void im2col(const ConvGeometry& g, int64_t images, const float* x, int64_t image_stride,
             const int32_t* rows, int64_t nrows, Format format, Rounding r, void* out, int64_t ld,
             void* stream = nullptr);
+
+// A whole network on the GPU, built once for a batch size from a Model (inference: dropout is the
+// identity; conv, fc, relu, max/avg pooling, LRN, softmax, scalar eltwise_const, add, concat,
+// flatten). ReLU after a conv / fc runs in its GEMM's epilogue; an eliminated layer (attribute
+// `retained`) runs its truncated weights on the retained rows (read by im2col); conv and fc
+// weights are packed in the options' formats. A run is one CUDA graph launch. Throws Error naming
+// a layer the GPU cannot run.
+struct SessionOptions {
+  Format conv_format = Format::f32;   // weights; activations in the same 16-bit format, else fp32
+  Format fc_format = Format::f32;
+  Staging staging = Staging::near_weights;
+  Rounding rounding = Rounding::nearest_even;              // weights
+  Rounding activation_rounding = Rounding::nearest_even;   // deft16 / deft16q activations
+};
+class Session {
+ public:
+  Session(const Model& model, int64_t batch, const SessionOptions& options = {});
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+  const Shape& input_shape() const;
+  const Shape& output_shape() const;
+  const std::string& summary() const;
+  // Uploads the input, runs the graph, returns the output (host).
+  Tensor run(const Tensor& input);
+  // Median time of a forward pass (graph launch, device only), milliseconds.
+  double time_ms(int reps);
+  // Median time per step (launched one by one; the sum exceeds time_ms by the launch gaps).
+  std::vector<std::pair<std::string, double>> layer_ms(int reps);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 // Wall time of a callable on the GPU: median of `reps` timed runs (CUDA events) after `warmup`
 // untimed ones, in milliseconds.

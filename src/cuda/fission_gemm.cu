@@ -18,6 +18,7 @@
 #include <cstring>
 
 #include "cuda/check.cuh"
+#include "cuda/gemm_internal.cuh"
 #include "deftnn/cuda.h"
 #include "formats/widen_cuda.cuh"
 
@@ -52,12 +53,29 @@ struct GemmArgs {
   const uint32_t* B;
   float* C;
   int64_t lda_w, ldb_w, ldc;   // A, B in words; C in floats
+  int64_t img_stride;          // C addressing: see Epilogue (src/cuda/gemm_internal.cuh)
+  int ohw;
+  const float* bias;
   int M, N, K;
   int ktiles_per_split;
   float alpha;
-  bool atomic;
+  bool atomic, relu;
   WidenDeft8 d8;
 };
+
+// The epilogue of one value of C (row m, column n): alpha * acc (+ bias, ReLU), stored or added.
+__device__ __forceinline__ void store_c(const GemmArgs& p, int m, int n, float acc, bool first_split) {
+  float v = p.alpha * acc;
+  if (p.bias && first_split) v += __ldg(p.bias + m);
+  const int img = n / p.ohw, pos = n - img * p.ohw;
+  float* c = p.C + img * p.img_stride + static_cast<int64_t>(m) * p.ldc + pos;
+  if (p.atomic) {
+    atomicAdd(c, v);
+  } else {
+    if (p.relu) v = v > 0.0f ? v : 0.0f * v;   // as the CPU ReLU: -0 for negatives, NaN kept
+    *c = v;
+  }
+}
 
 // Row of C a thread's i-th accumulator row maps to (i < 8): two groups of 4, 64 rows apart.
 __device__ __forceinline__ int tile_row(int ty, int i) { return (i < 4 ? ty * 4 : 64 + ty * 4 - 4) + i; }
@@ -229,14 +247,10 @@ __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
   for (int i = 0; i < 8; ++i) {
     const int m = m0 + tile_row(ty, i);
     if (m >= p.M) continue;
-    float* c = p.C + static_cast<int64_t>(m) * p.ldc;
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
       const int n = n0 + tile_col<kB16>(tx, j);
-      if (n >= p.N) continue;
-      const float v = p.alpha * acc[i][j];
-      if (p.atomic) atomicAdd(c + n, v);
-      else c[n] = v;
+      if (n < p.N) store_c(p, m, n, acc[i][j], blockIdx.z == 0);
     }
   }
 }
@@ -245,9 +259,11 @@ __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
 // Each lane reads 16 bytes of the weight row per step (4 fp32, 8 16-bit or 16 Deft-8 values), two
 // steps in flight, widens them in registers and multiplies with the matching B rows.
 template <class FA>
-__global__ void __launch_bounds__(256) gemv_rows(const uint32_t* A, int64_t lda_w, const float* B,
-                                                 int64_t ldb, float* C, int64_t ldc, int M, int N,
-                                                 int K, float alpha, WidenDeft8 d8) {
+__global__ void __launch_bounds__(256) gemv_rows(GemmArgs p, const float* B, int64_t ldb) {
+  const uint32_t* A = p.A;
+  const int64_t lda_w = p.lda_w;
+  const int M = p.M, N = p.N, K = p.K;
+  const WidenDeft8 d8 = p.d8;
   constexpr int VA = vpw<FA>(), VL = 4 * VA;   // values per lane per step
   const int lane = threadIdx.x % 32;
   const int m = blockIdx.x * 8 + threadIdx.x / 32;
@@ -293,7 +309,7 @@ __global__ void __launch_bounds__(256) gemv_rows(const uint32_t* A, int64_t lda_
   for (int n = 0; n < 8; ++n) {
     float s = acc[n];
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xFFFFFFFFu, s, o);
-    if (lane == 0 && n < N) C[m * ldc + n] = alpha * s;
+    if (lane == 0 && n < N) store_c(p, m, n, s, true);
   }
 }
 
@@ -328,8 +344,7 @@ void launch_tiled(const GemmArgs& base, Staging s, int splits, cudaStream_t st) 
 
 template <class FA>
 void launch_gemv(const GemmArgs& g, const float* B, int64_t ldb, cudaStream_t st) {
-  gemv_rows<FA><<<(g.M + 7) / 8, 256, 0, st>>>(g.A, g.lda_w, B, ldb, g.C, g.ldc, g.M, g.N, g.K,
-                                                g.alpha, g.d8);
+  gemv_rows<FA><<<(g.M + 7) / 8, 256, 0, st>>>(g, B, ldb);
 }
 
 // need_ld16: the tiled kernel's 16-byte loads along a row need ld a multiple of 16 elements.
@@ -358,6 +373,15 @@ bool supported_pair(Format a, Format b) {
 
 void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha, Staging staging,
           void* stream) {
+  Epilogue e;
+  e.C = C;
+  e.ldc = ldc;
+  e.ohw = B.cols;
+  gemm_ex(A, B, e, alpha, staging, stream);
+}
+
+bool gemm_ex(const Operand& A, const Operand& B, const Epilogue& e, float alpha, Staging staging,
+             void* stream) {
   // The weight-row kernel (N <= 8, fp32 B) reads B element by element: any ld >= N.
   const bool rows_kernel = B.cols <= 8 && B.format == Format::f32;
   check_operand(A, "A", true);
@@ -368,7 +392,11 @@ void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha
   if (A.cols != B.rows)
     throw Error("CUDA gemm: A is " + std::to_string(A.rows) + "x" + std::to_string(A.cols) +
                 " but B is " + std::to_string(B.rows) + "x" + std::to_string(B.cols));
-  if (!C || ldc < B.cols) throw Error("CUDA gemm: bad C (ldc " + std::to_string(ldc) + ")");
+  float* C = e.C;
+  const int64_t ldc = e.ldc;
+  if (!C || e.ohw <= 0 || e.ohw > B.cols || B.cols % e.ohw != 0 || (e.ohw == B.cols && ldc < B.cols))
+    throw Error("CUDA gemm: bad C (ldc " + std::to_string(ldc) + ", " + std::to_string(e.ohw) +
+                " columns per image)");
   const cudaStream_t st = as_stream(stream);
   GemmArgs g{};
   g.A = static_cast<const uint32_t*>(A.data);
@@ -377,6 +405,10 @@ void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha
   g.lda_w = A.ld * bits_of(A.format) / 32;
   g.ldb_w = B.ld * bits_of(B.format) / 32;
   g.ldc = ldc;
+  g.img_stride = e.img_stride;
+  g.ohw = static_cast<int>(e.ohw);
+  g.bias = e.bias;
+  g.relu = e.relu;
   g.M = static_cast<int>(A.rows);
   g.N = static_cast<int>(B.cols);
   g.K = static_cast<int>(A.cols);
@@ -394,7 +426,7 @@ void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha
       default: launch_gemv<WidenDeft8>(g, b, B.ld, st); break;
     }
     DEFTNN_CUDA_LAUNCHED("gemv_rows");
-    return;
+    return false;
   }
 
   // Split K when the grid would leave most SMs idle (batch-1 convolutions): at least 4 k tiles
@@ -406,8 +438,13 @@ void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha
   g.ktiles_per_split = (ktiles + splits - 1) / splits;
   splits = (ktiles + g.ktiles_per_split - 1) / g.ktiles_per_split;
   g.atomic = splits > 1;
-  if (g.atomic)
-    DEFTNN_CUDA_CHECK(cudaMemset2DAsync(C, ldc * sizeof(float), 0, g.N * sizeof(float), g.M, st));
+  if (g.atomic) {
+    if (e.img_stride == 0)   // one row-major matrix
+      DEFTNN_CUDA_CHECK(cudaMemset2DAsync(C, ldc * sizeof(float), 0, g.N * sizeof(float), g.M, st));
+    else                     // per image: M rows of ohw values, ldc apart
+      DEFTNN_CUDA_CHECK(cudaMemset2DAsync(C, e.img_stride * sizeof(float), 0,
+                                          ((g.M - 1) * ldc + e.ohw) * sizeof(float), g.N / e.ohw, st));
+  }
 
   const Format fa = A.format, fb = B.format;
   const bool b32 = fb == Format::f32;
@@ -432,6 +469,7 @@ void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha
       break;
   }
   DEFTNN_CUDA_LAUNCHED("gemm_tiled");
+  return g.atomic && g.relu;
 }
 
 }  // namespace deftnn::cuda
