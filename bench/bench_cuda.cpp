@@ -264,6 +264,15 @@ int main(int argc, char** argv) {
           add(std::string(format_name(f)) + suffix, t, weight_gb(f, K), flops);
         }
       }
+      // The tensor cores (the GPU's hardware fission unit): half, Deft-16 (bf16), Deft-8 weights
+      // widened to bf16 when staged with Deft-16 activations. Batch-1 fc: the rows kernel above.
+      if (!rows_kernel)
+        for (Format f : {Format::half, Format::deft16, Format::deft8_e4}) {
+          const Format fb = f == Format::half ? Format::half : Format::deft16;
+          const auto pf = pack(f, false);
+          const double t = timer([&] { run_layer(pf, fb, Rounding::nearest_even, cuda::Staging::tensor_core, false); });
+          add(std::string(format_name(f)) + "_tc", t, weight_gb(f, K), flops);
+        }
       // Synapse vector elimination at 50%, fp32 and with Deft-16Q.
       {
         const auto ps = pack(Format::f32, true);
@@ -273,6 +282,11 @@ int main(int argc, char** argv) {
         const Format fb = rows_kernel ? Format::f32 : Format::deft16q;
         const double tq = timer([&] { run_layer(pq, fb, Rounding::truncate, cuda::Staging::near_weights, true); });
         add("sve50_deft16q_nearw", tq, weight_gb(Format::deft16q, Kr), flops * Kr / K);
+        if (!rows_kernel) {
+          const auto pt = pack(Format::deft16, true);
+          const double tt = timer([&] { run_layer(pt, Format::deft16, Rounding::nearest_even, cuda::Staging::tensor_core, true); });
+          add("sve50_deft16_tc", tt, weight_gb(Format::deft16, Kr), flops * Kr / K);
+        }
       }
       // cuBLAS fp16 tensor cores (orientation: the GPU's own hardware "fission unit").
       {

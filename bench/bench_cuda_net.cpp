@@ -96,7 +96,12 @@ int main(int argc, char** argv) {
       cfg("deft16q_offchip", false, Format::deft16q, Format::deft16q, Staging::off_chip),
       cfg("deft8fc_deft16q", false, Format::deft16q, Format::deft8_e4, Staging::near_weights),
       cfg("deft8fc_deft16q_offchip", false, Format::deft16q, Format::deft8_e4, Staging::off_chip),
+      cfg("half_tc", false, Format::half, Format::half, Staging::tensor_core),
+      cfg("deft16_tc", false, Format::deft16, Format::deft16, Staging::tensor_core),
+      cfg("deft8fc_deft16_tc", false, Format::deft16, Format::deft8_e4, Staging::tensor_core),
       cfg("sve50", true, Format::f32, Format::f32, Staging::near_weights),
+      cfg("sve50_deft16_tc", true, Format::deft16, Format::deft16, Staging::tensor_core),
+      cfg("sve50_deft8fc_deft16_tc", true, Format::deft16, Format::deft8_e4, Staging::tensor_core),
       cfg("sve50_deft16q", true, Format::deft16q, Format::deft16q, Staging::near_weights),
       cfg("sve50_deft8fc_deft16q", true, Format::deft16q, Format::deft8_e4, Staging::near_weights),
   };

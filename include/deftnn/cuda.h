@@ -88,6 +88,8 @@ enum class Staging : uint8_t {
   near_compute,   // fission: reduced in device and shared memory, widened in registers
   near_weights,   // fission of the weights (A); the inputs (B) widened when staged
   off_chip,       // baseline: reduced in device memory, widened to fp32 when staged
+  tensor_core,    // native: 16-bit tiles fed to the tensor cores (half as fp16, Deft-16/16Q
+                  // codes as bf16; Deft-8 weights widened to bf16 when staged, B Deft-16)
 };
 const char* staging_name(Staging s);
 
@@ -97,8 +99,10 @@ const char* staging_name(Staging s);
 void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha = 1.0f,
           Staging staging = Staging::near_compute, void* stream = nullptr);
 // Format pairs with a kernel: (f32|half|deft16|deft16q) with the same format or f32 for B, and
-// deft8_eN with f32 B.
+// deft8_eN with f32 B. With Staging::tensor_core: half x half, (deft16|deft16q) x (deft16|deft16q),
+// deft8_eN x (deft16|deft16q).
 bool supported_pair(Format a, Format b);
+bool tensor_core_pair(Format a, Format b);
 
 // A convolution's input geometry for im2col (one group, NCHW images).
 struct ConvGeometry {

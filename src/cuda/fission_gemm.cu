@@ -15,6 +15,7 @@
 // Batch-1 fully connected layers (N <= 8, fp32 B) run a warp-per-row kernel: bound by device
 // memory, where the 16- and 8-bit weights read 2x / 4x fewer bytes.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "cuda/check.cuh"
@@ -45,35 +46,6 @@ __device__ __forceinline__ void widen(uint32_t w, float* v, const WidenDeft8& d8
     F::pair(w, v[0], v[1]);
   } else {
     d8.quad(w, v);
-  }
-}
-
-struct GemmArgs {
-  const uint32_t* A;   // words
-  const uint32_t* B;
-  float* C;
-  int64_t lda_w, ldb_w, ldc;   // A, B in words; C in floats
-  int64_t img_stride;          // C addressing: see Epilogue (src/cuda/gemm_internal.cuh)
-  int ohw;
-  const float* bias;
-  int M, N, K;
-  int ktiles_per_split;
-  float alpha;
-  bool atomic, relu;
-  WidenDeft8 d8;
-};
-
-// The epilogue of one value of C (row m, column n): alpha * acc (+ bias, ReLU), stored or added.
-__device__ __forceinline__ void store_c(const GemmArgs& p, int m, int n, float acc, bool first_split) {
-  float v = p.alpha * acc;
-  if (p.bias && first_split) v += __ldg(p.bias + m);
-  const int img = n / p.ohw, pos = n - img * p.ohw;
-  float* c = p.C + img * p.img_stride + static_cast<int64_t>(m) * p.ldc + pos;
-  if (p.atomic) {
-    atomicAdd(c, v);
-  } else {
-    if (p.relu) v = v > 0.0f ? v : 0.0f * v;   // as the CPU ReLU: -0 for negatives, NaN kept
-    *c = v;
   }
 }
 
@@ -323,6 +295,17 @@ int sm_count() {
   return n;
 }
 
+// The fewest k tiles a split gets (each split adds its whole tile to C atomically).
+// DEFTNN_CUDA_SPLITK_MIN overrides it, for tuning.
+int splitk_min_tiles() {
+  static const int n = [] {
+    const char* e = std::getenv("DEFTNN_CUDA_SPLITK_MIN");
+    const int v = e ? std::atoi(e) : 0;
+    return v > 0 ? v : 4;
+  }();
+  return n;
+}
+
 int exp_bits_of(Format f) {
   return static_cast<int>(f) - static_cast<int>(Format::deft8_e1) + 1;
 }
@@ -339,6 +322,7 @@ void launch_tiled(const GemmArgs& base, Staging s, int splits, cudaStream_t st) 
     case Staging::near_compute: gemm_tiled<FA, FB, false, false><<<grid, NT, 0, st>>>(base); break;
     case Staging::near_weights: gemm_tiled<FA, FB, false, true><<<grid, NT, 0, st>>>(base); break;
     case Staging::off_chip: gemm_tiled<FA, FB, true, true><<<grid, NT, 0, st>>>(base); break;
+    case Staging::tensor_core: break;   // launch_tensor_core, never here
   }
 }
 
@@ -383,12 +367,13 @@ void gemm(const Operand& A, const Operand& B, float* C, int64_t ldc, float alpha
 bool gemm_ex(const Operand& A, const Operand& B, const Epilogue& e, float alpha, Staging staging,
              void* stream) {
   // The weight-row kernel (N <= 8, fp32 B) reads B element by element: any ld >= N.
-  const bool rows_kernel = B.cols <= 8 && B.format == Format::f32;
+  const bool rows_kernel = B.cols <= 8 && B.format == Format::f32 && staging != Staging::tensor_core;
   check_operand(A, "A", true);
   check_operand(B, "B", !rows_kernel);
-  if (!supported_pair(A.format, B.format))
-    throw Error(std::string("CUDA gemm: no kernel for A in ") + format_name(A.format) +
-                " with B in " + format_name(B.format));
+  const bool tc = staging == Staging::tensor_core;
+  if (tc ? !tensor_core_pair(A.format, B.format) : !supported_pair(A.format, B.format))
+    throw Error(std::string("CUDA gemm: no ") + (tc ? "tensor-core " : "") + "kernel for A in " +
+                format_name(A.format) + " with B in " + format_name(B.format));
   if (A.cols != B.rows)
     throw Error("CUDA gemm: A is " + std::to_string(A.rows) + "x" + std::to_string(A.cols) +
                 " but B is " + std::to_string(B.rows) + "x" + std::to_string(B.cols));
@@ -432,9 +417,11 @@ bool gemm_ex(const Operand& A, const Operand& B, const Epilogue& e, float alpha,
   // Split K when the grid would leave most SMs idle (batch-1 convolutions): at least 4 k tiles
   // per split, about two blocks per SM in all.
   const int blocks = ((g.N + BN - 1) / BN) * ((g.M + BM - 1) / BM);
-  const int ktiles = (g.K + BK - 1) / BK;
+  const int kstep = tc ? tensor_core_k_step() : BK;
+  const int ktiles = (g.K + kstep - 1) / kstep;
   int splits = 1;
-  if (blocks < sm_count()) splits = std::max(1, std::min(ktiles / 4, (2 * sm_count()) / blocks));
+  if (blocks < sm_count())
+    splits = std::max(1, std::min(ktiles / splitk_min_tiles(), (2 * sm_count()) / blocks));
   g.ktiles_per_split = (ktiles + splits - 1) / splits;
   splits = (ktiles + g.ktiles_per_split - 1) / g.ktiles_per_split;
   g.atomic = splits > 1;
@@ -447,6 +434,10 @@ bool gemm_ex(const Operand& A, const Operand& B, const Epilogue& e, float alpha,
   }
 
   const Format fa = A.format, fb = B.format;
+  if (tc) {
+    launch_tensor_core(g, fa, fb, splits, st);
+    return g.atomic && g.relu;
+  }
   const bool b32 = fb == Format::f32;
   switch (fa) {
     case Format::f32: launch_tiled<WidenF32, WidenF32>(g, Staging::near_compute, splits, st); break;

@@ -1,9 +1,12 @@
 // deftnn CUDA backend, internal: the GEMM with a layer's epilogue (bias, ReLU, NCHW output),
 // used by src/cuda/session.cu. cuda::gemm() is gemm_ex() with the plain epilogue.
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
 
 #include "deftnn/cuda.h"
+#include "formats/widen_cuda.cuh"
 
 namespace deftnn::cuda {
 
@@ -22,6 +25,42 @@ struct Epilogue {
 
 // Returns true when ReLU could not be applied in the epilogue (K split over blocks adds partial
 // tiles atomically): the caller applies it after.
+// The arguments every GEMM kernel takes (operands as 32-bit words of codes).
+struct GemmArgs {
+  const uint32_t* A;   // words
+  const uint32_t* B;
+  float* C;
+  int64_t lda_w, ldb_w, ldc;   // A, B in words; C in floats
+  int64_t img_stride;          // C addressing: see Epilogue (src/cuda/gemm_internal.cuh)
+  int ohw;
+  const float* bias;
+  int M, N, K;
+  int ktiles_per_split;
+  float alpha;
+  bool atomic, relu;
+  cuda_fmt::WidenDeft8 d8;
+};
+
+// The epilogue of one value of C (row m, column n): alpha * acc (+ bias, ReLU), stored or added.
+__device__ __forceinline__ void store_c(const GemmArgs& p, int m, int n, float acc, bool first_split) {
+  float v = p.alpha * acc;
+  if (p.bias && first_split) v += __ldg(p.bias + m);
+  const int img = n / p.ohw, pos = n - img * p.ohw;
+  float* c = p.C + img * p.img_stride + static_cast<int64_t>(m) * p.ldc + pos;
+  if (p.atomic) {
+    atomicAdd(c, v);
+  } else {
+    if (p.relu) v = v > 0.0f ? v : 0.0f * v;   // as the CPU ReLU: -0 for negatives, NaN kept
+    *c = v;
+  }
+}
+
+// Launches the tensor-core kernel (src/cuda/tensor_core_gemm.cu) for A in fa, B in fb (see
+// tensor_core_pair), K split over `splits` blocks when g.atomic.
+bool tensor_core_pair(Format fa, Format fb);
+int tensor_core_k_step();
+void launch_tensor_core(const GemmArgs& g, Format fa, Format fb, int splits, cudaStream_t st);
+
 bool gemm_ex(const Operand& A, const Operand& B, const Epilogue& e, float alpha, Staging staging,
              void* stream);
 

@@ -98,6 +98,7 @@ const char* staging_name(Staging s) {
   switch (s) {
     case Staging::near_compute: return "near";
     case Staging::near_weights: return "nearw";
+    case Staging::tensor_core: return "tc";
     default: return "offchip";
   }
 }

@@ -182,7 +182,11 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
       // B: fp32 for Deft-8 weights and for the batch-1 fully connected rows kernel (reads the
       // input in place when nothing is eliminated); the weights' 16-bit format otherwise.
       const bool rows_kernel = !conv && batch <= 8;
-      const Format bf = (is_16bit(wf) && !rows_kernel) ? wf : Format::f32;
+      // Tensor cores take 16-bit activations with any weights (Deft-16 codes with Deft-8).
+      const bool tc = opt.staging == Staging::tensor_core && wf != Format::f32 && !rows_kernel;
+      const Format bf = rows_kernel ? Format::f32
+                        : is_16bit(wf) ? wf
+                        : tc ? Format::deft16 : Format::f32;
       const int64_t ldb = rows_kernel ? N : padded_ld(N);
       // B = the input itself: [batch, K] is the K x batch operand only at batch 1 (otherwise the
       // 1x1 "im2col" transposes it, and it reads the retained rows of an eliminated layer).
@@ -202,7 +206,8 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
       const bool relu = relu_after[static_cast<size_t>(out)];
       const int64_t img_elems = numel_of(in) / batch;
       const int64_t out_img = numel_of(out) / batch;
-      const Staging staging = opt.staging;
+      // fp32 layers (and batch-1 fc rows) never take the tensor-core path.
+      const Staging staging = (opt.staging == Staging::tensor_core && !tc) ? Staging::near_weights : opt.staging;
       const Rounding ar = opt.activation_rounding;
       const int64_t col_group_bytes = encoded_bytes(bf, kept * ldb);
       s.steps.push_back({n.name, t, [=](cudaStream_t stream) {
