@@ -70,31 +70,11 @@ std::vector<float> random_vec(int64_t n, uint64_t seed, float scale) {
   return v;
 }
 
+// Median of `reps` runs, the L2 flushed before each unless warm (cuda::time_ms).
 struct Timer {
   int reps;
   bool warm;
-  double operator()(const std::function<void()>& fn) const {
-    for (int i = 0; i < 3; ++i) fn();
-    CK(cudaDeviceSynchronize());
-    cudaEvent_t a, b;
-    CK(cudaEventCreate(&a));
-    CK(cudaEventCreate(&b));
-    std::vector<double> t;
-    for (int i = 0; i < reps; ++i) {
-      if (!warm) cuda::flush_l2();
-      CK(cudaEventRecord(a));
-      fn();
-      CK(cudaEventRecord(b));
-      CK(cudaEventSynchronize(b));
-      float ms = 0;
-      CK(cudaEventElapsedTime(&ms, a, b));
-      t.push_back(ms);
-    }
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    std::sort(t.begin(), t.end());
-    return t[t.size() / 2];
-  }
+  double operator()(const std::function<void()>& fn) const { return cuda::time_ms(fn, 3, reps, !warm); }
 };
 
 struct Row {

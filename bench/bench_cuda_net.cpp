@@ -33,23 +33,6 @@ std::vector<std::string> split(const std::string& s) {
   return out;
 }
 
-// Every other synapse vector retained per group (count rounded up to 16), scaled by K/K'.
-void eliminate_half(Model& m, const std::string& layer) {
-  Layer& l = *m.nodes()[static_cast<size_t>(m.find(layer))].layer;
-  const Tensor& w = l.param("weight")->value;
-  const int64_t groups = l.attrs().get_int("groups", 1), O = w.dim(0), K = w.numel() / O;
-  const int64_t kept = std::min(K, (K / 2 + 15) / 16 * 16), M = O / groups;
-  std::vector<int64_t> retained;
-  Tensor wt({O, kept});
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t p = 0; p < kept; ++p) retained.push_back(2 * p < K ? 2 * p : 2 * p - K + 1);
-    for (int64_t r = 0; r < M; ++r)
-      for (int64_t p = 0; p < kept; ++p)
-        wt[(g * M + r) * kept + p] =
-            w[(g * M + r) * K + retained[static_cast<size_t>(g * kept + p)]] * float(K) / float(kept);
-  }
-  set_layer_elimination(m, layer, retained, wt);
-}
 
 struct Config {
   std::string name;
@@ -116,7 +99,7 @@ int main(int argc, char** argv) {
     for (const Node& n : elim.nodes())
       if (n.layer->type() == "conv" || n.layer->type() == "fc") gemm.push_back(n.name);
     // Not the first layer (few synapse vectors, the image itself) nor the classifier.
-    for (size_t i = 1; i + 1 < gemm.size(); ++i) eliminate_half(elim, gemm[i]);
+    for (size_t i = 1; i + 1 < gemm.size(); ++i) eliminate_evenly(elim, gemm[i]);
     for (int64_t batch : batches) {
       double base = 0;
       for (const Config& c : configs) {

@@ -48,6 +48,26 @@ std::vector<float> random_matrix(int64_t rows, int64_t cols, uint64_t seed) {
   return m;
 }
 
+// c (M x N, ldc apart) against alpha * a (M x K) * b (K x N) computed in double:
+// |error| <= tol * alpha * sum |a||b| + 1e-30 for every value (the first 5 failures reported).
+void expect_gemm(const float* c, int64_t ldc, const float* a, const float* b, int64_t M, int64_t N,
+                 int64_t K, double alpha, double tol) {
+  int bad = 0;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      double ref = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        ref += double(a[i * K + k]) * b[k * N + j];
+        mag += std::fabs(double(a[i * K + k]) * b[k * N + j]);
+      }
+      ref *= alpha;
+      const double got = c[i * ldc + j];
+      if (!(std::fabs(got - ref) <= tol * std::fabs(alpha) * mag + 1e-30) && bad++ < 5)
+        ADD_FAILURE() << "C[" << i << "][" << j << "] = " << got << ", reference " << ref;
+    }
+  EXPECT_EQ(bad, 0);
+}
+
 // C = A (M x K) * B (K x N) on the GPU with A in format fa, B in fb; compared with a double
 // GEMM on the host-widened operands, |error| <= 1e-5 * sum |a||b| + 1e-30.
 // The tensor cores read Deft-16Q codes as bf16 (no spill): their reference is Deft-16. Their
@@ -69,20 +89,7 @@ void check_gemm(int64_t M, int64_t N, int64_t K, Format fa, Format fb, cuda::Sta
   std::vector<float> c(static_cast<size_t>(M * ldc));
   dc.download(c.data(), c.size() * 4);
   const auto wa = widened(a, M, K, ref_format(fa), ra), wb = widened(b, K, N, ref_format(fb), Rounding::nearest_even);
-  int bad = 0;
-  for (int64_t i = 0; i < M; ++i)
-    for (int64_t j = 0; j < N; ++j) {
-      double ref = 0, mag = 0;
-      for (int64_t k = 0; k < K; ++k) {
-        ref += double(wa[i * K + k]) * wb[k * N + j];
-        mag += std::fabs(double(wa[i * K + k]) * wb[k * N + j]);
-      }
-      ref *= 0.5;
-      const double got = c[static_cast<size_t>(i * ldc + j)];
-      if (!(std::fabs(got - ref) <= tol * mag + 1e-30) && bad++ < 5)
-        ADD_FAILURE() << "C[" << i << "][" << j << "] = " << got << ", reference " << ref;
-    }
-  EXPECT_EQ(bad, 0);
+  expect_gemm(c.data(), ldc, wa.data(), wb.data(), M, N, K, 0.5, tol);
 }
 
 TEST(Cuda, DeviceReports) {
@@ -279,15 +286,7 @@ TEST(Cuda, EliminatedConvolutionEqualsTheGatheredReference) {
           ih < 0 || ih >= g.H || iw < 0 || iw >= g.W ? 0.0f : x[static_cast<size_t>((ch * g.H + ih) * g.W + iw)];
     }
   const Tensor in = gather_retained_rows(full.data(), K, cols, cols, plan);
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t n = 0; n < cols; ++n) {
-      double ref = 0, mag = 0;
-      for (int64_t p = 0; p < kept; ++p) {
-        ref += double(wt[m * kept + p]) * in[p * cols + n];
-        mag += std::fabs(double(wt[m * kept + p]) * in[p * cols + n]);
-      }
-      ASSERT_NEAR(c[static_cast<size_t>(m * cols + n)], ref, 1e-5 * mag + 1e-30) << m << "," << n;
-    }
+  expect_gemm(c.data(), cols, wt.data(), in.data(), M, cols, kept, 1.0, 1e-5);
 }
 
 TEST(Cuda, RejectsOperandsOutsideTheLayoutContract) {
@@ -311,25 +310,6 @@ TEST(Cuda, RejectsOperandsOutsideTheLayoutContract) {
                             b.data(), 3), Error);
 }
 
-// Every other synapse vector of each group retained (rounded up to 16), weights scaled by K/K'.
-void eliminate_half(Model& m, const std::string& layer) {
-  const int idx = m.find(layer);
-  ASSERT_GE(idx, 0);
-  Layer& l = *m.nodes()[static_cast<size_t>(idx)].layer;
-  const Tensor& w = l.param("weight")->value;
-  const int64_t groups = l.attrs().get_int("groups", 1), O = w.dim(0), K = w.numel() / O;
-  const int64_t kept = std::min(K, (K / 2 + 15) / 16 * 16), M = O / groups;
-  std::vector<int64_t> retained;
-  Tensor wt({O, kept});
-  for (int64_t g = 0; g < groups; ++g) {
-    for (int64_t p = 0; p < kept; ++p) retained.push_back(2 * p < K ? 2 * p : 2 * p - K + 1);
-    for (int64_t m2 = 0; m2 < M; ++m2)
-      for (int64_t p = 0; p < kept; ++p)
-        wt[(g * M + m2) * kept + p] =
-            w[(g * M + m2) * K + retained[static_cast<size_t>(g * kept + p)]] * float(K) / float(kept);
-  }
-  set_layer_elimination(m, layer, retained, wt);
-}
 
 // A whole network on the GPU against the CPU engine's forward pass, fp32: |GPU - CPU| within
 // 1e-4 of the output's largest magnitude.
@@ -368,12 +348,12 @@ TEST(Cuda, SessionRunsEliminatedLayers) {
   REQUIRE_CUDA();
   Model m = build_zoo("caffenet");
   m.init_params(5);
-  for (const char* l : {"conv2", "conv3", "fc6", "fc7"}) eliminate_half(m, l);
+  for (const char* l : {"conv2", "conv3", "fc6", "fc7"}) eliminate_evenly(m, l);
   for (int64_t batch : {1, 2, 17}) check_session(m, batch, 3);
   Model lenet = build_zoo("lenet");
   lenet.init_params(6);
-  eliminate_half(lenet, "conv2");
-  eliminate_half(lenet, "ip1");
+  eliminate_evenly(lenet, "conv2");
+  eliminate_evenly(lenet, "ip1");
   check_session(lenet, 9, 4);
 }
 

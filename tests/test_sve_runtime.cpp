@@ -18,9 +18,11 @@
 #include "deftnn/error.h"
 #include "deftnn/layer.h"
 #include "deftnn/model.h"
+#include "deftnn/optimize.h"
 #include "deftnn/rng.h"
 #include "deftnn/sve.h"
 #include "deftnn/tensor.h"
+#include "deftnn/zoo.h"
 #include "ops/im2col.h"
 
 using namespace deftnn;
@@ -584,4 +586,38 @@ TEST(SveOptimize, DistillationFollowsTheTeacherNotTheLabels) {
   }
   EXPECT_GT(agree, 150);
   EXPECT_LT(true_label, 10);
+}
+
+// eliminate_evenly: the fixed elimination the GPU benchmarks and tests use. CaffeNet's conv2
+// (2 groups of 128 x 1200): 600 rows wanted, 608 kept per group (a multiple of 16), rows
+// floor(p * 1200 / 608) in both groups, weights K/K' times the original columns.
+TEST(SveRuntimeConv, EliminateEvenlyKeepsSpreadAlignedRowsScaled) {
+  Model m = build_zoo("caffenet");
+  m.init_params(3);
+  const int idx = m.find("conv2");
+  const Tensor w = m.nodes()[static_cast<size_t>(idx)].layer->param("weight")->value;
+  const int64_t O = w.dim(0), K = w.numel() / O;
+  ASSERT_EQ(K, 1200);
+  eliminate_evenly(m, "conv2", 0.5, 16);
+  Layer& l = *m.nodes()[static_cast<size_t>(idx)].layer;
+  const std::vector<int64_t> r = l.attrs().get_ints("retained");
+  ASSERT_EQ(r.size(), 2u * 608u);
+  const Tensor& wt = l.param("weight")->value;
+  ASSERT_EQ(wt.shape(), (Shape{O, 608}));
+  for (int64_t g = 0; g < 2; ++g)
+    for (int64_t p = 0; p < 608; ++p) {
+      ASSERT_EQ(r[static_cast<size_t>(g * 608 + p)], p * 1200 / 608);
+      if (p > 0) {
+        ASSERT_GT(r[static_cast<size_t>(g * 608 + p)], r[static_cast<size_t>(g * 608 + p - 1)]);
+      }
+    }
+  for (int64_t o : {int64_t{0}, int64_t{127}, int64_t{128}, O - 1})
+    for (int64_t p : {int64_t{0}, int64_t{301}, int64_t{607}})
+      EXPECT_FLOAT_EQ(wt[o * 608 + p], w[o * K + p * 1200 / 608] * (1200.0f / 608.0f));
+  // The model still runs (shapes consistent), and bad requests name the layer.
+  Tensor x({1, 3, 227, 227});
+  EXPECT_EQ(m.forward(x).shape(), (Shape{1, 1000}));
+  EXPECT_THROW(eliminate_evenly(m, "conv2"), Error);   // already eliminated
+  EXPECT_THROW(eliminate_evenly(m, "pool1"), Error);
+  EXPECT_THROW(eliminate_evenly(m, "conv3", 0.0), Error);
 }

@@ -19,6 +19,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -157,11 +158,13 @@ class Session {
   std::unique_ptr<Impl> impl_;
 };
 
-// Wall time of a callable on the GPU: median of `reps` timed runs (CUDA events) after `warmup`
-// untimed ones, in milliseconds.
-double time_ms(void (*fn)(void*), void* ctx, int warmup, int reps);
-// Evicts the L2 cache (writes a buffer larger than it), for cold-cache timings.
-void flush_l2();
+// Wall time of what `fn` launches on `stream` (a cudaStream_t, null: the default stream): the
+// median of `reps` runs timed by CUDA events after `warmup` untimed ones, in milliseconds; with
+// flush_l2_first, the L2 cache is evicted before each timed run (outside the timing).
+double time_ms(const std::function<void()>& fn, int warmup, int reps, bool flush_l2_first = false,
+               void* stream = nullptr);
+// Evicts the L2 cache (writes a buffer larger than it, on `stream`), for cold-cache timings.
+void flush_l2(void* stream = nullptr);
 int64_t l2_bytes();
 
 }  // namespace deftnn::cuda

@@ -71,6 +71,13 @@ LayerElimination eliminate_layer(Model& model, const std::string& layer,
 void set_layer_elimination(Model& model, const std::string& layer,
                            const std::vector<int64_t>& retained, const Tensor& weight);
 
+// A fixed elimination without search, for timing studies and tests (accuracy is not the point):
+// each group of dense conv / fc node `layer` keeps ceil(fraction * K) synapse vectors rounded up
+// to a multiple of `align` (at most K), evenly spread (rows floor(p K / K')), weights scaled by
+// K/K' (Eq. 5). Throws Error naming the layer when it is not a dense conv / fc.
+void eliminate_evenly(Model& model, const std::string& layer, double fraction = 0.5,
+                      int64_t align = 16);
+
 // ---------------------------------------------------------------------------------------------
 // The optimiser
 // ---------------------------------------------------------------------------------------------

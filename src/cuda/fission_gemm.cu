@@ -199,20 +199,7 @@ __global__ void __launch_bounds__(NT, 2) gemm_tiled(GemmArgs p) {
     }
   };
 
-  if (kt_begin < kt_end) {
-    load(kt_begin);
-    store(0);
-    __syncthreads();
-    int buf = 0;
-    for (int kt = kt_begin; kt < kt_end; ++kt) {
-      const bool next = kt + 1 < kt_end;
-      if (next) load(kt + 1);
-      compute(buf);
-      if (next) store(buf ^ 1);
-      __syncthreads();
-      buf ^= 1;
-    }
-  }
+  double_buffered_k_loop(kt_begin, kt_end, load, store, compute);
 
   // Epilogue.
 #pragma unroll

@@ -55,6 +55,26 @@ __device__ __forceinline__ void store_c(const GemmArgs& p, int m, int n, float a
   }
 }
 
+// The k loop of both GEMM kernels: tiles [kt_begin, kt_end) through two shared buffers, the next
+// tile's global loads in flight while the current one is multiplied, one barrier per tile.
+template <class Load, class Store, class Compute>
+__device__ __forceinline__ void double_buffered_k_loop(int kt_begin, int kt_end, Load&& load,
+                                                       Store&& store, Compute&& compute) {
+  if (kt_begin >= kt_end) return;
+  load(kt_begin);
+  store(0);
+  __syncthreads();
+  int buf = 0;
+  for (int kt = kt_begin; kt < kt_end; ++kt) {
+    const bool next = kt + 1 < kt_end;
+    if (next) load(kt + 1);
+    compute(buf);
+    if (next) store(buf ^ 1);
+    __syncthreads();
+    buf ^= 1;
+  }
+}
+
 // Launches the tensor-core kernel (src/cuda/tensor_core_gemm.cu) for A in fa, B in fb (see
 // tensor_core_pair), K split over `splits` blocks when g.atomic.
 bool tensor_core_pair(Format fa, Format fb);

@@ -103,16 +103,19 @@ const char* staging_name(Staging s) {
   }
 }
 
-double time_ms(void (*fn)(void*), void* ctx, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) fn(ctx);
+double time_ms(const std::function<void()>& fn, int warmup, int reps, bool flush_l2_first,
+               void* stream) {
+  const cudaStream_t st = as_stream(stream);
+  for (int i = 0; i < warmup; ++i) fn();
   cudaEvent_t a, b;
   DEFTNN_CUDA_CHECK(cudaEventCreate(&a));
   DEFTNN_CUDA_CHECK(cudaEventCreate(&b));
   std::vector<double> t;
   for (int i = 0; i < std::max(reps, 1); ++i) {
-    DEFTNN_CUDA_CHECK(cudaEventRecord(a));
-    fn(ctx);
-    DEFTNN_CUDA_CHECK(cudaEventRecord(b));
+    if (flush_l2_first) flush_l2(stream);
+    DEFTNN_CUDA_CHECK(cudaEventRecord(a, st));
+    fn();
+    DEFTNN_CUDA_CHECK(cudaEventRecord(b, st));
     DEFTNN_CUDA_CHECK(cudaEventSynchronize(b));
     float ms = 0;
     DEFTNN_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
@@ -130,11 +133,11 @@ int64_t l2_bytes() {
   return p.l2CacheSize;
 }
 
-void flush_l2() {
+void flush_l2(void* stream) {
   static DeviceBuffer scratch;
   const size_t need = static_cast<size_t>(l2_bytes()) * 2;
   if (scratch.bytes() < need) scratch = DeviceBuffer(need);
-  DEFTNN_CUDA_CHECK(cudaMemsetAsync(scratch.data(), 0, need));
+  DEFTNN_CUDA_CHECK(cudaMemsetAsync(scratch.data(), 0, need, as_stream(stream)));
 }
 
 }  // namespace deftnn::cuda

@@ -352,48 +352,14 @@ Tensor Session::run(const Tensor& input) {
 
 double Session::time_ms(int reps) {
   Impl& s = *impl_;
-  std::vector<double> t;
-  cudaEvent_t a, b;
-  DEFTNN_CUDA_CHECK(cudaEventCreate(&a));
-  DEFTNN_CUDA_CHECK(cudaEventCreate(&b));
-  for (int i = 0; i < 3; ++i) DEFTNN_CUDA_CHECK(cudaGraphLaunch(s.graph, s.stream));
-  for (int i = 0; i < std::max(1, reps); ++i) {
-    DEFTNN_CUDA_CHECK(cudaEventRecord(a, s.stream));
-    DEFTNN_CUDA_CHECK(cudaGraphLaunch(s.graph, s.stream));
-    DEFTNN_CUDA_CHECK(cudaEventRecord(b, s.stream));
-    DEFTNN_CUDA_CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    DEFTNN_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
+  return cuda::time_ms([&] { DEFTNN_CUDA_CHECK(cudaGraphLaunch(s.graph, s.stream)); }, 3, reps, false, s.stream);
 }
 
 std::vector<std::pair<std::string, double>> Session::layer_ms(int reps) {
   Impl& s = *impl_;
   std::vector<std::pair<std::string, double>> out;
-  cudaEvent_t a, b;
-  DEFTNN_CUDA_CHECK(cudaEventCreate(&a));
-  DEFTNN_CUDA_CHECK(cudaEventCreate(&b));
-  for (auto& st : s.steps) {
-    std::vector<double> t;
-    for (int i = 0; i < std::max(1, reps) + 2; ++i) {
-      DEFTNN_CUDA_CHECK(cudaEventRecord(a, s.stream));
-      st.run(s.stream);
-      DEFTNN_CUDA_CHECK(cudaEventRecord(b, s.stream));
-      DEFTNN_CUDA_CHECK(cudaEventSynchronize(b));
-      float ms = 0;
-      DEFTNN_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-      if (i >= 2) t.push_back(ms);
-    }
-    std::sort(t.begin(), t.end());
-    out.emplace_back(st.name, t[t.size() / 2]);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
+  for (auto& st : s.steps)
+    out.emplace_back(st.name, cuda::time_ms([&] { st.run(s.stream); }, 2, reps, false, s.stream));
   return out;
 }
 

@@ -105,32 +105,22 @@ __global__ void __launch_bounds__(TNT, 2) gemm_tc(GemmArgs p) {
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
 
-  if (kt_begin < kt_end) {
-    load(kt_begin);
-    store(0);
-    __syncthreads();
-    int buf = 0;
-    for (int kt = kt_begin; kt < kt_end; ++kt) {
-      const bool next = kt + 1 < kt_end;
-      if (next) load(kt + 1);
+  auto compute = [&](int buf) {
 #pragma unroll
-      for (int kk = 0; kk < TBK; kk += 16) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[4];
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
+    for (int kk = 0; kk < TBK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa[4];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
 #pragma unroll
-        for (int i = 0; i < 4; ++i) wmma::load_matrix_sync(fa[i], &As[buf][wm * 64 + i * 16][kk], A_LD);
+      for (int i = 0; i < 4; ++i) wmma::load_matrix_sync(fa[i], &As[buf][wm * 64 + i * 16][kk], A_LD);
 #pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * 32 + j * 16], B_LD);
+      for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(fb[j], &Bs[buf][kk][wn * 32 + j * 16], B_LD);
 #pragma unroll
-        for (int i = 0; i < 4; ++i)
+      for (int i = 0; i < 4; ++i)
 #pragma unroll
-          for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
-      }
-      if (next) store(buf ^ 1);
-      __syncthreads();
-      buf ^= 1;
+        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
-  }
+  };
+  double_buffered_k_loop(kt_begin, kt_end, load, store, compute);
 
   // Epilogue: each fragment through the warp's scratch, 8 values per lane.
 #pragma unroll

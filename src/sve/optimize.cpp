@@ -174,6 +174,30 @@ void set_layer_elimination(Model& model, const std::string& layer,
   node.layer = std::move(nl);
 }
 
+void eliminate_evenly(Model& model, const std::string& layer, double fraction, int64_t align) {
+  const int idx = node_index(model, layer);
+  Node& node = model.nodes()[idx];
+  check(is_gemm_layer(node) && !node.layer->attrs().has("retained"),
+        "layer '" + layer + "' is not a dense conv or fc layer");
+  check(fraction > 0 && fraction <= 1 && align >= 1, "eliminate_evenly: fraction must be in (0, 1]");
+  const Tensor& w = node.layer->param("weight")->value;
+  const int64_t groups = node.layer->attrs().get_int("groups", 1), O = w.dim(0), K = w.numel() / O;
+  const int64_t M = O / groups;
+  const int64_t want = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(fraction * K)));
+  const int64_t kept = std::min(K, (want + align - 1) / align * align);
+  std::vector<int64_t> retained;
+  Tensor wt({O, kept});
+  const float scale = static_cast<float>(K) / static_cast<float>(kept);   // Eq. 5
+  for (int64_t g = 0; g < groups; ++g) {
+    // floor(p K / K') is strictly increasing in p when K' <= K: kept distinct rows, evenly spread.
+    for (int64_t p = 0; p < kept; ++p) retained.push_back(p * K / kept);
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t p = 0; p < kept; ++p)
+        wt[(g * M + r) * kept + p] = scale * w[(g * M + r) * K + retained[static_cast<size_t>(g * kept + p)]];
+  }
+  set_layer_elimination(model, layer, retained, wt);
+}
+
 LayerElimination eliminate_layer(Model& model, const std::string& layer,
                                  const SynapseSearchOptions& options) {
   const int idx = node_index(model, layer);
