@@ -5,9 +5,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -314,4 +316,108 @@ TEST(DataFashionMnist, RealTestSet) {
   EXPECT_EQ(lo, 0.0f);
   EXPECT_EQ(hi, 1.0f);
   EXPECT_NEAR(mean, 0.286, 0.01);   // the published Fashion-MNIST pixel mean
+}
+
+// Validation split held out of the training set (make_validation_split / apply_validation_split).
+namespace {
+Dataset numbered(int64_t n) {
+  Dataset d;
+  d.name = "numbered";
+  d.num_classes = 10;
+  d.images = Tensor({n, 1, 2, 2});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int k = 0; k < 4; ++k) d.images.data()[i * 4 + k] = static_cast<float>(i);
+    d.labels.push_back(static_cast<int32_t>(i % 10));
+  }
+  return d;
+}
+}  // namespace
+
+TEST(ValidationSplit, DisjointCoveringAscending) {
+  for (int64_t total : {2, 3, 10, 1000, 60000}) {
+    for (int64_t n : {int64_t{1}, total / 3 > 0 ? total / 3 : int64_t{1}, total / 2}) {
+      const ValidationSplit s = make_validation_split(total, n, 7);
+      ASSERT_EQ(static_cast<int64_t>(s.validation_indices.size()), n);
+      ASSERT_EQ(static_cast<int64_t>(s.train_indices.size()), total - n);
+      EXPECT_TRUE(std::is_sorted(s.validation_indices.begin(), s.validation_indices.end()));
+      EXPECT_TRUE(std::is_sorted(s.train_indices.begin(), s.train_indices.end()));
+      std::vector<int> seen(static_cast<size_t>(total), 0);
+      for (int64_t i : s.validation_indices) ++seen.at(static_cast<size_t>(i));
+      for (int64_t i : s.train_indices) ++seen.at(static_cast<size_t>(i));
+      for (int64_t i = 0; i < total; ++i) ASSERT_EQ(seen[i], 1) << "index " << i << " of " << total;
+    }
+  }
+}
+
+TEST(ValidationSplit, SeededAndDeterministic) {
+  const ValidationSplit a = make_validation_split(60000, 5000, 2017);
+  const ValidationSplit b = make_validation_split(60000, 5000, 2017);
+  EXPECT_EQ(a.validation_indices, b.validation_indices);
+  EXPECT_EQ(a.train_indices, b.train_indices);
+  const ValidationSplit c = make_validation_split(60000, 5000, 2018);
+  EXPECT_NE(a.validation_indices, c.validation_indices);
+  // Spread over the whole set, not a block at one end.
+  EXPECT_LT(a.validation_indices.front(), 1000);
+  EXPECT_GT(a.validation_indices.back(), 59000);
+  // Fewer held out with the same seed: a subset (validating on it never sees trained images).
+  const ValidationSplit small = make_validation_split(60000, 1200, 2017);
+  EXPECT_TRUE(std::includes(a.validation_indices.begin(), a.validation_indices.end(),
+                            small.validation_indices.begin(), small.validation_indices.end()));
+}
+
+TEST(ValidationSplit, RejectsAbsurdCounts) {
+  for (int64_t n : {int64_t{0}, int64_t{-5}, int64_t{30001}, int64_t{60000}, int64_t{1} << 40}) {
+    try {
+      make_validation_split(60000, n);
+      ADD_FAILURE() << "held out " << n << " of 60000";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(std::to_string(n)), std::string::npos) << msg;
+      EXPECT_NE(msg.find("60000"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("30000"), std::string::npos) << msg;   // the largest allowed
+    }
+  }
+  EXPECT_THROW(make_validation_split(1, 1), Error);
+  EXPECT_NO_THROW(make_validation_split(60000, 30000));
+}
+
+TEST(ValidationSplit, AppliesToTheSamples) {
+  const Dataset d = numbered(100);
+  const ValidationSplit s = make_validation_split(100, 20, 3);
+  const TrainValidation tv = apply_validation_split(d, s);
+  ASSERT_EQ(tv.train.size(), 80);
+  ASSERT_EQ(tv.validation.size(), 20);
+  EXPECT_EQ(tv.train.images.dim(0), 80);
+  EXPECT_EQ(tv.validation.images.shape(), (Shape{20, 1, 2, 2}));
+  for (int64_t i = 0; i < 20; ++i) {
+    const int64_t src = s.validation_indices[i];
+    EXPECT_EQ(tv.validation.images.data()[i * 4 + 3], static_cast<float>(src));
+    EXPECT_EQ(tv.validation.labels[i], d.labels[src]);
+  }
+  for (int64_t i = 0; i < 80; ++i)
+    EXPECT_EQ(tv.train.images.data()[i * 4], static_cast<float>(s.train_indices[i]));
+  EXPECT_NE(tv.validation.name.find("held out 20"), std::string::npos) << tv.validation.name;
+  EXPECT_THROW(apply_validation_split(numbered(99), s), Error);
+  EXPECT_THROW(subset(d, {0, 100}), Error);
+}
+
+TEST(ValidationSplit, MetadataRoundTrip) {
+  std::map<std::string, std::string> meta;
+  EXPECT_TRUE(read_held_out(meta).empty());
+  HeldOut h;
+  h.held_out = 5000;
+  h.total = 60000;
+  h.seed = 123;
+  write_held_out(meta, h);
+  const HeldOut r = read_held_out(meta);
+  EXPECT_EQ(r.held_out, 5000);
+  EXPECT_EQ(r.total, 60000);
+  EXPECT_EQ(r.seed, 123u);
+  meta["validation_held_out"] = "40000";
+  EXPECT_THROW(read_held_out(meta), Error);
+  meta["validation_held_out"] = "12x";
+  EXPECT_THROW(read_held_out(meta), Error);
+  meta.erase("validation_split_seed");
+  meta["validation_held_out"] = "10";
+  EXPECT_THROW(read_held_out(meta), Error);
 }

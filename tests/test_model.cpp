@@ -1,14 +1,20 @@
 // Model graph, zoo shapes, training loop and the command line.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "deftnn/data.h"
 #include "deftnn/error.h"
+#include "deftnn/io.h"
 #include "deftnn/model.h"
+#include "deftnn/optimize.h"
 #include "deftnn/train.h"
 #include "deftnn/zoo.h"
 #include "test_util.h"
@@ -273,4 +279,63 @@ TEST(Cli, VerboseNamesEachLayersKernel) {
        p = out.find("deftnn: conv2 (conv)", p + 1))
     ++n;
   EXPECT_EQ(n, 2u) << out;
+}
+
+namespace {
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+}  // namespace
+
+// train --val-from-train holds images out of training and records the split in the model file;
+// optimize validates on that split by default and refuses images the model was trained on.
+TEST(Cli, ValidationHeldOutOfTraining) {
+  const std::string dir = testing::TempDir() + "/valsplit_" + std::to_string(::getpid());
+  const std::string model = dir + "_lenet.deft";
+  std::string out;
+  int rc = run_cli("--threads 1 train --net lenet --epochs 1 --limit 600 --val-from-train 100 -o " + model, &out);
+  if (rc != 0 && out.find("dataset-fashion-mnist") != std::string::npos)
+    GTEST_SKIP() << "no Fashion-MNIST here: " << out;
+  ASSERT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("training on 500 images"), std::string::npos) << out;
+  EXPECT_NE(out.find("100 held-out training images"), std::string::npos) << out;
+  const HeldOut h = read_held_out(load_model_metadata(model));
+  EXPECT_EQ(h.held_out, 100);
+  EXPECT_EQ(h.total, 600);
+  EXPECT_EQ(h.seed, kValidationSplitSeed);
+
+  // Absurd counts: a clear error naming the count and the limit.
+  EXPECT_NE(run_cli("train --net lenet --epochs 1 --limit 600 --val-from-train 400 -o " + model + ".x", &out), 0);
+  EXPECT_NE(out.find("cannot hold out 400 of 600"), std::string::npos) << out;
+  EXPECT_NE(run_cli("train --net lenet --epochs 1 --val-from-train 0 -o " + model + ".x", &out), 0);
+  EXPECT_NE(out.find("--val-from-train"), std::string::npos) << out;
+
+  const std::string opt = dir + "_opt";
+  const std::string common = "--layers conv2 --thresholds 0.3 --finetune-epochs 0 --iters 1 --max-evaluated 2 --batch 2";
+  ASSERT_EQ(run_cli("--threads 1 optimize " + model + " --out " + opt + " " + common, &out), 0) << out;
+  EXPECT_NE(out.find("validate on 100"), std::string::npos) << out;
+  EXPECT_NE(out.find("held out 100 (seed"), std::string::npos) << out;
+  const std::string fj = read_text(opt + "/frontier.json");
+  EXPECT_NE(fj.find("\"validation_split\""), std::string::npos) << fj.substr(0, 600);
+  const Optimization o = load_optimization(opt);
+  EXPECT_EQ(o.validation_split.held_out, 100);
+  EXPECT_EQ(o.validation_split.total, 600);
+  // More held-out images than the model was trained without, or another seed: refused.
+  EXPECT_NE(run_cli("optimize " + model + " --out " + opt + "2 --val-from-train 200 " + common, &out), 0);
+  EXPECT_NE(out.find("trained on"), std::string::npos) << out;
+  EXPECT_NE(run_cli("optimize " + model + " --out " + opt + "2 --split-seed 5 " + common, &out), 0);
+  EXPECT_NE(out.find("--split-seed 5"), std::string::npos) << out;
+  EXPECT_NE(run_cli("optimize " + model + " --out " + opt + "2 --val-from-train 50 --val-from-test 50 " + common, &out), 0);
+  // The old way stays reachable.
+  ASSERT_EQ(run_cli("--threads 1 optimize " + model + " --out " + opt + "3 --val-from-test 64 " + common, &out), 0) << out;
+  EXPECT_NE(out.find("validate on 64"), std::string::npos) << out;
+  EXPECT_TRUE(load_optimization(opt + "3").validation_split.empty());
+  // refine takes the optimisation's split.
+  ASSERT_EQ(run_cli("--threads 1 refine " + opt + " --finetune-epochs 0 --limit 50 --iters 1 --rounds 1 --losses 100", &out), 0) << out;
+  EXPECT_NE(out.find("never used for selection"), std::string::npos) << out;
+  EXPECT_NE(out.find("validate on 100"), std::string::npos) << out;
+  std::filesystem::remove_all(opt);
+  std::filesystem::remove_all(opt + "3");
+  std::remove(model.c_str());
 }

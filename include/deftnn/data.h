@@ -2,6 +2,7 @@
 // gzip-compressed or plain, validated against their headers, as NCHW fp32 tensors.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -41,5 +42,54 @@ Dataset pad_images(const Dataset& d, int pad);
 
 // x = (x - mean) / stddev over every pixel, in place. stddev must be > 0.
 void normalize(Dataset& d, float mean, float stddev);
+
+// The samples `indices` of d (each in [0, d.size()), in the order given), named `name` (empty:
+// d's name). Throws Error on an index out of range.
+Dataset subset(const Dataset& d, const std::vector<int64_t>& indices, const std::string& name = "");
+
+// A validation split held out of a training set, so that model selection never looks at the
+// test set: `validation_size` of the `total` sample indices are drawn by a seeded partial
+// Fisher-Yates shuffle (deftnn::Rng, so the same seed gives the same split on every platform);
+// the rest stay for training. Both lists are ascending and together are 0..total-1 exactly once.
+struct ValidationSplit {
+  int64_t total = 0;                          // size of the set the split was taken from
+  uint64_t seed = 0;
+  std::vector<int64_t> train_indices;         // ascending, total - validation_size of them
+  std::vector<int64_t> validation_indices;    // ascending, validation_size of them
+};
+
+// The seed `deftnn train --val-from-train` and the optimiser use unless told otherwise.
+inline constexpr uint64_t kValidationSplitSeed = 2017;
+
+// Throws Error unless 1 <= validation_size <= total / 2 (a split that keeps fewer training
+// samples than it holds out is taken for a mistake, e.g. a count meant for another set).
+ValidationSplit make_validation_split(int64_t total, int64_t validation_size,
+                                      uint64_t seed = kValidationSplitSeed);
+
+// The training and validation sets of `split` applied to `full` (full.size() must equal
+// split.total), named "<name> minus N held out (seed S)" and "<name> held out N (seed S)".
+struct TrainValidation {
+  Dataset train, validation;
+};
+TrainValidation apply_validation_split(const Dataset& full, const ValidationSplit& split);
+
+// What a split was: `held_out` of the first `total` training samples, drawn with `seed`. Because
+// the draw is a partial shuffle, a split of fewer samples with the same total and seed holds out
+// a subset of these (so validating on it never sees images trained on). held_out 0: none.
+struct HeldOut {
+  int64_t held_out = 0;
+  int64_t total = 0;
+  uint64_t seed = kValidationSplitSeed;
+  bool empty() const { return held_out == 0; }
+  std::string describe() const;   // "5000 of the first 60000 training images (seed 2017)"
+};
+inline ValidationSplit make_validation_split(const HeldOut& h) {
+  return make_validation_split(h.total, h.held_out, h.seed);
+}
+// As model-file metadata (keys validation_held_out, validation_held_out_of,
+// validation_split_seed; deftnn train writes them) and back; reading throws Error on malformed
+// values and returns an empty HeldOut when the keys are absent.
+void write_held_out(std::map<std::string, std::string>& meta, const HeldOut& h);
+HeldOut read_held_out(const std::map<std::string, std::string>& meta);
 
 }  // namespace deftnn

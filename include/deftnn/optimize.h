@@ -138,6 +138,8 @@ struct Optimization {
   double base_ms = 0;
   int64_t time_batch = 0;
   std::string validation;             // name and size of the validation set
+  HeldOut validation_split;           // when validated on training images held out of training
+                                      // (frontier.json "validation_split"); empty otherwise
 };
 
 // The whole pipeline on a base model (left unchanged): candidates for each layer and threshold

@@ -171,10 +171,11 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     std::string model, out, thresholds = "0.9,0.8,0.7,0.6,0.5,0.4,0.3", layers;
     int epochs = 1;
     double lr = 0.001;
-    int64_t val = 5000, batch = 32, align = 8, ft_batch = 64;
+    int64_t batch = 32, align = 8, ft_batch = 64;
     int iters = 30, max_eval = 24;
     int64_t refit = 0;
     DataOptions data;
+    ValidationArgs valid;
   };
   auto oa = std::make_shared<OptimizeArgs>();
   auto* c_opt = app.add_subcommand(
@@ -186,7 +187,6 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_opt->add_option("--finetune-epochs", oa->epochs, "fine-tuning epochs per candidate")->capture_default_str()->check(CLI::Range(0, 1000));
   c_opt->add_option("--finetune-lr", oa->lr, "fine-tuning learning rate")->capture_default_str()->check(CLI::PositiveNumber);
   c_opt->add_option("--finetune-batch", oa->ft_batch, "fine-tuning batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
-  c_opt->add_option("--val", oa->val, "validation images (the first N of the test set)")->capture_default_str()->check(CLI::PositiveNumber);
   c_opt->add_option("--batch", oa->batch, "batch size of the timings")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   c_opt->add_option("--iters", oa->iters, "timed iterations per measurement")->capture_default_str()->check(CLI::Range(1, 100000));
   c_opt->add_option("--align", oa->align, "round retained counts up to a multiple of this")->capture_default_str()->check(CLI::Range(1, 1 << 20));
@@ -194,11 +194,14 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_opt->add_option("--refit", oa->refit, "least-squares refit of each candidate's kept columns on the first N training "
                                           "images (0: the paper's K/(K-D) scale)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   add_data_options(c_opt, oa->data);
-  c_opt->get_option("--limit")->description("fine-tune on only the first N training images");
+  add_validation_options(c_opt, oa->valid, true);
+  c_opt->get_option("--limit")->description("fine-tune on only the first N training images (after the held-out ones are taken out)");
   registry.add(c_opt, [oa] {
-    Model base = load_model(oa->model);
-    Dataset tr = data_for(base, oa->data, true, oa->data.limit);
-    Dataset val = data_for(base, oa->data, false, oa->val);
+    ModelMetadata meta;
+    Model base = load_model(oa->model, &meta);
+    SelectionData sd = selection_data(base, oa->data, oa->valid, read_held_out(meta));
+    const Dataset& tr = sd.train;
+    const Dataset& val = sd.validation;
     OptimizeOptions o;
     o.thresholds = parse_doubles(oa->thresholds, "--thresholds");
     o.layers = split(oa->layers);
@@ -223,6 +226,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
                 static_cast<long long>(val.size()), static_cast<long long>(oa->batch),
                 omp_get_max_threads(), isa_name(active_isa()));
     Optimization opt = optimize(base, tr, val, o);
+    opt.validation_split = sd.held_out;
     save_optimization(opt, oa->out);
     std::printf("saved %s (%zu candidates, %zu frontier points)\n", oa->out.c_str(),
                 opt.candidates.size(), opt.frontier.size());
@@ -417,9 +421,10 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     std::string dir, out, json_path, losses = "0.2,1,2", points;
     int epochs = 2, lr_step = 0;
     double lr = 0.001, lr_gamma = 0.1, max_loss = 5, distill = 0, temperature = 4;
-    int64_t val = 5000, ft_batch = 64, batch = 0;
+    int64_t ft_batch = 64, batch = 0;
     int iters = 30, rounds = 3;
     DataOptions data;
+    ValidationArgs valid;
   };
   auto ra = std::make_shared<RefineArgs>();
   auto* c_rf = app.add_subcommand(
@@ -439,13 +444,13 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_rf->add_option("--distill-temperature", ra->temperature, "softmax temperature of the distillation")
       ->capture_default_str()->check(CLI::PositiveNumber);
   c_rf->add_option("--finetune-batch", ra->ft_batch, "joint fine-tuning batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
-  c_rf->add_option("--val", ra->val, "validation images for the selection (the first N of the test set)")->capture_default_str()->check(CLI::PositiveNumber);
   c_rf->add_option("--batch", ra->batch, "timing batch (default: the frontier's)")->check(CLI::Range(1, 1 << 16));
   c_rf->add_option("--iters", ra->iters, "timed iterations per round")->capture_default_str()->check(CLI::Range(1, 100000));
   c_rf->add_option("--rounds", ra->rounds, "timing rounds")->capture_default_str()->check(CLI::Range(1, 1000));
   c_rf->add_option("--json", ra->json_path, "write the refined points and selections as JSON");
   add_data_options(c_rf, ra->data);
-  c_rf->get_option("--limit")->description("fine-tune on only the first N training images");
+  add_validation_options(c_rf, ra->valid, true);
+  c_rf->get_option("--limit")->description("fine-tune on only the first N training images (after the held-out ones are taken out)");
   registry.add(c_rf, [ra, c_rf] {
     // Points named with --points are refined whatever their loss, unless --max-loss is given too
     // (the default 5-point filter silently skipped a named point losing 8.7 before refining).
@@ -462,8 +467,13 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
       }
       opt.frontier = keep;
     }
-    Dataset tr = data_for(opt.base, ra->data, true, ra->data.limit);
-    Dataset val = data_for(opt.base, ra->data, false, ra->val);
+    // The split the optimisation validated on, else the one its base model file records.
+    HeldOut recorded = opt.validation_split;
+    if (recorded.empty()) recorded = read_held_out(load_model_metadata(opt.base_file));
+    SelectionData sd = selection_data(opt.base, ra->data, ra->valid, recorded);
+    const Dataset& tr = sd.train;
+    const Dataset& val = sd.validation;
+    const bool val_from_test = sd.held_out.empty();
     Dataset test = data_for(opt.base, ra->data, false, -1);
     TrainConfig tc;
     tc.epochs = ra->epochs;
@@ -478,6 +488,8 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
                 static_cast<long long>(val.size()), omp_get_max_threads());
     const double base_val = evaluate(opt.base, val, 256, false).top1;
     const double base_test = evaluate(opt.base, test, 256, false).top1;
+    std::printf("validation: %s; test: %s (%lld images%s)\n", val.name.c_str(), test.name.c_str(),
+                static_cast<long long>(test.size()), val_from_test ? ", the first of which are the validation set" : ", never used for selection");
     std::printf("base: validation %.2f%%, test %.2f%%\n", 100 * base_val, 100 * base_test);
     if (ra->distill > 0)
       std::printf("distillation from the base: weight %g, temperature %g\n", ra->distill, ra->temperature);
@@ -490,7 +502,9 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
         Distillation{ra->distill, ra->temperature});
     json j = {{"dir", ra->dir}, {"epochs", ra->epochs}, {"lr", ra->lr}, {"distill", ra->distill},
               {"distill_temperature", ra->temperature}, {"train_images", tr.size()},
-              {"validation_images", val.size()}, {"base_validation", base_val}, {"base_test", base_test}};
+              {"validation_images", val.size()}, {"validation_set", val.name},
+              {"validation_from", val_from_test ? "test" : "train"},
+              {"base_validation", base_val}, {"base_test", base_test}};
     json pts = json::array();
     for (const auto& r : refined)
       pts.push_back({{"point", r.point}, {"configuration", describe(opt, opt.frontier[r.point])},
@@ -526,14 +540,16 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
       // The validation images are the first of the test set, so the selection has seen them: the
       // test images after them (held out) give the loss without that bias.
       const double nv = static_cast<double>(val.size()), nt = static_cast<double>(test.size());
-      const bool has_held = nt > nv;
+      const bool has_held = val_from_test && nt > nv;
       const double held = has_held ? (nt * acc_test - nv * refined[k].accuracy) / (nt - nv) : 0;
       const double base_held = has_held ? (nt * base_test - nv * base_val) / (nt - nv) : 0;
-      std::printf("loss <= %.2f pt: point %d (%s): validation %.2f%%, test %.2f%% (base %.2f%%, loss %.2f pt; "
-                  "held-out last %lld: loss %.2f pt), %.3f ms, speedup %.2fx\n",
+      std::printf("loss <= %.2f pt: point %d (%s): validation %.2f%% (base %.2f%%), test %.2f%% (base %.2f%%, loss %.2f pt",
                   loss, refined[k].point, describe(opt, opt.frontier[refined[k].point]).c_str(),
-                  100 * refined[k].accuracy, 100 * acc_test, 100 * base_test, 100 * (base_test - acc_test),
-                  static_cast<long long>(test.size() - val.size()), 100 * (base_held - held), tk, tb / tk);
+                  100 * refined[k].accuracy, 100 * base_val, 100 * acc_test, 100 * base_test, 100 * (base_test - acc_test));
+      if (has_held)
+        std::printf("; held-out last %lld: loss %.2f pt", static_cast<long long>(test.size() - val.size()),
+                    100 * (base_held - held));
+      std::printf("), %.3f ms, speedup %.2fx\n", tk, tb / tk);
       json e = {{"max_loss", loss}, {"point", refined[k].point},
                 {"configuration", describe(opt, opt.frontier[refined[k].point])},
                 {"validation", refined[k].accuracy}, {"test", acc_test}, {"ms", tk},
@@ -548,9 +564,10 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
         char name[64];
         std::snprintf(name, sizeof name, "refined_%g.deft", loss);
         const std::string path = (std::filesystem::path(ra->out) / name).string();
-        save_model(refined[k].model, path,
-                   {{"sve_configuration", describe(opt, opt.frontier[refined[k].point])},
-                    {"sve_optimization", ra->dir}, {"sve_refined_epochs", std::to_string(ra->epochs)}});
+        ModelMetadata meta = {{"sve_configuration", describe(opt, opt.frontier[refined[k].point])},
+                              {"sve_optimization", ra->dir}, {"sve_refined_epochs", std::to_string(ra->epochs)}};
+        write_held_out(meta, sd.held_out);
+        save_model(refined[k].model, path, meta);
         std::printf("  wrote %s\n", path.c_str());
         e["file"] = path;
       }

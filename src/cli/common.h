@@ -111,6 +111,96 @@ inline Dataset data_for(const Model& m, const DataOptions& o, bool train, int64_
   return d;
 }
 
+// Where model selection (optimize, refine) validates: images held out of the training set, or
+// the first N of the test set (the old way: the selection then sees those test images).
+struct ValidationArgs {
+  int64_t from_train = 0;   // --val-from-train N
+  int64_t from_test = 0;    // --val-from-test N (alias --val)
+  uint64_t seed = kValidationSplitSeed;
+  bool seed_given = false;
+};
+
+inline void add_validation_options(CLI::App* c, ValidationArgs& v, bool selection) {
+  if (!selection) {
+    c->add_option("--val-from-train", v.from_train,
+                  "hold out N training images (never trained on; recorded in the model file so that "
+                  "optimize/refine validate on them)")->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  } else {
+    c->add_option("--val-from-train", v.from_train,
+                  "validate on N images held out of the training set and not fine-tuned on (default: "
+                  "the split the model was trained with, when its file records one)")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+    c->add_option("--val-from-test,--val", v.from_test,
+                  "validate on the first N test images instead (the old way; the selection then "
+                  "sees them; the default, 5000, when the model records no split)")
+        ->check(CLI::Range(int64_t{1}, int64_t{1} << 40));
+  }
+  c->add_option_function<uint64_t>("--split-seed", [&v](const uint64_t& s) { v.seed = s; v.seed_given = true; },
+                                   "seed of the held-out draw (default: the model's, else " +
+                                       std::to_string(kValidationSplitSeed) + ")");
+}
+
+struct SelectionData {
+  Dataset train, validation;
+  HeldOut held_out;          // empty when validating on test images
+};
+
+// The training set, limited to the first N samples (--limit) after the split, and the
+// validation set for selecting among versions of model m; `recorded` is the split m was trained
+// with (empty if none). Validating on more or other images than were held out from m's training
+// is an error, since m was trained on them.
+inline SelectionData selection_data(const Model& m, const DataOptions& o, const ValidationArgs& v,
+                                    const HeldOut& recorded) {
+  if (v.from_train > 0 && v.from_test > 0)
+    throw Error("--val-from-train and --val-from-test: give one validation set, not both");
+  SelectionData r;
+  int64_t from_test = v.from_test;
+  if (from_test == 0 && v.from_train == 0 && recorded.empty()) {
+    from_test = 5000;
+    std::printf("note: the model records no held-out training images (train it with --val-from-train); "
+                "validating on the first %lld test images, so the selection sees them\n",
+                static_cast<long long>(from_test));
+  }
+  if (from_test > 0) {
+    r.train = data_for(m, o, true, o.limit);
+    r.validation = data_for(m, o, false, from_test);
+    return r;
+  }
+  HeldOut h = recorded;
+  if (v.from_train > 0) {
+    h.held_out = v.from_train;
+    if (v.seed_given) h.seed = v.seed;
+    if (recorded.empty()) {
+      h.total = 0;   // the whole training set, below
+      std::printf("warning: the model records no held-out training images: it may have been trained on "
+                  "the %lld validation images\n", static_cast<long long>(v.from_train));
+    } else if (h.seed != recorded.seed || h.held_out > recorded.held_out) {
+      throw Error("--val-from-train " + std::to_string(h.held_out) + " (seed " + std::to_string(h.seed) +
+                  "): the model was trained with " + recorded.describe() +
+                  " held out, so other images would be ones it was trained on; use at most " +
+                  std::to_string(recorded.held_out) + " with seed " + std::to_string(recorded.seed) +
+                  ", or --val-from-test");
+    }
+  } else if (v.seed_given && v.seed != recorded.seed) {
+    throw Error("--split-seed " + std::to_string(v.seed) + ": the model was trained with " +
+                recorded.describe() + " held out");
+  }
+  Dataset full = data_for(m, o, true, h.total > 0 ? h.total : -1);
+  if (h.total == 0) h.total = full.size();
+  check(full.size() == h.total, "the model's held-out split is of the first " + std::to_string(h.total) +
+                                    " training images, but the data has only " + std::to_string(full.size()));
+  TrainValidation tv = apply_validation_split(full, make_validation_split(h));
+  r.train = std::move(tv.train);
+  r.validation = std::move(tv.validation);
+  r.held_out = h;
+  if (o.limit > 0 && o.limit < r.train.size()) {
+    std::vector<int64_t> first(static_cast<size_t>(o.limit));
+    for (int64_t i = 0; i < o.limit; ++i) first[i] = i;
+    r.train = subset(r.train, first, r.train.name + ", first " + std::to_string(o.limit));
+  }
+  return r;
+}
+
 inline Shape sample_shape(const Dataset& d) {
   return Shape(d.images.shape().begin() + 1, d.images.shape().end());
 }

@@ -85,6 +85,8 @@ int main(int argc, char** argv) {
   c_train->add_option("--seed", tc.seed, "seed for initialisation, shuffling and dropout")->capture_default_str();
   c_train->add_option("--json", train_json, "write per-epoch statistics as JSON");
   add_data_options(c_train, train_data);
+  ValidationArgs train_valid;
+  add_validation_options(c_train, train_valid, false);
 
   // eval
   auto* c_eval = app.add_subcommand("eval", "evaluate a model's top-1/top-5 accuracy on the Fashion-MNIST test set");
@@ -171,11 +173,42 @@ int main(int argc, char** argv) {
     } else if (c_train->parsed()) {
       Dataset tr = load_data(train_data, true, train_net);
       Dataset te = load_data(train_data, false, train_net);
+      ModelMetadata meta;
       Model m = is_zoo_name(train_net) ? build_zoo(train_net, ZooOptions{sample_shape(tr), 10})
-                                       : load_model(train_net);
+                                       : load_model(train_net, &meta);
       if (is_zoo_name(train_net)) m.init_params(tc.seed);
+      // Continuing a model trained with a split keeps it (the held-out images stay unseen).
+      HeldOut held = read_held_out(meta);
+      if (train_valid.from_train > 0) {
+        HeldOut asked{train_valid.from_train, tr.size(), train_valid.seed_given ? train_valid.seed : held.seed};
+        if (!held.empty() && (asked.total != held.total || asked.seed != held.seed || asked.held_out > held.held_out))
+          throw Error("--val-from-train: " + train_net + " was trained with " + held.describe() +
+                      " held out; continuing with another split would train on those images");
+        held = asked;
+      } else if (train_valid.seed_given) {
+        throw Error("--split-seed needs --val-from-train");
+      }
+      Dataset validation;
+      if (!held.empty()) {
+        check(tr.size() == held.total, "--val-from-train: " + train_net + " holds out images of the first " +
+                                           std::to_string(held.total) + " training images, but " +
+                                           std::to_string(tr.size()) + " are loaded (--limit)");
+        TrainValidation tv = apply_validation_split(tr, make_validation_split(held));
+        tr = std::move(tv.train);
+        validation = std::move(tv.validation);
+        std::printf("holding out %s for validation\n", held.describe().c_str());
+      }
       auto hist = run_training(m, tr, te, tc);
-      save_model(m, train_out);
+      if (!held.empty()) {
+        const EvalResult ev = evaluate(m, validation, 256, false);
+        std::printf("validation (%lld held-out training images): top-1 %.2f%%\n",
+                    static_cast<long long>(validation.size()), 100 * ev.top1);
+      }
+      meta.erase("validation_held_out");
+      meta.erase("validation_held_out_of");
+      meta.erase("validation_split_seed");
+      write_held_out(meta, held);
+      save_model(m, train_out, meta);
       std::printf("saved %s\n", train_out.c_str());
       json j = json::array();
       for (const auto& s : hist)

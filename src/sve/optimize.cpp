@@ -706,6 +706,9 @@ void save_optimization(const Optimization& opt, const std::string& dir) {
             {"base_accuracy", opt.base_accuracy}, {"base_ms", opt.base_ms},
             {"time_batch", opt.time_batch}, {"validation", opt.validation},
             {"candidates", cands}, {"frontier", front}};
+  if (!opt.validation_split.empty())
+    j["validation_split"] = {{"held_out", opt.validation_split.held_out},
+                             {"of", opt.validation_split.total}, {"seed", opt.validation_split.seed}};
   const std::string path = (fs::path(dir) / "frontier.json").string();
   const std::string tmp = path + ".tmp";
   {
@@ -738,6 +741,16 @@ Optimization load_optimization(const std::string& dir) {
     opt.base_ms = j.at("base_ms").get<double>();
     opt.time_batch = j.at("time_batch").get<int64_t>();
     opt.validation = j.at("validation").get<std::string>();
+    if (j.contains("validation_split")) {
+      const json& vs = j.at("validation_split");
+      opt.validation_split.held_out = vs.at("held_out").get<int64_t>();
+      opt.validation_split.total = vs.at("of").get<int64_t>();
+      opt.validation_split.seed = vs.at("seed").get<uint64_t>();
+      check(opt.validation_split.held_out >= 1 &&
+                opt.validation_split.held_out <= opt.validation_split.total / 2,
+            "validation_split: holds out " + std::to_string(opt.validation_split.held_out) + " of " +
+                std::to_string(opt.validation_split.total));
+    }
   } catch (const Error& e) {
     throw Error("'" + path + "': " + e.what());
   } catch (const std::exception& e) {

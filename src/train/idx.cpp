@@ -18,6 +18,8 @@
 #include <sstream>
 
 #include "deftnn/error.h"
+#include "deftnn/rng.h"
+#include "deftnn/train.h"
 
 namespace deftnn {
 namespace {
@@ -267,6 +269,111 @@ void normalize(Dataset& d, float mean, float stddev) {
   float* x = d.images.data();
   const int64_t total = d.images.numel();
   for (int64_t i = 0; i < total; ++i) x[i] = (x[i] - mean) * inv;
+}
+
+Dataset subset(const Dataset& d, const std::vector<int64_t>& indices, const std::string& name) {
+  check(d.images.ndim() >= 1 && d.images.dim(0) == d.size(),
+        "subset: " + d.name + " has " + std::to_string(d.size()) + " labels but images " +
+            shape_str(d.images.shape()));
+  for (int64_t i : indices)
+    check(i >= 0 && i < d.size(), "subset: index " + std::to_string(i) + " outside " + d.name +
+                                      " (" + std::to_string(d.size()) + " samples)");
+  Dataset out;
+  out.num_classes = d.num_classes;
+  out.name = name.empty() ? d.name : name;
+  if (indices.empty()) {
+    Shape s = d.images.shape();
+    s[0] = 0;
+    out.images = Tensor(s);
+    return out;
+  }
+  gather_batch(d, indices, 0, static_cast<int64_t>(indices.size()), out.images, out.labels);
+  return out;
+}
+
+ValidationSplit make_validation_split(int64_t total, int64_t validation_size, uint64_t seed) {
+  check(total >= 2, "validation split: the training set has " + std::to_string(total) +
+                        " sample(s); at least 2 are needed to hold any out");
+  check(validation_size >= 1 && validation_size <= total / 2,
+        "validation split: cannot hold out " + std::to_string(validation_size) + " of " +
+            std::to_string(total) + " training samples; expected 1 to " +
+            std::to_string(total / 2) + " (at most half of them)");
+  ValidationSplit s;
+  s.total = total;
+  s.seed = seed;
+  std::vector<int64_t> perm(static_cast<size_t>(total));
+  for (int64_t i = 0; i < total; ++i) perm[i] = i;
+  Rng rng(seed);
+  for (int64_t i = 0; i < validation_size; ++i) {
+    const int64_t j = i + static_cast<int64_t>(rng.below(static_cast<uint64_t>(total - i)));
+    std::swap(perm[i], perm[j]);
+  }
+  s.validation_indices.assign(perm.begin(), perm.begin() + validation_size);
+  std::sort(s.validation_indices.begin(), s.validation_indices.end());
+  s.train_indices.reserve(static_cast<size_t>(total - validation_size));
+  size_t v = 0;
+  for (int64_t i = 0; i < total; ++i) {
+    if (v < s.validation_indices.size() && s.validation_indices[v] == i) {
+      ++v;
+      continue;
+    }
+    s.train_indices.push_back(i);
+  }
+  return s;
+}
+
+TrainValidation apply_validation_split(const Dataset& full, const ValidationSplit& split) {
+  check(full.size() == split.total,
+        "validation split: it was made for " + std::to_string(split.total) + " samples but " +
+            full.name + " has " + std::to_string(full.size()));
+  check(static_cast<int64_t>(split.train_indices.size() + split.validation_indices.size()) ==
+            split.total,
+        "validation split: its index lists do not cover the " + std::to_string(split.total) +
+            " samples");
+  const std::string tag = std::to_string(split.validation_indices.size()) + " (seed " +
+                          std::to_string(split.seed) + ")";
+  TrainValidation r;
+  r.train = subset(full, split.train_indices, full.name + " minus " + tag + " held out");
+  r.validation = subset(full, split.validation_indices, full.name + " held out " + tag);
+  return r;
+}
+
+std::string HeldOut::describe() const {
+  if (empty()) return "none";
+  return std::to_string(held_out) + " of the first " + std::to_string(total) +
+         " training images (seed " + std::to_string(seed) + ")";
+}
+
+void write_held_out(std::map<std::string, std::string>& meta, const HeldOut& h) {
+  if (h.empty()) return;
+  meta["validation_held_out"] = std::to_string(h.held_out);
+  meta["validation_held_out_of"] = std::to_string(h.total);
+  meta["validation_split_seed"] = std::to_string(h.seed);
+}
+
+HeldOut read_held_out(const std::map<std::string, std::string>& meta) {
+  HeldOut h;
+  auto it = meta.find("validation_held_out");
+  if (it == meta.end()) return h;
+  auto num = [&](const char* key) -> unsigned long long {
+    auto f = meta.find(key);
+    check(f != meta.end(), std::string("model metadata: validation_held_out without ") + key);
+    const std::string& v = f->second;
+    check(!v.empty() && v.find_first_not_of("0123456789") == std::string::npos && v.size() <= 20,
+          std::string("model metadata: ") + key + " '" + v + "' is not a non-negative integer");
+    try {
+      return std::stoull(v);
+    } catch (const std::exception&) {
+      throw Error(std::string("model metadata: ") + key + " '" + v + "' is out of range");
+    }
+  };
+  h.held_out = static_cast<int64_t>(num("validation_held_out"));
+  h.total = static_cast<int64_t>(num("validation_held_out_of"));
+  h.seed = num("validation_split_seed");
+  check(h.held_out >= 1 && h.held_out <= h.total / 2,
+        "model metadata: holds out " + std::to_string(h.held_out) + " of " + std::to_string(h.total) +
+            " training images, which no split can");
+  return h;
 }
 
 }  // namespace deftnn
