@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <cstdio>
+#include <sys/wait.h>
 #include <vector>
 
 #include "deftnn/cuda.h"
@@ -404,6 +406,22 @@ TEST(Cuda, SessionRejectsAWrongInput) {
   cuda::SessionOptions o;
   o.fc_format = Format::bf16;
   EXPECT_THROW(cuda::Session(m, 1, o), Error);
+}
+
+// `deftnn bench MODEL --device cuda`: the network on the GPU, checked against the CPU engine.
+TEST(Cuda, CommandLineBenchOnTheGpu) {
+  REQUIRE_CUDA();
+  const std::string cmd = std::string(DEFTNN_CLI_PATH) +
+                          " bench lenet --device cuda --batch 1 4 --iters 5 --cuda-conv-format deft16q 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int rc = pclose(p);
+  EXPECT_EQ(WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, 0) << out;
+  EXPECT_NE(out.find("one CUDA graph"), std::string::npos) << out;
+  EXPECT_NE(out.find("conv weights deft16q"), std::string::npos) << out;
 }
 
 }  // namespace

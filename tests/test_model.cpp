@@ -232,6 +232,17 @@ int run_cli(const std::string& args, std::string* output = nullptr, const std::s
 }
 }  // namespace
 
+// `--device cuda` where there is no GPU (or no CUDA backend in this build): a clear error, exit 1.
+// (tests/test_cuda.cpp runs it where there is one.)
+TEST(Cli, BenchOnCudaWithoutAGpuSaysWhy) {
+  std::string out;
+  const int rc = run_cli("bench lenet --device cuda --iters 1", &out);
+  if (rc == 0) GTEST_SKIP() << "this machine runs CUDA";
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_TRUE(out.find("built without the CUDA backend") != std::string::npos ||
+              out.find("no usable CUDA device") != std::string::npos) << out;
+}
+
 TEST(Cli, HelpAndErrors) {
   std::string out;
   EXPECT_EQ(run_cli("--help", &out), 0);

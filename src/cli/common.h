@@ -36,6 +36,16 @@ void register_sve_commands(CLI::App& app, Registry& registry);
 void register_onnx_commands(CLI::App& app, Registry& registry);
 void register_format_commands(CLI::App& app, Registry& registry);   // cmd_formats.cpp
 
+// `deftnn bench --device cuda` (cmd_cuda.cpp).
+struct CudaBenchArgs {
+  std::string model, input, json;
+  int classes = 0;
+  std::vector<int64_t> batches{1};
+  int iters = 50;
+  std::string conv_format = "f32", fc_format = "f32", staging = "nearw";
+};
+void run_cuda_bench(const CudaBenchArgs& a);
+
 inline bool is_zoo_name(const std::string& s) {
   for (const auto& n : zoo_names())
     if (n == s) return true;

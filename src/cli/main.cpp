@@ -127,6 +127,17 @@ int main(int argc, char** argv) {
                       "round by round; speedups against f32");
   c_bench->add_option("--fission-mode", bench_mode, "fission (widen next to the FMA) or offchip")
       ->capture_default_str()->check(CLI::IsMember({"fission", "offchip"}));
+  std::string bench_device = "cpu";
+  CudaBenchArgs cuda_args;
+  c_bench->add_option("--device", bench_device, "cpu, or cuda (the CUDA backend: the model as one CUDA graph)")
+      ->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  c_bench->add_option("--cuda-conv-format", cuda_args.conv_format,
+                      "--device cuda: conv weights (f32, half, deft16, deft16q, deft8_e1..e7)")->capture_default_str();
+  c_bench->add_option("--cuda-fc-format", cuda_args.fc_format, "--device cuda: fc weights")->capture_default_str();
+  c_bench->add_option("--cuda-staging", cuda_args.staging,
+                      "--device cuda: near (both operands widened in registers), nearw (weights only), "
+                      "offchip (widened when staged), tc (tensor cores)")
+      ->capture_default_str()->check(CLI::IsMember({"near", "nearw", "offchip", "tc"}));
 
   // info
   auto* c_info = app.add_subcommand("info", "show a model's layers, shapes, parameters and FLOPs");
@@ -261,6 +272,15 @@ int main(int argc, char** argv) {
         write_json(eval_json, {{"model", eval_model}, {"fission_mode", eval_mode},
                                {"formats", rows}});
       }
+    } else if (c_bench->parsed() && bench_device == "cuda") {
+      if (!bench_formats.empty()) throw Error("--formats is for the CPU; on the GPU use --cuda-conv-format / --cuda-fc-format");
+      cuda_args.model = bench_model;
+      cuda_args.input = bench_input;
+      cuda_args.classes = bench_classes;
+      cuda_args.batches = bench_batches;
+      cuda_args.iters = bench_iters;
+      cuda_args.json = bench_json;
+      run_cuda_bench(cuda_args);
     } else if (c_bench->parsed() && !bench_formats.empty()) {
       std::vector<FormatSpec> fl = parse_format_specs(bench_formats);
       auto is_f32 = [](const FormatSpec& f) { return f.name == "f32"; };
