@@ -23,7 +23,7 @@ if ! cmake -S . -B "$bdir" "${args[@]}" >"$out/cmake.log" 2>&1; then
   fi
 fi
 grep -E "deftnn:" "$out/cmake.log"
-cmake --build "$bdir" -j"$(nproc)" --target deftnn_tests bench_cuda bench_cuda_net >"$out/build.log" 2>&1 ||
+cmake --build "$bdir" -j"$(nproc)" --target deftnn_cli deftnn_tests bench_cuda bench_cuda_net >"$out/build.log" 2>&1 ||
   { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu --format=csv,noheader | tee "$out/gpu.txt"
 "$bdir/tests/deftnn_tests" --gtest_filter='Cuda*' 2>&1 | tee "$out/test.log" | grep -E "^\[ *(OK|FAILED|PASSED|SKIPPED) |Failure|error|vs|reference" | head -80
