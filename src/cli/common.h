@@ -45,6 +45,9 @@ struct CudaBenchArgs {
   std::string conv_format = "f32", fc_format = "f32", staging = "nearw";
 };
 void run_cuda_bench(const CudaBenchArgs& a);
+struct DataOptions;
+// `deftnn eval --device cuda`: top-1 on the Fashion-MNIST test set through cuda::Session.
+void run_cuda_eval(const CudaBenchArgs& a, const DataOptions& data, int64_t batch);
 
 inline bool is_zoo_name(const std::string& s) {
   for (const auto& n : zoo_names())

@@ -107,6 +107,14 @@ int main(int argc, char** argv) {
   c_eval->add_option("--fission-mode", eval_mode, "fission (widen next to the FMA) or offchip")
       ->capture_default_str()->check(CLI::IsMember({"fission", "offchip"}));
   add_data_options(c_eval, eval_data);
+  std::string eval_device = "cpu";
+  CudaBenchArgs eval_cuda;
+  c_eval->add_option("--device", eval_device, "cpu, or cuda (the CUDA backend)")
+      ->capture_default_str()->check(CLI::IsMember({"cpu", "cuda"}));
+  c_eval->add_option("--cuda-conv-format", eval_cuda.conv_format, "--device cuda: conv weights")->capture_default_str();
+  c_eval->add_option("--cuda-fc-format", eval_cuda.fc_format, "--device cuda: fc weights")->capture_default_str();
+  c_eval->add_option("--cuda-staging", eval_cuda.staging, "--device cuda: near, nearw, offchip or tc")
+      ->capture_default_str()->check(CLI::IsMember({"near", "nearw", "offchip", "tc"}));
 
   // bench
   auto* c_bench = app.add_subcommand("bench", "time a model's forward pass per layer and end to end");
@@ -227,6 +235,10 @@ int main(int argc, char** argv) {
                      {"train_top1", s.train_top1}, {"test_top1", s.test_top1},
                      {"test_top5", s.test_top5}, {"seconds", s.seconds}});
       write_json(train_json, {{"net", train_net}, {"epochs", j}});
+    } else if (c_eval->parsed() && eval_device == "cuda") {
+      eval_cuda.model = eval_model;
+      eval_cuda.json = eval_json;
+      run_cuda_eval(eval_cuda, eval_data, eval_batch);
     } else if (c_eval->parsed()) {
       Model m = load_model(eval_model);
       Dataset te = load_fashion_mnist(eval_data.dir, false, eval_data.limit);
