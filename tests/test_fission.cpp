@@ -361,6 +361,31 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
   if (f == Format::bf16 && mode == FissionMode::fission)
     for (auto& v : Bw) v = bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
   expect_near_widened(Aw, Bw, C0, got.data(), M, N, K, ldc, alpha, beta, what);
+  // The conv output pass done by the tile kernel (TileEpilogue bias / res / relu; in registers
+  // on AVX-512) equals separate bias, add and ReLU passes over that result, bit for bit.
+  std::vector<float> bias(M), res(M * N);
+  for (auto& v : bias) v = dist(gen);
+  for (auto& v : res) v = dist(gen);
+  for (int variant = 0; variant < 4; ++variant) {
+    TileEpilogue epi;
+    epi.bias = variant != 1 ? bias.data() : nullptr;   // 0: bias; 1: res + relu;
+    epi.res = variant == 1 || variant == 2 ? res.data() : nullptr;   // 2: all; 3: bias + relu
+    epi.ldr = N;
+    epi.relu = variant != 0;
+    std::vector<float> ref = got, fused = C0;
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        float v = ref[i * ldc + j];
+        if (epi.bias) v += bias[i];
+        if (epi.res) v += res[i * N + j];
+        if (epi.relu) v = v > 0.0f ? v : 0.0f * v;
+        ref[i * ldc + j] = v;
+      }
+    fission_conv(pa, g, X.data(), alpha, beta, fused.data(), ldc, mode, nullptr, &epi);
+    for (int64_t i = 0; i < M * ldc; ++i)
+      ASSERT_EQ(fused[i], ref[i]) << what << " epilogue variant " << variant << " at " << i / ldc
+                                  << "," << i % ldc;
+  }
 }
 
 TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {

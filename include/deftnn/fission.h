@@ -118,9 +118,18 @@ struct FissionConvShape {
 // finished C tile (rows [i0, i0 + m), columns [j0, j0 + n), c = &C[i0 * ldc + j0]) right after the
 // kernel wrote it, while the tile is in L1, by the thread that computed it. The layers use it
 // for bias + residual add + ReLU (conv inference), saving separate passes over the output.
+// Or, with fn null, the conv output pass done by the tile kernel itself on the rows it stores
+// (in registers on AVX-512, no re-read of C): row i of C gets + bias[i] (bias non-null), then
+// + res[i * ldr + j] (res non-null: M rows x N, ldr apart), then ReLU (v > 0 ? v : 0 * v), the
+// float operations of separate bias, add and relu passes.
 struct TileEpilogue {
   void (*fn)(const void* ctx, int64_t i0, int64_t j0, int m, int n, float* c, int64_t ldc) = nullptr;
   const void* ctx = nullptr;
+  const float* bias = nullptr;
+  const float* res = nullptr;
+  int64_t ldr = 0;
+  bool relu = false;
+  bool active() const { return fn || bias || res || relu; }
 };
 
 // kept_rows (synapse vector elimination, optional): B holds only the column-matrix rows kept_rows[0..K')

@@ -28,6 +28,8 @@ struct FissionConfig {
   FissionTile tile;
   bool widens;   // false: the kernel only reads fp32 strips (the driver decodes)
   FissionTile tile_d8s;   // Deft-8 on a prescaled B panel (src/gemm/fission.h); null: none
+  FissionTileRows tile_rows = nullptr;   // tile with the conv output pass in its store; null:
+                                         // tile, then apply_tile_rows
 };
 const FissionConfig& fission_config(Isa isa) {
   static const FissionConfig kPortable{"fission_tile_8x4__portable", 8, 4,
@@ -35,9 +37,10 @@ const FissionConfig& fission_config(Isa isa) {
   static const FissionConfig kAvx2{"fission_tile_16x6__avx2", 16, 6, fission_tile__avx2, true,
                                    fission_tile_d8s__avx2};
   static const FissionConfig kAvx512{"fission_tile_32x12__avx512", 32, 12, fission_tile__avx512,
-                                     true, fission_tile_d8s__avx512};
+                                     true, fission_tile_d8s__avx512, fission_tile_rows__avx512};
   static const FissionConfig kAvx512Bf16{"fission_tile_32x12__avx512bf16", 32, 12,
-                                         fission_tile__avx512bf16, true, fission_tile_d8s__avx512};
+                                         fission_tile__avx512bf16, true, fission_tile_d8s__avx512,
+                                         fission_tile_rows__avx512bf16};
   switch (isa) {
     case Isa::portable: return kPortable;
     case Isa::avx2: return kAvx2;
@@ -253,11 +256,25 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   };
   // Deft-8 on panels the caller prescaled (b_prescaled): the kernel without the multiply.
   const FissionTile tile = b_prescaled ? cfg.tile_d8s : cfg.tile;
+  const FissionTileRows tile_rows = b_prescaled ? nullptr : cfg.tile_rows;
   auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel) {
     const int64_t j0 = q * NR;
     const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
     float* c = C + s * MR * ldc + j0;
+    if (epi && !epi->fn) {
+      // The conv output pass in the kernel's store (TileEpilogue's bias / res / relu form).
+      const TileRows rows{epi->bias ? epi->bias + s * MR : nullptr,
+                          epi->res ? epi->res + s * MR * epi->ldr + j0 : nullptr, epi->ldr,
+                          epi->relu};
+      if (tile_rows) {
+        tile_rows(kf, K, astrip, bpanel, c, ldc, m, n, alpha, beta, &rows);
+      } else {
+        tile(kf, K, astrip, bpanel, c, ldc, m, n, alpha, beta);
+        apply_tile_rows(rows, c, ldc, m, n);
+      }
+      return;
+    }
     tile(kf, K, astrip, bpanel, c, ldc, m, n, alpha, beta);
     if (epi) epi->fn(epi->ctx, s * MR, j0, m, n, c, ldc);
   };
@@ -409,6 +426,9 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     gemm::scale_c(M, N, beta, C, ldc);
     if (epilogue && epilogue->fn)
       epilogue->fn(epilogue->ctx, 0, 0, static_cast<int>(M), static_cast<int>(N), C, ldc);
+    else if (epilogue && epilogue->active())
+      gemm::apply_tile_rows({epilogue->bias, epilogue->res, epilogue->ldr, epilogue->relu}, C,
+                            ldc, static_cast<int>(M), static_cast<int>(N));
     return;
   }
   // The padded, phased copy of the images: element (c, ihp, iwp) of padded image t (ihp = ih +
@@ -514,7 +534,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
                                          dst);
   };
   gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, pack,
-              epilogue && epilogue->fn ? epilogue : nullptr);
+              epilogue && epilogue->active() ? epilogue : nullptr);
 }
 
 }  // namespace deftnn

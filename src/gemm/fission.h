@@ -22,6 +22,44 @@ namespace deftnn::gemm {
 using FissionTile = void (*)(Format f, int64_t K, const void* a, const void* b, float* c,
                              int64_t ldc, int m, int n, float alpha, float beta);
 
+// The conv output pass on a C tile, done by the kernel on the rows it stores (registers, no
+// re-read of C): after alpha / beta, row i (of the tile) gets + bias[i] (bias non-null), then
+// + res[i * ldr + j] (res non-null), then ReLU as v > 0 ? v : 0 * v (relu). Pointers are the
+// tile's own (row 0, column 0). apply_tile_rows is the reference (and the fallback of kernels
+// without it).
+struct TileRows {
+  const float* bias;
+  const float* res;
+  int64_t ldr;
+  bool relu;
+};
+inline void apply_tile_rows(const TileRows& t, float* c, int64_t ldc, int m, int n) {
+  for (int i = 0; i < m; ++i) {
+    float* row = c + i * ldc;
+    if (t.bias) {
+      const float bv = t.bias[i];
+      for (int j = 0; j < n; ++j) row[j] += bv;
+    }
+    if (t.res) {
+      const float* r = t.res + i * t.ldr;
+      for (int j = 0; j < n; ++j) row[j] += r[j];
+    }
+    if (t.relu)
+      for (int j = 0; j < n; ++j) {
+        const float v = row[j], z = 0.0f * v;
+        row[j] = v > 0.0f ? v : z;
+      }
+  }
+}
+// A FissionTile that also applies TileRows (rows may be null: plain FissionTile).
+using FissionTileRows = void (*)(Format f, int64_t K, const void* a, const void* b, float* c,
+                                 int64_t ldc, int m, int n, float alpha, float beta,
+                                 const TileRows* rows);
+void fission_tile_rows__avx512(Format, int64_t, const void*, const void*, float*, int64_t, int,
+                               int, float, float, const TileRows*);
+void fission_tile_rows__avx512bf16(Format, int64_t, const void*, const void*, float*, int64_t,
+                                   int, int, float, float, const TileRows*);
+
 void fission_tile__portable(Format, int64_t, const void*, const void*, float*, int64_t, int, int,
                             float, float);
 void fission_tile__avx2(Format, int64_t, const void*, const void*, float*, int64_t, int, int,

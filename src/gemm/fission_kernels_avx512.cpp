@@ -70,7 +70,7 @@ struct WDeft8 {
 
 template <int NRT, class W>
 void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, float alpha,
-          float beta) {
+          float beta, const TileRows* rows) {
   constexpr int U = NRT == 1 ? 4 : NRT == 2 ? 2 : 1;
   __m512 acc[U][NRT][2];
 #pragma GCC unroll 4
@@ -112,15 +112,15 @@ void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, f
       s1[j] = _mm512_add_ps(s1[j], acc[u][j][1]);
     }
   }
-  fission_store_tile32(s0, s1, W::kEo, m, alpha, beta, c, ldc);
+  fission_store_tile32(s0, s1, W::kEo, m, alpha, beta, c, ldc, rows);
 }
 
 template <class W>
 void dispatch_n(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, int n,
-                float alpha, float beta) {
+                float alpha, float beta, const TileRows* rows) {
   switch (n) {
 #define DEFTNN_FIS_CASE(N) \
-  case N: tile<N>(w, K, b, c, ldc, m, alpha, beta); break;
+  case N: tile<N>(w, K, b, c, ldc, m, alpha, beta, rows); break;
     DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
     DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
     DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
@@ -131,38 +131,44 @@ void dispatch_n(const W& w, int64_t K, const float* b, float* c, int64_t ldc, in
 
 template <bool Scaled>
 void dispatch_d8(Format f, const void* a, int64_t K, const float* b, float* c, int64_t ldc, int m,
-                 int n, float alpha, float beta) {
+                 int n, float alpha, float beta, const TileRows* rows = nullptr) {
   const Deft8Widen d = deft8_widen(f);
   const WDeft8<Scaled> w{static_cast<const int8_t*>(a), _mm512_set1_epi32(d.shift),
                          _mm512_set1_epi32(static_cast<int>(d.mask)), _mm512_set1_ps(d.scale)};
-  dispatch_n(w, K, b, c, ldc, m, n, alpha, beta);
+  dispatch_n(w, K, b, c, ldc, m, n, alpha, beta, rows);
 }
 
 }  // namespace
 
-void fission_tile__avx512(Format f, int64_t K, const void* a, const void* b, float* c,
-                          int64_t ldc, int m, int n, float alpha, float beta) {
+void fission_tile_rows__avx512(Format f, int64_t K, const void* a, const void* b, float* c,
+                               int64_t ldc, int m, int n, float alpha, float beta,
+                               const TileRows* rows) {
   const float* bf = static_cast<const float*>(b);
   switch (f) {
     case Format::f32:
-      dispatch_n(WF32{static_cast<const float*>(a)}, K, bf, c, ldc, m, n, alpha, beta);
+      dispatch_n(WF32{static_cast<const float*>(a)}, K, bf, c, ldc, m, n, alpha, beta, rows);
       return;
     case Format::half:
-      dispatch_n(WHalf{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha, beta);
+      dispatch_n(WHalf{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha, beta, rows);
       return;
     case Format::deft16:
     case Format::bf16:   // not native here: bf16 codes widen by shift like deft16
       dispatch_n(WDeft16<false>{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha,
-                 beta);
+                 beta, rows);
       return;
     case Format::deft16q:
       dispatch_n(WDeft16<true>{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha,
-                 beta);
+                 beta, rows);
       return;
     default:
-      dispatch_d8<false>(f, a, K, bf, c, ldc, m, n, alpha, beta);
+      dispatch_d8<false>(f, a, K, bf, c, ldc, m, n, alpha, beta, rows);
       return;
   }
+}
+
+void fission_tile__avx512(Format f, int64_t K, const void* a, const void* b, float* c,
+                          int64_t ldc, int m, int n, float alpha, float beta) {
+  fission_tile_rows__avx512(f, K, a, b, c, ldc, m, n, alpha, beta, nullptr);
 }
 
 void fission_tile_d8s__avx512(Format f, int64_t K, const void* a, const void* b, float* c,

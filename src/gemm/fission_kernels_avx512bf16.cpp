@@ -18,7 +18,7 @@ inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 
 template <int NRT>
 void tile(int64_t K, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int m,
-          float alpha, float beta) {
+          float alpha, float beta, const TileRows* rows) {
   constexpr int U = NRT == 1 ? 4 : NRT == 2 ? 2 : 1;
   const int64_t KP = (K + 1) / 2;
   __m512 acc[U][NRT][2];
@@ -61,22 +61,28 @@ void tile(int64_t K, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc
       s1[j] = _mm512_add_ps(s1[j], acc[u][j][1]);
     }
   }
-  fission_store_tile32(s0, s1, false, m, alpha, beta, c, ldc);
+  fission_store_tile32(s0, s1, false, m, alpha, beta, c, ldc, rows);
 }
 
 }  // namespace
 
 void fission_tile__avx512bf16(Format f, int64_t K, const void* a, const void* b, float* c,
                               int64_t ldc, int m, int n, float alpha, float beta) {
+  fission_tile_rows__avx512bf16(f, K, a, b, c, ldc, m, n, alpha, beta, nullptr);
+}
+
+void fission_tile_rows__avx512bf16(Format f, int64_t K, const void* a, const void* b, float* c,
+                                   int64_t ldc, int m, int n, float alpha, float beta,
+                                   const TileRows* rows) {
   if (f != Format::bf16) {
-    fission_tile__avx512(f, K, a, b, c, ldc, m, n, alpha, beta);
+    fission_tile_rows__avx512(f, K, a, b, c, ldc, m, n, alpha, beta, rows);
     return;
   }
   const uint32_t* a32 = static_cast<const uint32_t*>(a);
   const uint32_t* b32 = static_cast<const uint32_t*>(b);
   switch (n) {
 #define DEFTNN_FIS_CASE(N) \
-  case N: tile<N>(K, a32, b32, c, ldc, m, alpha, beta); break;
+  case N: tile<N>(K, a32, b32, c, ldc, m, alpha, beta, rows); break;
     DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
     DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
     DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)

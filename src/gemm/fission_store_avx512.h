@@ -9,13 +9,15 @@
 
 #include <cstdint>
 
+#include "gemm/fission.h"
+
 namespace deftnn::gemm {
 
 // col[j], j < n (lane r = row r of column j) -> row r of the tile stored at c + (row0 + r * rstep)
 // * ldc for every r with row0 + r * rstep < m: C = alpha * tile + beta * C (beta == 0: C not read).
 template <int N>
 inline void fission_store_cols16(const __m512 (&col)[N], int row0, int rstep, int m, float alpha,
-                                 float beta, float* c, int64_t ldc) {
+                                 float beta, float* c, int64_t ldc, const TileRows* rows) {
   static_assert(N >= 1 && N <= 16);
   __m512 x[16], t[16];
 #pragma GCC unroll 16
@@ -56,6 +58,15 @@ inline void fission_store_cols16(const __m512 (&col)[N], int row0, int rstep, in
     float* cr = c + i * ldc;
     __m512 v = alpha == 1.0f ? row[r] : _mm512_mul_ps(row[r], va);
     if (beta != 0.0f) v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, cr), vb, v);
+    if (rows) {   // the conv output pass (TileRows), in registers
+      if (rows->bias) v = _mm512_add_ps(v, _mm512_set1_ps(rows->bias[i]));
+      if (rows->res) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, rows->res + i * rows->ldr));
+      if (rows->relu) {
+        const __m512 zero = _mm512_setzero_ps();
+        const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+        v = _mm512_mask_blend_ps(pos, _mm512_mul_ps(zero, v), v);
+      }
+    }
     _mm512_mask_storeu_ps(cr, mask, v);
   }
 }
@@ -64,13 +75,14 @@ inline void fission_store_cols16(const __m512 (&col)[N], int row0, int rstep, in
 // split into even and odd rows) the even / odd rows.
 template <int N>
 inline void fission_store_tile32(const __m512 (&s0)[N], const __m512 (&s1)[N], bool eo, int m,
-                                 float alpha, float beta, float* c, int64_t ldc) {
+                                 float alpha, float beta, float* c, int64_t ldc,
+                                 const TileRows* rows = nullptr) {
   if (eo) {
-    fission_store_cols16(s0, 0, 2, m, alpha, beta, c, ldc);
-    if (m > 1) fission_store_cols16(s1, 1, 2, m, alpha, beta, c, ldc);
+    fission_store_cols16(s0, 0, 2, m, alpha, beta, c, ldc, rows);
+    if (m > 1) fission_store_cols16(s1, 1, 2, m, alpha, beta, c, ldc, rows);
   } else {
-    fission_store_cols16(s0, 0, 1, m, alpha, beta, c, ldc);
-    if (m > 16) fission_store_cols16(s1, 16, 1, m, alpha, beta, c, ldc);
+    fission_store_cols16(s0, 0, 1, m, alpha, beta, c, ldc, rows);
+    if (m > 16) fission_store_cols16(s1, 16, 1, m, alpha, beta, c, ldc, rows);
   }
 }
 

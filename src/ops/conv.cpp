@@ -202,27 +202,6 @@ inline void finish(float* y, const float* res, bool relu, int64_t n) {
     }
 }
 
-// What the tile epilogue of fission_conv needs for one image and group: C rows are output
-// channels (ldc apart, = P), columns output positions.
-struct TileFinish {
-  const float* bias;   // this group's biases, or null
-  const float* res;    // this image's and group's residual rows (ld = P), or null
-  int64_t P;
-  bool relu;
-};
-
-void tile_finish(const void* vctx, int64_t i0, int64_t j0, int m, int n, float* c, int64_t ldc) {
-  const TileFinish& t = *static_cast<const TileFinish*>(vctx);
-  for (int i = 0; i < m; ++i) {
-    float* row = c + i * ldc;
-    if (t.bias) {
-      const float bv = t.bias[i0 + i];
-      for (int j = 0; j < n; ++j) row[j] += bv;
-    }
-    finish(row, t.res ? t.res + (i0 + i) * t.P + j0 : nullptr, t.relu, n);
-  }
-}
-
 }  // namespace
 
 void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float* xg, float* col,
@@ -329,16 +308,19 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const bool group_parallel = direct && N == 1 && used == 1 && team > 1 && groups_ >= team &&
                               groups_ % team == 0;
   // One image, one group, direct kernel: the GEMM writes straight into the output, with bias,
-  // residual and ReLU in the kernel's tile epilogue while each tile is in L1 (acc + bias is the
-  // same float sum as the kernel's beta = 1 on a C preset to the bias).
+  // residual and ReLU applied by the tile kernel to the rows it stores (in registers on
+  // AVX-512; acc + bias is the same float sum as the kernel's beta = 1 on a C preset to the bias).
   auto direct_group = [&](int64_t n0, int64_t gi) {
     const float* xg = xd + (n0 * C + gi * g.C) * HW;
     float* yg = y + n0 * ystride + gi * Og * P;
     const float* rg = res ? res + (n0 * O + gi * Og) * P : nullptr;
-    const TileFinish tf{b ? b + gi * Og : nullptr, rg, P, relu};
-    const TileEpilogue epi{tile_finish, &tf};
+    TileEpilogue epi;   // done by the tile kernel on the rows it stores
+    epi.bias = b ? b + gi * Og : nullptr;
+    epi.res = rg;
+    epi.ldr = P;
+    epi.relu = relu;
     fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, 0.0f, yg, P,
-                 fission_.mode, group_rows(gi), (b || rg || relu) ? &epi : nullptr);
+                 fission_.mode, group_rows(gi), epi.active() ? &epi : nullptr);
   };
   for_chunks(N, chunk, used, [&](int64_t n0, int64_t n1, int t) {
     const int64_t nb = n1 - n0, L = nb * P;

@@ -7,6 +7,7 @@
 
 #include "ops/common.h"
 #include "ops/layers.h"
+#include "ops/pool_rows.h"
 
 namespace deftnn::ops {
 namespace {
@@ -92,6 +93,7 @@ class Pool final : public Layer {
     float* y = out.data();
     const int64_t ip = g.H * g.W, op = g.OH * g.OW;
     const bool big = planes * op * g.kh * g.kw >= kParallelMin && !omp_in_parallel();
+    const Isa isa = active_isa();
     if (max_) {
       int32_t* mask = nullptr;
       mask_valid_ = ctx.training;
@@ -102,7 +104,7 @@ class Pool final : public Layer {
       }
 #pragma omp parallel for schedule(static) if (big)
       for (int64_t pl = 0; pl < planes; ++pl)
-        max_plane(g, xd + pl * ip, y + pl * op, mask ? mask + pl * op : nullptr);
+        max_plane(g, xd + pl * ip, y + pl * op, mask ? mask + pl * op : nullptr, isa);
     } else {
 #pragma omp parallel for schedule(static) if (big)
       for (int64_t pl = 0; pl < planes; ++pl) avg_plane(g, xd + pl * ip, y + pl * op);
@@ -124,6 +126,7 @@ class Pool final : public Layer {
     float* dx = din[0]->data();
     const float* xd = x.data();
     const bool big = planes * op * g.kh * g.kw >= kParallelMin && !omp_in_parallel();
+    const Isa isa = active_isa();
     if (max_) {
       const bool have_mask = mask_valid_ && mask_shape_ == x.shape();
       if (!have_mask) {
@@ -132,7 +135,7 @@ class Pool final : public Layer {
         scratch_y_.resize(static_cast<size_t>(planes * op));
 #pragma omp parallel for schedule(static) if (big)
         for (int64_t pl = 0; pl < planes; ++pl)
-          max_plane(g, xd + pl * ip, scratch_y_.data() + pl * op, mask_.data() + pl * op);
+          max_plane(g, xd + pl * ip, scratch_y_.data() + pl * op, mask_.data() + pl * op, isa);
       }
       const int32_t* mask = mask_.data();
 #pragma omp parallel for schedule(static) if (big)
@@ -192,7 +195,7 @@ class Pool final : public Layer {
     hi = std::max(hi, lo);
   }
 
-  static void max_plane(const PoolGeom& g, const float* x, float* y, int32_t* mask) {
+  static void max_plane(const PoolGeom& g, const float* x, float* y, int32_t* mask, Isa isa) {
     int64_t oh0, oh1, ow0, ow1;
     interior(g.OH, g.H, g.kh, g.sh, g.pt, oh0, oh1);
     interior(g.OW, g.W, g.kw, g.sw, g.pl, ow0, ow1);
@@ -238,12 +241,9 @@ class Pool final : public Layer {
           const float* __restrict r = r0 + i * g.W;
           for (int64_t w = 0; w < c1 - c0; ++w) t[w] = std::max(t[w], r[w]);
         }
-        for (int64_t ow = ow0; ow < ow1; ++ow) {
-          const float* tw = t + (ow - ow0) * g.sw;
-          float m = tw[0];
-          for (int64_t j = 1; j < g.kw; ++j) m = std::max(m, tw[j]);
-          yr[ow] = m;
-        }
+        // The maximum of kw of them per output: vectorised for 3-wide stride-2 windows
+        // (SqueezeNet 1.1's three pools were 6-8% of its batch-1 time, mostly this loop).
+        max_row(isa, t, ow1 - ow0, g.kw, g.sw, yr + ow0);
       } else {
         for (int64_t ow = ow0; ow < ow1; ++ow) {
           const int64_t w0 = ow * g.sw - g.pl;

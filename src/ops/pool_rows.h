@@ -1,0 +1,24 @@
+// Max pooling's horizontal pass (inference, separable path of src/ops/pool.cpp): from t, the
+// column maxima of a row of windows, y[i] = max(t[i * sw], ..., t[i * sw + kw - 1]) for i < n,
+// folded left to right as m = std::max(m, t[..]) (bitwise the same maximum, NaN and -0
+// included). Per ISA: the portable loop is the reference; the AVX-512 version covers the 3-wide,
+// stride-2 window of AlexNet, SqueezeNet and ResNet (even / odd lanes split by vpermt2ps).
+#pragma once
+#include <cstdint>
+
+#include "deftnn/gemm.h"
+
+namespace deftnn::ops {
+
+void max_row__portable(const float* t, int64_t n, int64_t kw, int64_t sw, float* y);
+void max_row_k3s2__avx512(const float* t, int64_t n, float* y);
+
+// The best version for the active ISA.
+inline void max_row(Isa isa, const float* t, int64_t n, int64_t kw, int64_t sw, float* y) {
+  if (kw == 3 && sw == 2 && (isa == Isa::avx512 || isa == Isa::avx512_bf16))
+    max_row_k3s2__avx512(t, n, y);
+  else
+    max_row__portable(t, n, kw, sw, y);
+}
+
+}  // namespace deftnn::ops

@@ -1,0 +1,38 @@
+// max_row for a 3-wide, stride-2 window, AVX-512F (src/ops/pool_rows.h): 16 outputs per step
+// from t[2i .. 2i + 32]: evens E = t[2i + 2k], odds O = t[2i + 2k + 1], next evens
+// E2 = t[2i + 2k + 2]; y = max(max(E, O), E2) in std::max's operand order. Reads t[0, 2n + 1)
+// only (masked loads at the end).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"   // GCC 12: _mm512_undefined_* inside the intrinsics
+#include <immintrin.h>
+
+#include "ops/pool_rows.h"
+
+namespace deftnn::ops {
+namespace {
+inline __mmask16 first(int64_t k) {
+  return k >= 16 ? static_cast<__mmask16>(0xFFFF)
+                 : k <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << k) - 1);
+}
+}  // namespace
+
+void max_row_k3s2__avx512(const float* t, int64_t n, float* y) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const int64_t len = 2 * n + 1;
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t b = 2 * i;   // t[b ..] feeds outputs i .. i + 15
+    const __m512 lo = _mm512_maskz_loadu_ps(first(len - b), t + b);
+    const __m512 hi = _mm512_maskz_loadu_ps(first(len - b - 16), t + b + 16);
+    const __m512 lo2 = _mm512_maskz_loadu_ps(first(len - b - 2), t + b + 2);
+    const __m512 hi2 = _mm512_maskz_loadu_ps(first(len - b - 18), t + b + 18);
+    const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
+    const __m512 o = _mm512_permutex2var_ps(lo, odd, hi);
+    const __m512 e2 = _mm512_permutex2var_ps(lo2, even, hi2);
+    // m = e; m = std::max(m, o) = max_ps(o, m); m = std::max(m, e2) = max_ps(e2, m).
+    const __m512 m = _mm512_max_ps(e2, _mm512_max_ps(o, e));
+    _mm512_mask_storeu_ps(y + i, first(n - i), m);
+  }
+}
+
+}  // namespace deftnn::ops

@@ -1,0 +1,74 @@
+// Max pooling's vectorised horizontal pass (src/ops/pool_rows.h) against the portable
+// reference, bit for bit (NaN, -0 / +0 ties included), on odd lengths; and the maxpool layer's
+// output on every ISA path this CPU has equal to the portable path's.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "deftnn/layer.h"
+#include "ops/pool_rows.h"
+#include "test_util.h"
+
+namespace deftnn {
+namespace {
+
+uint32_t bits(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return u;
+}
+
+TEST(PoolRows, K3S2Avx512EqualsReferenceBitForBit) {
+  if (detected_isa() < Isa::avx512) GTEST_SKIP() << "no AVX-512 on this CPU";
+  Rng rng(5);
+  for (int64_t n : {1, 2, 7, 15, 16, 17, 31, 32, 33, 255}) {
+    // Exactly 2n + 1 floats, in a vector of that size (ASan / a page end would catch overruns).
+    std::vector<float> t(static_cast<size_t>(2 * n + 1));
+    for (size_t i = 0; i < t.size(); ++i) {
+      const uint64_t r = rng.below(10);
+      t[i] = r == 0   ? std::numeric_limits<float>::quiet_NaN()
+             : r == 1 ? -0.0f
+             : r == 2 ? 0.0f
+                      : static_cast<float>(rng.normal());
+    }
+    std::vector<float> want(static_cast<size_t>(n) + 1, 7.0f), got = want;
+    ops::max_row__portable(t.data(), n, 3, 2, want.data());
+    ops::max_row_k3s2__avx512(t.data(), n, got.data());
+    for (int64_t i = 0; i <= n; ++i)
+      ASSERT_EQ(bits(got[i]), bits(want[i])) << "n=" << n << " i=" << i;   // [n] untouched
+  }
+}
+
+TEST(PoolRows, MaxpoolEveryIsaEqualsPortable) {
+  test::IsaGuard guard;
+  for (const Shape& s : {Shape{1, 3, 17, 17}, Shape{2, 5, 7, 255}, Shape{1, 1, 3, 3},
+                         Shape{1, 2, 55, 55}}) {
+    const Tensor x = test::random_tensor(s, 9);
+    for (int64_t pad : {0, 1}) {
+      Attrs a;
+      a.set("kernel", 3).set("stride", 2).set("pad", pad);
+      auto ref_layer = make_layer("maxpool", a);
+      ref_layer->infer({s});
+      set_active_isa(Isa::portable);
+      Tensor want;
+      ref_layer->forward({&x}, want, RunContext{});
+      for (int i = 1; i <= static_cast<int>(detected_isa()); ++i) {
+        set_active_isa(static_cast<Isa>(i));
+        auto l = make_layer("maxpool", a);
+        l->infer({s});
+        Tensor got;
+        l->forward({&x}, got, RunContext{});
+        ASSERT_EQ(got.shape(), want.shape());
+        for (int64_t k = 0; k < got.numel(); ++k)
+          ASSERT_EQ(bits(got[k]), bits(want[k])) << shape_str(s) << " pad " << pad << " isa "
+                                                 << isa_name(static_cast<Isa>(i)) << " at " << k;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace deftnn
