@@ -4,9 +4,7 @@
 // forward pass captured as a CUDA graph so that a run is one launch (at batch 1 the layers take
 // microseconds: launching them one by one would dominate).
 #include <algorithm>
-#include <cstring>
 #include <functional>
-#include <map>
 #include <string>
 #include <vector>
 
@@ -37,7 +35,6 @@ bool is_16bit(Format f) { return f == Format::half || f == Format::deft16 || f =
 struct Session::Impl {
   struct Step {
     std::string name;
-    std::string kind;
     std::function<void(cudaStream_t)> run;
   };
   int64_t batch = 0;
@@ -210,7 +207,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
       const Staging staging = (opt.staging == Staging::tensor_core && !tc) ? Staging::near_weights : opt.staging;
       const Rounding ar = opt.activation_rounding;
       const int64_t col_group_bytes = encoded_bytes(bf, kept * ldb);
-      s.steps.push_back({n.name, t, [=](cudaStream_t stream) {
+      s.steps.push_back({n.name, [=](cudaStream_t stream) {
         const float* x = S->value(in);
         float* y = S->value(out);
         bool relu_left = false;
@@ -239,7 +236,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
     if (t == "relu") {
       const float slope = static_cast<float>(a.get_float("negative_slope", 0.0));
       const int64_t cnt = numel_of(out);
-      s.steps.push_back({n.name, t, [=](cudaStream_t st) { cuda::relu(S->value(in), S->value(out), cnt, slope, st); }});
+      s.steps.push_back({n.name, [=](cudaStream_t st) { cuda::relu(S->value(in), S->value(out), cnt, slope, st); }});
       continue;
     }
     if (t == "maxpool" || t == "avgpool") {
@@ -259,7 +256,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
         p.pb = static_cast<int>(pd.b); p.pr = static_cast<int>(pd.r);
       }
       p.count_include_pad = p.max || a.get_int("count_include_pad", 1) == 1;
-      s.steps.push_back({n.name, t, [=](cudaStream_t st) { cuda::pool(p, S->value(in), S->value(out), st); }});
+      s.steps.push_back({n.name, [=](cudaStream_t st) { cuda::pool(p, S->value(in), S->value(out), st); }});
       continue;
     }
     if (t == "lrn") {
@@ -269,7 +266,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
       int64_t S2 = 1;
       for (size_t d = 2; d < xs.size(); ++d) S2 *= xs[d];
       const int C = static_cast<int>(xs[1]);
-      s.steps.push_back({n.name, t, [=](cudaStream_t st) {
+      s.steps.push_back({n.name, [=](cudaStream_t st) {
         cuda::lrn(S->value(in), S->value(out), batch, C, S2, size, al, be, kk, st);
       }});
       continue;
@@ -282,19 +279,19 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
       const int o = op == "add" ? 0 : 1;
       const float val = v->value[0];
       const int64_t cnt = numel_of(out);
-      s.steps.push_back({n.name, t, [=](cudaStream_t st) { cuda::scalar_op(S->value(in), S->value(out), cnt, o, val, st); }});
+      s.steps.push_back({n.name, [=](cudaStream_t st) { cuda::scalar_op(S->value(in), S->value(out), cnt, o, val, st); }});
       continue;
     }
     if (t == "add" && n.inputs.size() == 2 && s.shapes[static_cast<size_t>(n.inputs[1])] == xs) {
       const int in2 = n.inputs[1];
       const int64_t cnt = numel_of(out);
-      s.steps.push_back({n.name, t, [=](cudaStream_t st) { cuda::add(S->value(in), S->value(in2), S->value(out), cnt, false, st); }});
+      s.steps.push_back({n.name, [=](cudaStream_t st) { cuda::add(S->value(in), S->value(in2), S->value(out), cnt, false, st); }});
       continue;
     }
     if (t == "softmax" && ys.size() == 2 && (a.get_int("axis", 1) == 1 || a.get_int("axis", 1) == -1)) {
       const int64_t rows = ys[0];
       const int classes = static_cast<int>(ys[1]);
-      s.steps.push_back({n.name, t, [=](cudaStream_t st) { cuda::softmax(S->value(in), S->value(out), rows, classes, st); }});
+      s.steps.push_back({n.name, [=](cudaStream_t st) { cuda::softmax(S->value(in), S->value(out), rows, classes, st); }});
       continue;
     }
     if (t == "concat" && a.get_int("axis", 1) == 1 && ys.size() >= 2) {
@@ -302,7 +299,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
       std::vector<int64_t> per_img;
       for (int v : ins) per_img.push_back(numel_of(v) / batch);
       const int64_t out_img = numel_of(out) / batch;
-      s.steps.push_back({n.name, t, [=](cudaStream_t st) {
+      s.steps.push_back({n.name, [=](cudaStream_t st) {
         int64_t off = 0;
         for (size_t k = 0; k < ins.size(); ++k) {
           DEFTNN_CUDA_CHECK(cudaMemcpy2DAsync(S->value(out) + off, out_img * 4, S->value(ins[k]), per_img[k] * 4,
