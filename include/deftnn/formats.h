@@ -108,6 +108,11 @@ Rounding rounding_from_name(const std::string& name);   // throws Error on an un
 
 // The Deft-8 format with `exp_bits` (1..7) exponent bits. Throws Error outside 1..7.
 Format deft8_format(int exp_bits);
+// Whether f is one of deft8_e1..deft8_e7.
+inline bool is_deft8(Format f) {
+  return static_cast<int>(f) >= static_cast<int>(Format::deft8_e1) &&
+         static_cast<int>(f) <= static_cast<int>(Format::deft8_e7);
+}
 
 // A row of the format table.
 struct FormatInfo {

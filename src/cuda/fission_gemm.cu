@@ -293,14 +293,7 @@ int splitk_min_tiles() {
   return n;
 }
 
-int exp_bits_of(Format f) {
-  return static_cast<int>(f) - static_cast<int>(Format::deft8_e1) + 1;
-}
-bool is_deft8(Format f) {
-  return static_cast<int>(f) >= static_cast<int>(Format::deft8_e1) &&
-         static_cast<int>(f) <= static_cast<int>(Format::deft8_e7);
-}
-int bits_of(Format f) { return f == Format::f32 ? 32 : is_deft8(f) ? 8 : 16; }
+int bits_of(Format f) { return format_info(f).bits_per_value; }
 
 template <class FA, class FB>
 void launch_tiled(const GemmArgs& base, Staging s, int splits, cudaStream_t st) {
@@ -385,7 +378,7 @@ bool gemm_ex(const Operand& A, const Operand& B, const Epilogue& e, float alpha,
   g.N = static_cast<int>(B.cols);
   g.K = static_cast<int>(A.cols);
   g.alpha = alpha;
-  g.d8 = cuda_fmt::deft8_widen(is_deft8(A.format) ? exp_bits_of(A.format) : 4);
+  g.d8 = cuda_fmt::deft8_widen(is_deft8(A.format) ? format_info(A.format).exp_bits : 4);
 
   // Batch-1 fully connected: warp per row (staging does not apply: no tile is staged).
   if (rows_kernel) {

@@ -72,12 +72,9 @@ __global__ void scalar_kernel(const float* x, float* y, int64_t n, int op, float
   if (i < n) y[i] = op == 0 ? x[i] + value : x[i] * value;
 }
 
-__global__ void add_kernel(const float* a, const float* b, float* y, int64_t n, bool relu) {
+__global__ void add_kernel(const float* a, const float* b, float* y, int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) {
-    const float v = a[i] + b[i];
-    y[i] = relu ? (v > 0.0f ? v : 0.0f * v) : v;
-  }
+  if (i < n) y[i] = a[i] + b[i];
 }
 
 // One warp per row.
@@ -116,8 +113,8 @@ void scalar_op(const float* x, float* y, int64_t n, int op, float value, cudaStr
   scalar_kernel<<<blocks_for(n), 256, 0, st>>>(x, y, n, op, value);
   DEFTNN_CUDA_LAUNCHED("eltwise_const");
 }
-void add(const float* a, const float* b, float* y, int64_t n, bool relu, cudaStream_t st) {
-  add_kernel<<<blocks_for(n), 256, 0, st>>>(a, b, y, n, relu);
+void add(const float* a, const float* b, float* y, int64_t n, cudaStream_t st) {
+  add_kernel<<<blocks_for(n), 256, 0, st>>>(a, b, y, n);
   DEFTNN_CUDA_LAUNCHED("add");
 }
 void softmax(const float* x, float* y, int64_t rows, int classes, cudaStream_t st) {

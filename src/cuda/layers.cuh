@@ -21,8 +21,8 @@ void lrn(const float* x, float* y, int64_t images, int C, int64_t S, int size, f
 void relu(const float* x, float* y, int64_t n, float slope, cudaStream_t st);
 // y = x op value (op 0: add, 1: mul).
 void scalar_op(const float* x, float* y, int64_t n, int op, float value, cudaStream_t st);
-// y = a + b, then ReLU when relu.
-void add(const float* a, const float* b, float* y, int64_t n, bool relu, cudaStream_t st);
+// y = a + b.
+void add(const float* a, const float* b, float* y, int64_t n, cudaStream_t st);
 // Softmax over `classes` consecutive values of each of `rows` rows (stable: max subtracted).
 void softmax(const float* x, float* y, int64_t rows, int classes, cudaStream_t st);
 

@@ -79,7 +79,8 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
   std::vector<int> consumers(nv, 0);
   for (const Node& n : nodes)
     for (int v : n.inputs) ++consumers[static_cast<size_t>(v)];
-  std::vector<int> fused_relu_into(nv, -1);   // relu node value -> GEMM value it fused into
+  std::vector<bool> fused_relu(nv, false);   // a relu's output, applied in its GEMM's epilogue
+  std::vector<bool> relu_after(nv, false);   // a GEMM's output whose epilogue applies ReLU
 
   auto upload_floats = [&](const float* p, int64_t n) {
     s.scratch.emplace_back(static_cast<size_t>(n) * 4);
@@ -107,27 +108,16 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
         const std::string pt = nodes[static_cast<size_t>(in - 1)].layer->type();
         if (pt == "conv" || pt == "fc") {
           s.alias[static_cast<size_t>(out)] = s.alias[static_cast<size_t>(in)];
-          fused_relu_into[static_cast<size_t>(out)] = in;
+          fused_relu[static_cast<size_t>(out)] = true;
+          relu_after[static_cast<size_t>(in)] = true;
         }
       }
     }
   }
-  std::vector<bool> relu_after(nv, false);   // GEMM value whose epilogue applies ReLU
-  for (size_t v = 0; v < nv; ++v)
-    if (fused_relu_into[v] >= 0) relu_after[static_cast<size_t>(fused_relu_into[v])] = true;
+  auto numel_of = [&](int v) { return shape_numel(s.shapes[static_cast<size_t>(v)]); };
   s.values.resize(nv);
   for (size_t v = 0; v < nv; ++v)
-    if (s.alias[v] == static_cast<int>(v)) {
-      int64_t numel = 1;
-      for (int64_t d : s.shapes[v]) numel *= d;
-      s.values[v] = DeviceBuffer(static_cast<size_t>(numel) * 4);
-    }
-
-  auto numel_of = [&](int v) {
-    int64_t n = 1;
-    for (int64_t d : s.shapes[static_cast<size_t>(v)]) n *= d;
-    return n;
-  };
+    if (s.alias[v] == static_cast<int>(v)) s.values[v] = DeviceBuffer(static_cast<size_t>(numel_of(static_cast<int>(v))) * 4);
 
   int gemm_layers = 0, eliminated = 0;
   for (size_t i = 0; i < nodes.size(); ++i) {
@@ -140,7 +130,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
     const Shape& ys = s.shapes[static_cast<size_t>(out)];
     Impl* S = &s;
     if (t == "dropout" || t == "flatten" || t == "reshape") continue;
-    if (t == "relu" && fused_relu_into[static_cast<size_t>(out)] >= 0) continue;
+    if (t == "relu" && fused_relu[static_cast<size_t>(out)]) continue;
 
     if (t == "conv" || t == "fc") {
       const bool conv = t == "conv";
@@ -169,8 +159,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
         K = g.K();
         ohw = g.OH() * g.OW();
       } else {
-        K = 1;
-        for (size_t d = 1; d < xs.size(); ++d) K *= xs[d];
+        K = ops::prod(xs, 1, xs.size());
         g.C = K; g.H = 1; g.W = 1;
         M = ys[1];
       }
@@ -263,8 +252,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
       const int size = static_cast<int>(a.get_int("size", 5));
       const float al = static_cast<float>(a.get_float("alpha", 1e-4)), be = static_cast<float>(a.get_float("beta", 0.75)),
                   kk = static_cast<float>(a.get_float("k", 1.0));
-      int64_t S2 = 1;
-      for (size_t d = 2; d < xs.size(); ++d) S2 *= xs[d];
+      const int64_t S2 = ops::prod(xs, 2, xs.size());
       const int C = static_cast<int>(xs[1]);
       s.steps.push_back({n.name, [=](cudaStream_t st) {
         cuda::lrn(S->value(in), S->value(out), batch, C, S2, size, al, be, kk, st);
@@ -285,7 +273,7 @@ Session::Session(const Model& model, int64_t batch, const SessionOptions& opt) :
     if (t == "add" && n.inputs.size() == 2 && s.shapes[static_cast<size_t>(n.inputs[1])] == xs) {
       const int in2 = n.inputs[1];
       const int64_t cnt = numel_of(out);
-      s.steps.push_back({n.name, [=](cudaStream_t st) { cuda::add(S->value(in), S->value(in2), S->value(out), cnt, false, st); }});
+      s.steps.push_back({n.name, [=](cudaStream_t st) { cuda::add(S->value(in), S->value(in2), S->value(out), cnt, st); }});
       continue;
     }
     if (t == "softmax" && ys.size() == 2 && (a.get_int("axis", 1) == 1 || a.get_int("axis", 1) == -1)) {

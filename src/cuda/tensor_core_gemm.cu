@@ -24,11 +24,6 @@ constexpr int TBM = 128, TBN = 128, TBK = 32, TNT = 256;
 constexpr int A_LD = TBK + 8;    // halves per shared A row (padding against bank conflicts)
 constexpr int B_LD = TBN + 8;
 
-bool is_deft8(Format f) {
-  return static_cast<int>(f) >= static_cast<int>(Format::deft8_e1) &&
-         static_cast<int>(f) <= static_cast<int>(Format::deft8_e7);
-}
-
 // kA8: A holds Deft-8 codes (widened to bf16 when staged); else 16-bit codes of T.
 template <typename T, bool kA8>
 __global__ void __launch_bounds__(TNT, 2) gemm_tc(GemmArgs p) {

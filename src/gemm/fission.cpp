@@ -110,7 +110,7 @@ bool fission_supports(Format f) {
   switch (f) {
     case Format::f32: case Format::half: case Format::deft16: case Format::deft16q:
     case Format::bf16: return true;
-    default: return gemm::is_deft8(f);
+    default: return is_deft8(f);
   }
 }
 

@@ -122,10 +122,6 @@ inline Deft8Widen deft8_widen(Format f) {
   __builtin_memcpy(&w.limit, &lbits, 4);
   return w;
 }
-inline bool is_deft8(Format f) {
-  return static_cast<int>(f) >= static_cast<int>(Format::deft8_e1) &&
-         static_cast<int>(f) <= static_cast<int>(Format::deft8_e7);
-}
 
 // Writes an accumulated tile t (n columns of MR floats: t[j * mr + p]) to C. Row i of the tile
 // lives at p = i, or with even/odd vectors (eo: Deft-16 words split into even and odd rows) at
