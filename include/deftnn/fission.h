@@ -140,6 +140,11 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
                   const std::vector<int64_t>* kept_rows = nullptr,
                   const TileEpilogue* epilogue = nullptr);
 
+// fission_conv packs B panels from the image even where the ISA has a tile that reads B from
+// the image directly (AVX-512: fp32 B, not off-chip). For tests and before/after benchmarks;
+// not thread-safe against running convolutions.
+void set_fission_conv_panels(bool force);
+
 // Name of the kernel family a packed A runs (for logs and benchmarks).
 const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode = FissionMode::fission);
 

@@ -30,6 +30,8 @@ struct FissionConfig {
   FissionTile tile_d8s;   // Deft-8 on a prescaled B panel (src/gemm/fission.h); null: none
   FissionTileRows tile_rows = nullptr;   // tile with the conv output pass in its store; null:
                                          // tile, then apply_tile_rows
+  FissionTileDirect direct = nullptr;    // fission_conv's tile reading B from the image; null:
+                                         // B panels are packed
 };
 const FissionConfig& fission_config(Isa isa) {
   static const FissionConfig kPortable{"fission_tile_8x4__portable", 8, 4,
@@ -37,10 +39,12 @@ const FissionConfig& fission_config(Isa isa) {
   static const FissionConfig kAvx2{"fission_tile_16x6__avx2", 16, 6, fission_tile__avx2, true,
                                    fission_tile_d8s__avx2};
   static const FissionConfig kAvx512{"fission_tile_32x12__avx512", 32, 12, fission_tile__avx512,
-                                     true, fission_tile_d8s__avx512, fission_tile_rows__avx512};
+                                     true, fission_tile_d8s__avx512, fission_tile_rows__avx512,
+                                     fission_tile_direct__avx512};
   static const FissionConfig kAvx512Bf16{"fission_tile_32x12__avx512bf16", 32, 12,
                                          fission_tile__avx512bf16, true, fission_tile_d8s__avx512,
-                                         fission_tile_rows__avx512bf16};
+                                         fission_tile_rows__avx512bf16,
+                                         fission_tile_direct__avx512};
   switch (isa) {
     case Isa::portable: return kPortable;
     case Isa::avx2: return kAvx2;
@@ -74,6 +78,9 @@ thread_local ByteBuf t_bpriv;    // a thread's own B panel (panel-major order)
 thread_local ByteBuf t_tmp;      // scratch (packing)
 thread_local ByteBuf t_image;    // fission_conv's padded, phased images (calling thread's)
 thread_local ByteBuf t_rowoff;   // fission_conv's row offsets (calling thread's)
+thread_local ByteBuf t_chunks;   // fission_conv's direct column chunks (calling thread's)
+
+bool g_conv_panels = false;      // set_fission_conv_panels
 
 int team_size(double flops) {
   if (omp_in_parallel()) return 1;
@@ -105,6 +112,8 @@ void decode_strip(const FissionPackedA& a, int64_t s, float* out) {
 
 }  // namespace
 }  // namespace gemm
+
+void set_fission_conv_panels(bool force) { gemm::g_conv_panels = force; }
 
 bool fission_supports(Format f) {
   switch (f) {
@@ -356,6 +365,63 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   }
 }
 
+// A run of n <= NR consecutive columns of C (from column col) whose B values lie in one row of
+// fission_conv's padded, phased image, starting boff floats into it.
+struct DirectChunk {
+  int64_t boff, col;
+  int n;
+};
+
+// fission_conv without B panels: the direct tile broadcasts B from the image (src/gemm/fission.h).
+// Work: (strip, chunk) pairs. A small A (<= 768 KiB as the kernel reads it) goes chunk-major
+// (each chunk's B rows stay in L1 while every strip passes over them); a bigger one strip-major
+// (a strip stays in L1/L2 across the chunks; the image is read-only, shared by both cores).
+template <class Prep>
+void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nchunks,
+                  const float* xs, const int64_t* rowoff, float alpha, float beta, float* C,
+                  int64_t ldc, bool scaled, double flops, Prep&& prep, const TileEpilogue* epi) {
+  const int64_t M = a.rows(), K = a.depth();
+  const FissionConfig& cfg = fission_config(a.isa());
+  const int MR = cfg.mr;
+  const int64_t S = a.strips();
+  const Format f = a.format();
+  const int nt = team_size(flops);
+  auto run_tile = [&](int64_t s, const DirectChunk& ch) {
+    const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
+    float* c = C + s * MR * ldc + ch.col;
+    if (epi && !epi->fn) {
+      const TileRows rows{epi->bias ? epi->bias + s * MR : nullptr,
+                          epi->res ? epi->res + s * MR * epi->ldr + ch.col : nullptr, epi->ldr,
+                          epi->relu};
+      cfg.direct(f, K, a.strip(s), xs + ch.boff, rowoff, c, ldc, m, ch.n, alpha, beta, &rows,
+                 scaled);
+      return;
+    }
+    cfg.direct(f, K, a.strip(s), xs + ch.boff, rowoff, c, ldc, m, ch.n, alpha, beta, nullptr,
+               scaled);
+    if (epi) epi->fn(epi->ctx, s * MR, ch.col, m, ch.n, c, ldc);
+  };
+  const bool chunk_major = a.bytes() <= (int64_t{768} << 10) && nchunks >= 2 * nt;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    prep();
+    if (chunk_major) {
+      // Runs of consecutive chunks per work unit (neighbours share C lines at their edges).
+      const int64_t run = std::max<int64_t>(1, nchunks / (8 * nt));
+#pragma omp for schedule(dynamic, run)
+      for (int64_t q = 0; q < nchunks; ++q)
+        for (int64_t s = 0; s < S; ++s) run_tile(s, chunks[q]);
+    } else {
+      const int64_t per_item = S >= 4 * nt ? nchunks : 1;
+      const int64_t items = S * nchunks / per_item;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < items; ++it)
+        for (int64_t w = it * per_item; w < (it + 1) * per_item; ++w)
+          run_tile(w / nchunks, chunks[w % nchunks]);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace gemm
 
@@ -440,7 +506,17 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   const int64_t Wfull = (g.OW - 1) * sw + (g.kw - 1) * g.dw + 1;
   const int64_t Wp = (Wfull + sw - 1) / sw;
   const int64_t img = g.C * Hp * sw * Wp;
-  float* xs = static_cast<float*>(gemm::t_image.get(g.images * img * 4));
+  // Deft-8: the image copy below is prescaled (exact), so every panel is.
+  const float bscale = gemm::deft8_prescale(a, mode, x, g.images, g.C * g.H * g.W,
+                                            g.images == 1 ? g.C * g.H * g.W : g.image_stride);
+  const float xscale = bscale != 0.0f ? bscale : 1.0f;
+  // A 1x1 convolution with stride 1 and no padding reads the images in place: the padded,
+  // phased copy would be the same floats.
+  const bool alias = bscale == 0.0f && g.kh == 1 && g.kw == 1 && g.sh == 1 && sw == 1 &&
+                     g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
+  float* xs = alias ? nullptr : static_cast<float*>(gemm::t_image.get(g.images * img * 4));
+  const float* xb = alias ? x : xs;                    // what the kernels read B from
+  const int64_t img_b = alias ? g.image_stride : img;  // floats between its images
   // Row k = (c, i, j) starts at c * chan + tap[i * kw + j]: the taps once, then one division
   // per retained row (none when dense) instead of five; at batch 1 this loop is a fixed cost of
   // every call (~4% of CaffeNet's conv5 at 50% retained with five). Per-thread buffer: no
@@ -460,10 +536,6 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     for (int64_t c = 0, p = 0; c < g.C; ++c)
       for (int64_t q = 0; q < taps; ++q, ++p) rowoff[p] = c * chan + tap[q];
   }
-  // Deft-8: the image copy below is prescaled (exact), so every panel is.
-  const float bscale = gemm::deft8_prescale(a, mode, x, g.images, g.C * g.H * g.W,
-                                            g.images == 1 ? g.C * g.H * g.W : g.image_stride);
-  const float xscale = bscale != 0.0f ? bscale : 1.0f;
   // Per phase, the padded columns [m0, m1) that read iw = m * sw + ph - pl inside [0, W); zeros
   // around. Loop-invariant: hoisted out of the rows (at most 16 phases: stride <= 16 here).
   int64_t span_small[32];
@@ -485,6 +557,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   // large for an eliminated layer as for the dense one), and the divisions were most of it for
   // CaffeNet's 13-wide rows (conv5 at 50% retained: ~8% of the eliminated layer).
   auto prep = [&] {
+    if (alias) return;
     const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t r0 = rows * tid / team, r1 = rows * (tid + 1) / team;
     int64_t ihp = r0 % Hp, c = r0 / Hp % g.C, t = r0 / (g.C * Hp);
@@ -526,13 +599,40 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       const int64_t t = p / P, rem = p % P, oh = rem / g.OW, ow = rem % g.OW;
       const int64_t len = std::min(g.OW - ow, nq - lane);
       seg[nseg] = {static_cast<int>(lane), static_cast<int>(len),
-                   t * img + oh * g.sh * sw * Wp + ow};
+                   t * img_b + oh * g.sh * sw * Wp + ow};
       lane += len;
       p += len;
     }
-    gemm::panel_builder(a.isa(), native)(xs, rowoff, K, seg, nseg, static_cast<int>(nq),
+    gemm::panel_builder(a.isa(), native)(xb, rowoff, K, seg, nseg, static_cast<int>(nq),
                                          dst);
   };
+  // The direct tile (no B panels) where the ISA has one and B is fp32 as the kernel reads it:
+  // not off-chip unless A is fp32 (else A is decoded first), not native bf16 (K-pair panels),
+  // not bf16 emulated (B rounded in the panel).
+  const gemm::FissionConfig& cfg = gemm::fission_config(a.isa());
+  const bool decoded = (mode == FissionMode::offchip || !cfg.widens) && a.format() != Format::f32;
+  if (cfg.direct && !gemm::g_conv_panels && !decoded && a.format() != Format::bf16) {
+    // Output rows cut into chunks of at most NR columns, as even as possible (56 = 12 + 11 x 4,
+    // not 12 x 4 + 8); a 1x1 stride-1 conv's image is one long row (any column run is contiguous).
+    const int NR = cfg.nr;
+    const bool one_row = g.kw == 1 && g.sh == 1 && sw == 1 && Wp == g.OW;
+    const int64_t row_len = one_row ? P : g.OW, rows_per_image = one_row ? 1 : g.OH;
+    const int64_t per_row = (row_len + NR - 1) / NR;
+    const int64_t nchunks = g.images * rows_per_image * per_row;
+    auto* chunks = static_cast<gemm::DirectChunk*>(
+        gemm::t_chunks.get(nchunks * static_cast<int64_t>(sizeof(gemm::DirectChunk))));
+    int64_t q = 0;
+    for (int64_t t = 0; t < g.images; ++t)
+      for (int64_t r = 0; r < rows_per_image; ++r)
+        for (int64_t i = 0; i < per_row; ++i, ++q) {
+          const int64_t lo = row_len * i / per_row, hi = row_len * (i + 1) / per_row;
+          chunks[q] = {t * img_b + r * g.sh * sw * Wp + lo, t * P + r * g.OW + lo,
+                       static_cast<int>(hi - lo)};
+        }
+    gemm::drive_direct(a, chunks, nchunks, xb, rowoff, alpha, beta, C, ldc, bscale != 0.0f,
+                       2.0 * M * N * K, prep, epilogue && epilogue->active() ? epilogue : nullptr);
+    return;
+  }
   gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, pack,
               epilogue && epilogue->active() ? epilogue : nullptr);
 }

@@ -80,6 +80,21 @@ void fission_tile_d8s__avx2(Format, int64_t, const void*, const void*, float*, i
 void fission_tile_d8s__avx512(Format, int64_t, const void*, const void*, float*, int64_t, int,
                               int, float, float);
 
+// DIRECT TILES (fission_conv without B panels, fp32 B only):
+//   void direct(Format f, int64_t K, const void* a, const float* b, const int64_t* rowoff,
+//               float* c, int64_t ldc, int m, int n, float alpha, float beta,
+//               const TileRows* rows, bool scaled);
+//   The FissionTileRows contract with B read in place: b(k, j) = b[rowoff[k] + j], j < n (n
+//   consecutive floats of one row of the padded, phased image, any alignment; every address
+//   valid). scaled: a Deft-8 f on a prescaled image (the fission_tile_d8s kernel). No format
+//   whose B is not fp32 (native bf16 pairs). Panel packing was 20-25% of a 3x3 conv's time
+//   at batch 1 (ResNet-18); broadcasting from the image costs one index load per k.
+using FissionTileDirect = void (*)(Format f, int64_t K, const void* a, const float* b,
+                                   const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
+                                   float alpha, float beta, const TileRows* rows, bool scaled);
+void fission_tile_direct__avx512(Format, int64_t, const void*, const float*, const int64_t*,
+                                 float*, int64_t, int, int, float, float, const TileRows*, bool);
+
 // B-PANEL BUILDERS FROM AN IMAGE (fission_conv)
 //   void build(const float* src, const int64_t* rowoff, int64_t K, const PanelSeg* seg, int nseg,
 //              int nq, void* dst);

@@ -19,13 +19,16 @@ constexpr int MR = 32;
 // h0 = rows 0..15, h1 = rows 16..31.
 struct WF32 {
   static constexpr bool kEo = false;
+  static constexpr bool kHalfTile = true;   // a strip with m <= 16 rows runs only rows 0..15
   const float* a;
   inline void load(int64_t k, __m512& h0, __m512& h1) const {
     h0 = _mm512_loadu_ps(a + k * MR);
     h1 = _mm512_loadu_ps(a + k * MR + 16);
   }
+  inline void load0(int64_t k, __m512& h0) const { h0 = _mm512_loadu_ps(a + k * MR); }
 };
 struct WHalf {
+  static constexpr bool kHalfTile = false;
   static constexpr bool kEo = false;
   const uint16_t* a;
   inline void load(int64_t k, __m512& h0, __m512& h1) const {
@@ -35,6 +38,7 @@ struct WHalf {
 };
 template <bool Quick>
 struct WDeft16 {
+  static constexpr bool kHalfTile = false;
   static constexpr bool kEo = true;
   const uint16_t* a;
   inline void load(int64_t k, __m512& h0, __m512& h1) const {
@@ -51,6 +55,7 @@ struct WDeft16 {
 // tile on Zen 5.
 template <bool Scaled>
 struct WDeft8 {
+  static constexpr bool kHalfTile = false;
   static constexpr bool kEo = false;
   const int8_t* a;
   __m512i shift;
@@ -68,8 +73,33 @@ struct WDeft8 {
   }
 };
 
-template <int NRT, class W>
-void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, float alpha,
+// Where a tile reads B: a packed panel of exactly NRT columns (b(k, j) = p[k * NRT + j]), or
+// straight from fission_conv's padded, phased image (b(k, j) = p[off[k] + j]: no panel packing).
+template <int NRT>
+struct BPanel {
+  const float* p;
+  inline const float* row(int64_t k) const { return p + k * NRT; }
+};
+struct BImage {
+  const float* p;
+  const int64_t* off;
+  inline const float* row(int64_t k) const { return p + off[k]; }
+};
+struct PanelB {   // dispatch_n's maker of BPanel<N>
+  const float* p;
+  template <int N>
+  BPanel<N> at() const { return {p}; }
+};
+struct ImageB {
+  const float* p;
+  const int64_t* off;
+  template <int N>
+  BImage at() const { return {p, off}; }
+};
+
+// FULL: both halves of the strip (rows 0..31); else rows 0..15 only (m <= 16, W::kHalfTile).
+template <int NRT, bool FULL, class W, class BA>
+void tile(const W& w, int64_t K, const BA& b, float* c, int64_t ldc, int m, float alpha,
           float beta, const TileRows* rows) {
   constexpr int U = NRT == 1 ? 4 : NRT == 2 ? 2 : 1;
   __m512 acc[U][NRT][2];
@@ -77,50 +107,52 @@ void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, f
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 12
     for (int j = 0; j < NRT; ++j) acc[u][j][0] = acc[u][j][1] = _mm512_setzero_ps();
+  auto step = [&](int u, int64_t kk) __attribute__((always_inline)) {
+    __m512 h0, h1;
+    if constexpr (FULL)
+      w.load(kk, h0, h1);
+    else
+      w.load0(kk, h0);
+    const float* br = b.row(kk);
+#pragma GCC unroll 12
+    for (int j = 0; j < NRT; ++j) {
+      const __m512 bj = _mm512_set1_ps(br[j]);
+      acc[u][j][0] = _mm512_fmadd_ps(h0, bj, acc[u][j][0]);
+      if constexpr (FULL) acc[u][j][1] = _mm512_fmadd_ps(h1, bj, acc[u][j][1]);
+    }
+  };
   int64_t k = 0;
   for (; k + U <= K; k += U) {
 #pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) {
-      __m512 h0, h1;
-      w.load(k + u, h0, h1);
-#pragma GCC unroll 12
-      for (int j = 0; j < NRT; ++j) {
-        const __m512 bj = _mm512_set1_ps(b[(k + u) * NRT + j]);
-        acc[u][j][0] = _mm512_fmadd_ps(h0, bj, acc[u][j][0]);
-        acc[u][j][1] = _mm512_fmadd_ps(h1, bj, acc[u][j][1]);
-      }
-    }
+    for (int u = 0; u < U; ++u) step(u, k + u);
   }
-  for (; k < K; ++k) {
-    __m512 h0, h1;
-    w.load(k, h0, h1);
-#pragma GCC unroll 12
-    for (int j = 0; j < NRT; ++j) {
-      const __m512 bj = _mm512_set1_ps(b[k * NRT + j]);
-      acc[0][j][0] = _mm512_fmadd_ps(h0, bj, acc[0][j][0]);
-      acc[0][j][1] = _mm512_fmadd_ps(h1, bj, acc[0][j][1]);
-    }
-  }
+  for (; k < K; ++k) step(0, k);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12
   for (int j = 0; j < NRT; ++j) {
     s0[j] = acc[0][j][0];
-    s1[j] = acc[0][j][1];
+    s1[j] = FULL ? acc[0][j][1] : _mm512_setzero_ps();
 #pragma GCC unroll 4
     for (int u = 1; u < U; ++u) {
       s0[j] = _mm512_add_ps(s0[j], acc[u][j][0]);
-      s1[j] = _mm512_add_ps(s1[j], acc[u][j][1]);
+      if constexpr (FULL) s1[j] = _mm512_add_ps(s1[j], acc[u][j][1]);
     }
   }
   fission_store_tile32(s0, s1, W::kEo, m, alpha, beta, c, ldc, rows);
 }
 
-template <class W>
-void dispatch_n(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, int n,
+template <class W, class BM>
+void dispatch_n(const W& w, int64_t K, const BM& b, float* c, int64_t ldc, int m, int n,
                 float alpha, float beta, const TileRows* rows) {
+  const bool full = !W::kHalfTile || m > 16;
   switch (n) {
-#define DEFTNN_FIS_CASE(N) \
-  case N: tile<N>(w, K, b, c, ldc, m, alpha, beta, rows); break;
+#define DEFTNN_FIS_CASE(N)                                                        \
+  case N:                                                                         \
+    if (full)                                                                     \
+      tile<N, true>(w, K, b.template at<N>(), c, ldc, m, alpha, beta, rows);      \
+    else if constexpr (W::kHalfTile)                                              \
+      tile<N, false>(w, K, b.template at<N>(), c, ldc, m, alpha, beta, rows);     \
+    break;
     DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
     DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
     DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
@@ -129,8 +161,8 @@ void dispatch_n(const W& w, int64_t K, const float* b, float* c, int64_t ldc, in
   }
 }
 
-template <bool Scaled>
-void dispatch_d8(Format f, const void* a, int64_t K, const float* b, float* c, int64_t ldc, int m,
+template <bool Scaled, class BM>
+void dispatch_d8(Format f, const void* a, int64_t K, const BM& b, float* c, int64_t ldc, int m,
                  int n, float alpha, float beta, const TileRows* rows = nullptr) {
   const Deft8Widen d = deft8_widen(f);
   const WDeft8<Scaled> w{static_cast<const int8_t*>(a), _mm512_set1_epi32(d.shift),
@@ -138,32 +170,41 @@ void dispatch_d8(Format f, const void* a, int64_t K, const float* b, float* c, i
   dispatch_n(w, K, b, c, ldc, m, n, alpha, beta, rows);
 }
 
+template <class BM>
+void dispatch_format(Format f, int64_t K, const void* a, const BM& b, float* c, int64_t ldc,
+                     int m, int n, float alpha, float beta, const TileRows* rows, bool scaled) {
+  switch (f) {
+    case Format::f32:
+      dispatch_n(WF32{static_cast<const float*>(a)}, K, b, c, ldc, m, n, alpha, beta, rows);
+      return;
+    case Format::half:
+      dispatch_n(WHalf{static_cast<const uint16_t*>(a)}, K, b, c, ldc, m, n, alpha, beta, rows);
+      return;
+    case Format::deft16:
+    case Format::bf16:   // not native here: bf16 codes widen by shift like deft16
+      dispatch_n(WDeft16<false>{static_cast<const uint16_t*>(a)}, K, b, c, ldc, m, n, alpha,
+                 beta, rows);
+      return;
+    case Format::deft16q:
+      dispatch_n(WDeft16<true>{static_cast<const uint16_t*>(a)}, K, b, c, ldc, m, n, alpha,
+                 beta, rows);
+      return;
+    default:
+      if (scaled)
+        dispatch_d8<true>(f, a, K, b, c, ldc, m, n, alpha, beta, rows);
+      else
+        dispatch_d8<false>(f, a, K, b, c, ldc, m, n, alpha, beta, rows);
+      return;
+  }
+}
+
 }  // namespace
 
 void fission_tile_rows__avx512(Format f, int64_t K, const void* a, const void* b, float* c,
                                int64_t ldc, int m, int n, float alpha, float beta,
                                const TileRows* rows) {
-  const float* bf = static_cast<const float*>(b);
-  switch (f) {
-    case Format::f32:
-      dispatch_n(WF32{static_cast<const float*>(a)}, K, bf, c, ldc, m, n, alpha, beta, rows);
-      return;
-    case Format::half:
-      dispatch_n(WHalf{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha, beta, rows);
-      return;
-    case Format::deft16:
-    case Format::bf16:   // not native here: bf16 codes widen by shift like deft16
-      dispatch_n(WDeft16<false>{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha,
-                 beta, rows);
-      return;
-    case Format::deft16q:
-      dispatch_n(WDeft16<true>{static_cast<const uint16_t*>(a)}, K, bf, c, ldc, m, n, alpha,
-                 beta, rows);
-      return;
-    default:
-      dispatch_d8<false>(f, a, K, bf, c, ldc, m, n, alpha, beta, rows);
-      return;
-  }
+  dispatch_format(f, K, a, PanelB{static_cast<const float*>(b)}, c, ldc, m, n, alpha, beta, rows,
+                  false);
 }
 
 void fission_tile__avx512(Format f, int64_t K, const void* a, const void* b, float* c,
@@ -173,7 +214,13 @@ void fission_tile__avx512(Format f, int64_t K, const void* a, const void* b, flo
 
 void fission_tile_d8s__avx512(Format f, int64_t K, const void* a, const void* b, float* c,
                             int64_t ldc, int m, int n, float alpha, float beta) {
-  dispatch_d8<true>(f, a, K, static_cast<const float*>(b), c, ldc, m, n, alpha, beta);
+  dispatch_d8<true>(f, a, K, PanelB{static_cast<const float*>(b)}, c, ldc, m, n, alpha, beta);
+}
+
+void fission_tile_direct__avx512(Format f, int64_t K, const void* a, const float* b,
+                                 const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
+                                 float alpha, float beta, const TileRows* rows, bool scaled) {
+  dispatch_format(f, K, a, ImageB{b, rowoff}, c, ldc, m, n, alpha, beta, rows, scaled);
 }
 
 }  // namespace deftnn::gemm
