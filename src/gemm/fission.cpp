@@ -559,8 +559,18 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     span[2 * ph + 1] = std::max(m0, std::min(Wp, g.W - o > 0 ? (g.W - o + sw - 1) / sw : 0));
   }
   const int64_t rows = g.images * g.C * Hp;
+  // Only the padded rows and phases some kernel tap reads are written (the others are never
+  // read): a strided 1x1 conv (ResNet's downsample, stride 2) reads one row in sh and one
+  // phase in sw, a quarter of the copy (0.135 -> 0.071 ms, 2 threads).
+  std::vector<char> row_read(static_cast<size_t>(Hp), 0);
+  for (int64_t oh = 0; oh < g.OH; ++oh)
+    for (int64_t i = 0; i < g.kh; ++i) row_read[static_cast<size_t>(oh * g.sh + i * g.dh)] = 1;
+  uint32_t phase_read = 0;   // bit ph (sw <= 32 here) or all phases
+  for (int64_t j = 0; j < g.kw && sw <= 32; ++j) phase_read |= 1u << ((j * g.dw) % sw);
+  if (sw > 32) phase_read = ~0u;
   // Padded row r = (t, c, ihp) of the copy (r = (t * C + c) * Hp + ihp).
   auto copy_row = [&](int64_t t, int64_t c, int64_t ihp) {
+    if (!row_read[static_cast<size_t>(ihp)]) return;
     const int64_t ih = ihp - g.pt;
     float* d = xs + ((t * g.C + c) * Hp + ihp) * sw * Wp;
     if (ih < 0 || ih >= g.H) {
@@ -569,6 +579,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     }
     const float* srow = x + t * g.image_stride + (c * g.H + ih) * g.W;
     for (int64_t ph = 0; ph < sw; ++ph) {
+      if (sw <= 32 && !(phase_read >> ph & 1u)) continue;
       float* dp = d + ph * Wp;
       const int64_t m0 = span[2 * ph], m1 = span[2 * ph + 1];
       std::fill(dp, dp + m0, 0.0f);
