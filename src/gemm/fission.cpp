@@ -233,9 +233,13 @@ float deft8_prescale(const FissionPackedA& a, FissionMode mode, const float* b, 
 // native, dst): writes the panel of columns [j0, j0 + nq) as native K-pair words (native) or
 // fp32 [k * nq + j]. b_prescaled: the fp32 panels pack() writes are B * 2^(127 - bias) of the
 // Deft-8 format of a (see deft8_prescale), run by the kernel without the per-weight multiply.
-template <class Prep, class Pack>
+// prep(): the team's B preparation with a barrier (fission_conv's image copy split by channel);
+// prep_cols(c0, c1): the preparation of what columns [c0, c1) mostly read, no barrier (the
+// copy of the image rows of those output columns), used where each thread takes a contiguous
+// range of panels.
+template <class Prep, class PrepCols, class Pack>
 void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C, int64_t ldc,
-           FissionMode mode, bool b_prescaled, Prep&& prep, Pack&& pack,
+           FissionMode mode, bool b_prescaled, Prep&& prep, PrepCols&& prep_cols, Pack&& pack,
            const TileEpilogue* epi = nullptr) {
   const int64_t M = a.rows(), K = a.depth();
   const FissionConfig& cfg = fission_config(a.isa());
@@ -298,19 +302,21 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   if (a_kernel_bytes <= (int64_t{768} << 10) && P >= 2 * nt) {
     // Off-chip: widen the whole (small) A to fp32 once per call, then the fp32 kernel.
     float* adec = decode_a ? static_cast<float*>(t_strip.get(S * strip_floats * 4)) : nullptr;
-    const int64_t chunk = std::max<int64_t>(1, P / (8 * nt));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-      prep();
+      // A contiguous range of panels per thread, B prepared by the thread that reads it
+      // (fission_conv: the image rows of its own output columns, see prep_rows there).
+      const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
+      const int64_t q0 = P * tid / team, q1 = P * (tid + 1) / team;
+      prep_cols(std::min(N, q0 * NR), std::min(N, q1 * NR));
       if (adec) {
 #pragma omp for schedule(static)
         for (int64_t s = 0; s < S; ++s) decode_strip(a, s, adec + s * strip_floats);
+      } else if (team > 1) {
+#pragma omp barrier
       }
       uint8_t* bp = static_cast<uint8_t*>(t_bpriv.get(panel_stride));
-      // Runs of consecutive panels per work unit: two threads on adjacent panels share the C
-      // cache line at their boundary in every row (a 12-column panel is 48 bytes).
-#pragma omp for schedule(dynamic, chunk)
-      for (int64_t q = 0; q < P; ++q) {
+      for (int64_t q = q0; q < q1; ++q) {
         pack_panel(q, bp);
         for (int64_t s = 0; s < S; ++s)
           run_tile(s, q, adec ? static_cast<const void*>(adec + s * strip_floats) : a.strip(s), bp);
@@ -376,12 +382,13 @@ struct DirectChunk {
 // Work: (strip, chunk) pairs. A small A (<= 768 KiB as the kernel reads it) goes chunk-major
 // (each chunk's B rows stay in L1 while every strip passes over them); a bigger one strip-major
 // (a strip stays in L1/L2 across the chunks; the image is read-only, shared by both cores).
-// prep(): the team's image copy split by channel, with a barrier; prep_for(q0, q1): the copy of
-// the image rows chunks [q0, q1) read (mostly: halo rows are the neighbour's), no barrier.
-template <class Prep, class PrepFor>
-void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nchunks,
+// prep(): the team's image copy split by channel, with a barrier; prep_cols(c0, c1): the copy
+// of the image rows output columns [c0, c1) read (mostly: halo rows are the neighbour's), no
+// barrier. Chunks are in column order; N columns in all.
+template <class Prep, class PrepCols>
+void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nchunks, int64_t N,
                   const float* xs, const int64_t* rowoff, float alpha, float beta, float* C,
-                  int64_t ldc, bool scaled, double flops, Prep&& prep, PrepFor&& prep_for,
+                  int64_t ldc, bool scaled, double flops, Prep&& prep, PrepCols&& prep_cols,
                   const TileEpilogue* epi) {
   const int64_t M = a.rows(), K = a.depth();
   const FissionConfig& cfg = fission_config(a.isa());
@@ -411,7 +418,7 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
       // Static: each thread the chunks of the image rows it copied (see prep_for).
       const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
       const int64_t q0 = nchunks * tid / team, q1 = nchunks * (tid + 1) / team;
-      prep_for(q0, q1);
+      prep_cols(q0 < nchunks ? chunks[q0].col : N, q1 < nchunks ? chunks[q1].col : N);
       if (team > 1) {
 #pragma omp barrier
       }
@@ -461,7 +468,8 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
         for (int64_t i = 0; i < K * nq; ++i) df[i] *= bscale;   // exact: a power of two, no overflow
     }
   };
-  gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, [] {}, pack);
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, [] {}, [](int64_t, int64_t) {},
+              pack);
 }
 
 void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const float* x, float alpha,
@@ -629,6 +637,10 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
         for (int64_t ihp = h0; ihp < h1; ++ihp) copy_row(t, c, ihp);
     }
   };
+  // Output row r's first column is r * OW (P = OH * OW).
+  auto prep_cols = [&](int64_t c0, int64_t c1) {
+    prep_rows((c0 + g.OW - 1) / g.OW, (c1 + g.OW - 1) / g.OW);
+  };
   auto pack = [&](int64_t j0, int64_t nq, bool native, uint8_t* dst) {
     gemm::PanelSeg seg[16];
     int nseg = 0;
@@ -666,22 +678,12 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
           chunks[q] = {t * img_b + r * g.sh * sw * Wp + lo, t * P + r * g.OW + lo,
                        static_cast<int>(hi - lo)};
         }
-    // Chunk row r (chunks [r * per_row, (r + 1) * per_row)) is output row r of prep_rows, or
-    // with one_row the whole image r.
-    auto prep_for = [&](int64_t q0, int64_t q1) {
-      // Output rows whose first chunk lies in [q0, q1): each row has one owner.
-      const int64_t r0 = (q0 + per_row - 1) / per_row, r1 = (q1 + per_row - 1) / per_row;
-      if (one_row)   // rows are images: [r0, r1) images, all their padded rows
-        prep_rows(r0 * g.OH, r1 * g.OH);
-      else
-        prep_rows(r0, r1);
-    };
-    gemm::drive_direct(a, chunks, nchunks, xb, rowoff, alpha, beta, C, ldc, bscale != 0.0f,
-                       2.0 * M * N * K, prep, prep_for,
+    gemm::drive_direct(a, chunks, nchunks, N, xb, rowoff, alpha, beta, C, ldc, bscale != 0.0f,
+                       2.0 * M * N * K, prep, prep_cols,
                        epilogue && epilogue->active() ? epilogue : nullptr);
     return;
   }
-  gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, pack,
+  gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, prep_cols, pack,
               epilogue && epilogue->active() ? epilogue : nullptr);
 }
 
