@@ -435,5 +435,122 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
   EXPECT_THROW(fission_conv(p, g, x.data(), 1.0f, 0.0f, c.data(), 9), Error);   // K 8 != 9
 }
 
+// Native bf16 with channel-pair weights (FissionPackedA::conv_channel_pairs): K reordered so
+// each pair is channels (2cp, 2cp + 1) at one tap, B read from a channel-pair copy of the
+// image. Against the naive double-accumulating convolution on the bf16-rounded operands (A as
+// packed, mapped back to the natural (c, tap) order; B rounded to nearest even like
+// vcvtne2ps2bf16), odd C (a zero pad channel), strides, dilation, several images, 1 and 2
+// threads, with and without the output pass. Elsewhere the factory packs as usual.
+TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
+  //                      M   C   H   W kh kw sh sw pt pb pl pr dh dw images
+  const std::vector<ConvCase> cases = {
+      {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},         // C = 1: one pair, high half zero
+      {33, 3, 23, 23, 11, 11, 4, 4, 0, 0, 0, 0, 1, 1, 1},    // conv1-like, odd C
+      {17, 16, 9, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},      // 2 images, OW = 13
+      {40, 7, 9, 9, 3, 3, 2, 2, 2, 1, 1, 2, 2, 2, 1},        // stride 2, dilation 2
+      {64, 9, 5, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 3},        // 1x1, odd C, 3 images
+  };
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    uint32_t seed = 101;
+    for (const ConvCase& cc : cases)
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        FissionConvShape g;
+        g.C = cc.C; g.H = cc.H; g.W = cc.W; g.kh = cc.kh; g.kw = cc.kw; g.sh = cc.sh;
+        g.sw = cc.sw; g.pt = cc.pt; g.pl = cc.pl; g.dh = cc.dh; g.dw = cc.dw;
+        g.OH = (cc.H + cc.pt + cc.pb - (cc.dh * (cc.kh - 1) + 1)) / cc.sh + 1;
+        g.OW = (cc.W + cc.pl + cc.pr - (cc.dw * (cc.kw - 1) + 1)) / cc.sw + 1;
+        g.images = cc.images;
+        g.image_stride = cc.C * cc.H * cc.W + 3;
+        const int64_t M = cc.M, taps = cc.kh * cc.kw, K = cc.C * taps, P = g.OH * g.OW;
+        const int64_t N = cc.images * P, ldc = N + 1;
+        std::mt19937 gen(seed++);
+        std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+        std::vector<float> A(M * K), X(cc.images * g.image_stride), C0(M * ldc);
+        for (auto& v : A) v = dist(gen);
+        for (auto& v : X) v = dist(gen);
+        for (auto& v : C0) v = dist(gen);
+        const FissionPackedA pa = FissionPackedA::conv_channel_pairs(
+            Format::bf16, Rounding::nearest_even, M, cc.C, taps, A.data());
+        const std::string what = std::string("isa=") + isa_name(isa) + " M=" +
+                                 std::to_string(M) + " C=" + std::to_string(cc.C) + " kernel " +
+                                 std::to_string(cc.kh) + " images " + std::to_string(cc.images) +
+                                 " threads " + std::to_string(threads);
+        const bool native = isa == Isa::avx512_bf16;
+        ASSERT_EQ(pa.channel_pair_taps() > 0, native) << what;
+        ASSERT_EQ(pa.depth(), native ? 2 * ((cc.C + 1) / 2) * taps : K) << what;
+        // A as the kernel multiplies it, in the natural order.
+        const std::vector<float> Wd = pa.widened();
+        std::vector<float> Aw(M * K);
+        for (int64_t o = 0; o < M; ++o)
+          for (int64_t c = 0; c < cc.C; ++c)
+            for (int64_t t = 0; t < taps; ++t)
+              Aw[o * K + c * taps + t] =
+                  native ? Wd[o * pa.depth() + ((c / 2) * taps + t) * 2 + c % 2]
+                         : Wd[o * K + c * taps + t];
+        if (native) {   // the pad channel's weights are zero
+          for (int64_t o = 0; o < M && cc.C % 2; ++o)
+            for (int64_t t = 0; t < taps; ++t)
+              ASSERT_EQ(Wd[o * pa.depth() + ((cc.C / 2) * taps + t) * 2 + 1], 0.0f) << what;
+        }
+        std::vector<float> Bw(K * N, 0.0f);
+        for (int64_t t = 0; t < cc.images; ++t)
+          for (int64_t c = 0, k = 0; c < cc.C; ++c)
+            for (int64_t i = 0; i < cc.kh; ++i)
+              for (int64_t j = 0; j < cc.kw; ++j, ++k)
+                for (int64_t oh = 0; oh < g.OH; ++oh)
+                  for (int64_t ow = 0; ow < g.OW; ++ow) {
+                    const int64_t ih = oh * cc.sh - cc.pt + i * cc.dh;
+                    const int64_t iw = ow * cc.sw - cc.pl + j * cc.dw;
+                    if (ih >= 0 && ih < cc.H && iw >= 0 && iw < cc.W)
+                      Bw[k * N + t * P + oh * g.OW + ow] = bf16_to_float(bf16_from_float(
+                          X[t * g.image_stride + (c * cc.H + ih) * cc.W + iw],
+                          Rounding::nearest_even));
+                  }
+        const float alpha = seed % 2 ? 1.0f : 0.5f, beta = seed % 3 ? 0.0f : 0.25f;
+        std::vector<float> got = C0;
+        fission_conv(pa, g, X.data(), alpha, beta, got.data(), ldc);
+        expect_near_widened(Aw, Bw, C0, got.data(), M, N, K, ldc, alpha, beta, what);
+        if (HasFatalFailure()) return;
+        // The output pass in the tile's store: bias + residual + ReLU, bit for bit.
+        std::vector<float> bias(M), res(M * N);
+        for (auto& v : bias) v = dist(gen);
+        for (auto& v : res) v = dist(gen);
+        TileEpilogue epi;
+        epi.bias = bias.data();
+        epi.res = res.data();
+        epi.ldr = N;
+        epi.relu = true;
+        std::vector<float> fused = C0;
+        fission_conv(pa, g, X.data(), alpha, beta, fused.data(), ldc, FissionMode::fission,
+                     nullptr, &epi);
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < N; ++j) {
+            float v = got[i * ldc + j] + bias[i];
+            v += res[i * N + j];
+            v = v > 0.0f ? v : 0.0f * v;
+            ASSERT_EQ(fused[i * ldc + j], v) << what << " output pass at " << i << "," << j;
+          }
+      }
+  }
+  // Channel pairs with retained rows or another geometry are refused, naming the problem.
+  set_active_isa(Isa::avx512_bf16);
+  if (active_isa() == Isa::avx512_bf16) {
+    std::vector<float> w(4 * 2 * 9, 0.5f), x(2 * 16), c(4 * 4);
+    const FissionPackedA p = FissionPackedA::conv_channel_pairs(Format::bf16,
+                                                                Rounding::nearest_even, 4, 2, 9,
+                                                                w.data());
+    FissionConvShape g;
+    g.C = 2; g.H = g.W = 4; g.kh = g.kw = 3; g.OH = g.OW = 2;
+    const std::vector<int64_t> kept{0, 1};
+    EXPECT_THROW(fission_conv(p, g, x.data(), 1.0f, 0.0f, c.data(), 4, FissionMode::fission,
+                              &kept),
+                 Error);
+    g.kh = g.kw = 1; g.OH = g.OW = 4;
+    EXPECT_THROW(fission_conv(p, g, x.data(), 1.0f, 0.0f, c.data(), 16), Error);
+  }
+}
+
 }  // namespace
 }  // namespace deftnn

@@ -75,6 +75,18 @@ class FissionPackedA {
   // The M x K fp32 matrix the kernels multiply by (decoded, Deft-16Q spill included), row-major.
   std::vector<float> widened() const;
 
+  // Convolution weights W (M x C * taps, row-major, columns in the natural (c, tap) order of the
+  // column matrix) packed for fission_conv's channel-pair path where it applies - native bf16 on
+  // an avx512_bf16 CPU: K reordered to (cp, tap, c % 2), C padded to even with zero weights, so
+  // that each K pair is channels 2cp and 2cp + 1 at one tap and fission_conv's tile reads B's
+  // K-pair words from a channel-pair copy of the image instead of packed B panels. Otherwise the
+  // ordinary packing of W (channel_pair_taps() == 0). depth() is the reordered K (2 * ceil(C / 2)
+  // * taps) and widened() is in that order.
+  static FissionPackedA conv_channel_pairs(Format format, Rounding rounding, int64_t M, int64_t C,
+                                           int64_t taps, const float* W, uint64_t seed = 0);
+  int64_t channel_pair_taps() const { return pair_taps_; }   // 0: natural K order
+  int64_t channel_pair_c() const { return pair_c_; }         // C before padding
+
  private:
   Format format_ = Format::f32;
   Rounding rounding_ = Rounding::nearest_even;
@@ -82,6 +94,7 @@ class FissionPackedA {
   int64_t m_ = 0, k_ = 0, strips_ = 0, strip_bytes_ = 0;
   int mr_ = 8;
   bool pairs_ = false;
+  int64_t pair_taps_ = 0, pair_c_ = 0;
   std::shared_ptr<uint8_t> data_;
 };
 

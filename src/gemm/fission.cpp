@@ -170,6 +170,26 @@ FissionPackedA::FissionPackedA(Format format, Rounding rounding, bool trans_a, i
   }
 }
 
+FissionPackedA FissionPackedA::conv_channel_pairs(Format format, Rounding rounding, int64_t M,
+                                                  int64_t C, int64_t taps, const float* W,
+                                                  uint64_t seed) {
+  check(M > 0 && C > 0 && taps > 0, "FissionPackedA::conv_channel_pairs: empty M=" +
+                                        std::to_string(M) + " C=" + std::to_string(C) +
+                                        " taps=" + std::to_string(taps));
+  if (!(format == Format::bf16 && active_isa() == Isa::avx512_bf16))
+    return FissionPackedA(format, rounding, false, M, C * taps, W, C * taps, seed);
+  const int64_t cp = (C + 1) / 2, K = C * taps, Kp = 2 * cp * taps;
+  std::vector<float> w(static_cast<size_t>(M * Kp), 0.0f);
+  for (int64_t o = 0; o < M; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t t = 0; t < taps; ++t)
+        w[static_cast<size_t>(o * Kp + ((c / 2) * taps + t) * 2 + c % 2)] = W[o * K + c * taps + t];
+  FissionPackedA p(format, rounding, false, M, Kp, w.data(), Kp, seed);
+  p.pair_taps_ = taps;
+  p.pair_c_ = C;
+  return p;
+}
+
 std::vector<float> FissionPackedA::widened() const {
   check(!empty(), "FissionPackedA::widened: empty");
   std::vector<float> out(m_ * k_);
@@ -385,16 +405,15 @@ struct DirectChunk {
 // prep(): the team's image copy split by channel, with a barrier; prep_cols(c0, c1): the copy
 // of the image rows output columns [c0, c1) read (mostly: halo rows are the neighbour's), no
 // barrier. Chunks are in column order; N columns in all.
-template <class Prep, class PrepCols>
+// tile(s, boff, c, m, n, rows): one tile of strip s on the chunk whose B starts boff elements
+// into the image (rows: the conv output pass, or null).
+template <class Tile, class Prep, class PrepCols>
 void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nchunks, int64_t N,
-                  const float* xs, const int64_t* rowoff, float alpha, float beta, float* C,
-                  int64_t ldc, bool scaled, double flops, Prep&& prep, PrepCols&& prep_cols,
-                  const TileEpilogue* epi) {
-  const int64_t M = a.rows(), K = a.depth();
-  const FissionConfig& cfg = fission_config(a.isa());
-  const int MR = cfg.mr;
+                  float* C, int64_t ldc, double flops, Tile&& tile, Prep&& prep,
+                  PrepCols&& prep_cols, const TileEpilogue* epi) {
+  const int64_t M = a.rows();
+  const int MR = a.mr();
   const int64_t S = a.strips();
-  const Format f = a.format();
   const int nt = team_size(flops);
   auto run_tile = [&](int64_t s, const DirectChunk& ch) {
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
@@ -403,12 +422,10 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
       const TileRows rows{epi->bias ? epi->bias + s * MR : nullptr,
                           epi->res ? epi->res + s * MR * epi->ldr + ch.col : nullptr, epi->ldr,
                           epi->relu};
-      cfg.direct(f, K, a.strip(s), xs + ch.boff, rowoff, c, ldc, m, ch.n, alpha, beta, &rows,
-                 scaled);
+      tile(s, ch.boff, c, m, ch.n, &rows);
       return;
     }
-    cfg.direct(f, K, a.strip(s), xs + ch.boff, rowoff, c, ldc, m, ch.n, alpha, beta, nullptr,
-               scaled);
+    tile(s, ch.boff, c, m, ch.n, nullptr);
     if (epi) epi->fn(epi->ctx, s * MR, ch.col, m, ch.n, c, ldc);
   };
   const bool chunk_major = a.bytes() <= (int64_t{768} << 10) && nchunks >= 2 * nt;
@@ -489,7 +506,18 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
         (g.images == 1 || g.image_stride >= g.C * g.H * g.W)))
     check(false, "fission_conv: bad geometry" + shape());
   const int64_t Kfull = g.C * g.kh * g.kw;
-  if (kept_rows) {
+  // Channel-pair weights (FissionPackedA::conv_channel_pairs): K is (cp, tap, c % 2).
+  const bool paired = a.channel_pair_taps() > 0;
+  const int64_t Cp = (g.C + 1) / 2;
+  if (paired) {
+    if (kept_rows || a.channel_pair_taps() != g.kh * g.kw || a.channel_pair_c() != g.C ||
+        K != 2 * Cp * g.kh * g.kw || !a.native_bf16() || mode != FissionMode::fission)
+      check(false, "fission_conv: channel-pair weights of C=" +
+                       std::to_string(a.channel_pair_c()) + " x " +
+                       std::to_string(a.channel_pair_taps()) +
+                       " taps need this geometry, no retained rows and the native bf16 kernel" +
+                       shape());
+  } else if (kept_rows) {
     if (static_cast<int64_t>(kept_rows->size()) != K)
       check(false, "fission_conv: " + std::to_string(kept_rows->size()) +
                        " retained rows for a depth of A" + shape());
@@ -520,29 +548,36 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   const int64_t Hp = (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1;
   const int64_t Wfull = (g.OW - 1) * sw + (g.kw - 1) * g.dw + 1;
   const int64_t Wp = (Wfull + sw - 1) / sw;
-  const int64_t img = g.C * Hp * sw * Wp;
+  // Channels of the copy: C floats, or (paired) ceil(C / 2) K-pair words of channels 2cp, 2cp + 1.
+  const int64_t CH = paired ? Cp : g.C;
+  const int64_t img = CH * Hp * sw * Wp;
   // Deft-8: the image copy below is prescaled (exact), so every panel is.
   const float bscale = gemm::deft8_prescale(a, mode, x, g.images, g.C * g.H * g.W,
                                             g.images == 1 ? g.C * g.H * g.W : g.image_stride);
   const float xscale = bscale != 0.0f ? bscale : 1.0f;
   // A 1x1 convolution with stride 1 and no padding reads the images in place: the padded,
   // phased copy would be the same floats.
-  const bool alias = bscale == 0.0f && g.kh == 1 && g.kw == 1 && g.sh == 1 && sw == 1 &&
+  const bool alias = !paired && bscale == 0.0f && g.kh == 1 && g.kw == 1 && g.sh == 1 && sw == 1 &&
                      g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
   float* xs = alias ? nullptr : static_cast<float*>(gemm::t_image.get(g.images * img * 4));
   const float* xb = alias ? x : xs;                    // what the kernels read B from
-  const int64_t img_b = alias ? g.image_stride : img;  // floats between its images
+  const int64_t img_b = alias ? g.image_stride : img;  // elements between its images
+  uint32_t* xw = reinterpret_cast<uint32_t*>(xs);      // the copy as K-pair words (paired)
   // Row k = (c, i, j) starts at c * chan + tap[i * kw + j]: the taps once, then one division
   // per retained row (none when dense) instead of five; at batch 1 this loop is a fixed cost of
   // every call (~4% of CaffeNet's conv5 at 50% retained with five). Per-thread buffer: no
   // allocation per call.
   const int64_t taps = g.kh * g.kw, chan = Hp * sw * Wp;
+  // (paired: one offset per K pair, cp * chan + tap.)
   int64_t* rowoff = reinterpret_cast<int64_t*>(gemm::t_rowoff.get((K + taps) * 8));
   int64_t* tap = rowoff + K;
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j)
       tap[i * g.kw + j] = (i * g.dh * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
-  if (kept_rows) {
+  if (paired) {
+    for (int64_t c = 0, p = 0; c < Cp; ++c)
+      for (int64_t q = 0; q < taps; ++q, ++p) rowoff[p] = c * chan + tap[q];
+  } else if (kept_rows) {
     for (int64_t p = 0; p < K; ++p) {
       const int64_t k = (*kept_rows)[static_cast<size_t>(p)];
       rowoff[p] = k / taps * chan + tap[k % taps];
@@ -566,7 +601,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     span[2 * ph] = m0;
     span[2 * ph + 1] = std::max(m0, std::min(Wp, g.W - o > 0 ? (g.W - o + sw - 1) / sw : 0));
   }
-  const int64_t rows = g.images * g.C * Hp;
+  const int64_t rows = g.images * CH * Hp;
   // Only the padded rows and phases some kernel tap reads are written (the others are never
   // read): a strided 1x1 conv (ResNet's downsample, stride 2) reads one row in sh and one
   // phase in sw, a quarter of the copy (0.135 -> 0.071 ms, 2 threads).
@@ -576,19 +611,21 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   uint32_t phase_read = 0;   // bit ph (sw <= 32 here) or all phases
   for (int64_t j = 0; j < g.kw && sw <= 32; ++j) phase_read |= 1u << ((j * g.dw) % sw);
   if (sw > 32) phase_read = ~0u;
-  // Padded row r = (t, c, ihp) of the copy (r = (t * C + c) * Hp + ihp).
-  auto copy_row = [&](int64_t t, int64_t c, int64_t ihp) {
-    if (!row_read[static_cast<size_t>(ihp)]) return;
+  // The sw * Wp floats of padded row ihp of channel c of image t at d (rows some tap reads;
+  // unread phases left unwritten unless zero_unread).
+  auto fill_row = [&](int64_t t, int64_t c, int64_t ihp, float* d, bool zero_unread) {
     const int64_t ih = ihp - g.pt;
-    float* d = xs + ((t * g.C + c) * Hp + ihp) * sw * Wp;
     if (ih < 0 || ih >= g.H) {
       std::fill(d, d + sw * Wp, 0.0f);
       return;
     }
     const float* srow = x + t * g.image_stride + (c * g.H + ih) * g.W;
     for (int64_t ph = 0; ph < sw; ++ph) {
-      if (sw <= 32 && !(phase_read >> ph & 1u)) continue;
       float* dp = d + ph * Wp;
+      if (sw <= 32 && !(phase_read >> ph & 1u)) {
+        if (zero_unread) std::fill(dp, dp + Wp, 0.0f);
+        continue;
+      }
       const int64_t m0 = span[2 * ph], m1 = span[2 * ph + 1];
       std::fill(dp, dp + m0, 0.0f);
       const float* sp = srow + (ph - g.pl);
@@ -601,6 +638,22 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       std::fill(dp + m1, dp + Wp, 0.0f);
     }
   };
+  // Padded row r = (t, c, ihp) of the copy (r = (t * CH + c) * Hp + ihp); paired: channels 2c
+  // and 2c + 1 filled into per-thread fp32 rows, then rounded into K-pair words.
+  auto copy_row = [&](int64_t t, int64_t c, int64_t ihp) {
+    if (!row_read[static_cast<size_t>(ihp)]) return;
+    const int64_t at = ((t * CH + c) * Hp + ihp) * sw * Wp;
+    if (!paired) {
+      fill_row(t, c, ihp, xs + at, false);
+      return;
+    }
+    float* lo = static_cast<float*>(gemm::t_tmp.get(2 * sw * Wp * 4));
+    float* hi = lo + sw * Wp;
+    fill_row(t, 2 * c, ihp, lo, true);
+    const bool has_hi = 2 * c + 1 < g.C;
+    if (has_hi) fill_row(t, 2 * c + 1, ihp, hi, true);
+    gemm::pair_words__avx512bf16(lo, has_hi ? hi : nullptr, sw * Wp, xw + at);
+  };
   // Rows split evenly over the team by hand, so that (image, channel, row) advance by carries
   // instead of three divisions per row: at batch 1 the copy is a fixed cost of every call (as
   // large for an eliminated layer as for the dense one), and the divisions were most of it for
@@ -609,12 +662,12 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     if (alias) return;
     const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t r0 = rows * tid / team, r1 = rows * (tid + 1) / team;
-    int64_t ihp = r0 % Hp, c = r0 / Hp % g.C, t = r0 / (g.C * Hp);
+    int64_t ihp = r0 % Hp, c = r0 / Hp % CH, t = r0 / (CH * Hp);
     for (int64_t r = r0; r < r1; ++r) {
       copy_row(t, c, ihp);
       if (++ihp == Hp) {
         ihp = 0;
-        if (++c == g.C) {
+        if (++c == CH) {
           c = 0;
           ++t;
         }
@@ -633,7 +686,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     for (int64_t t = o0 / g.OH; t <= (o1 - 1) / g.OH; ++t) {
       const int64_t a0 = std::max<int64_t>(o0 - t * g.OH, 0), a1 = std::min(o1 - t * g.OH, g.OH);
       const int64_t h0 = a0 == 0 ? 0 : a0 * g.sh, h1 = a1 == g.OH ? Hp : a1 * g.sh;
-      for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t c = 0; c < CH; ++c)
         for (int64_t ihp = h0; ihp < h1; ++ihp) copy_row(t, c, ihp);
     }
   };
@@ -660,7 +713,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   // not bf16 emulated (B rounded in the panel).
   const gemm::FissionConfig& cfg = gemm::fission_config(a.isa());
   const bool decoded = (mode == FissionMode::offchip || !cfg.widens) && a.format() != Format::f32;
-  if (cfg.direct && !gemm::g_conv_panels && !decoded && a.format() != Format::bf16) {
+  if (paired || (cfg.direct && !gemm::g_conv_panels && !decoded && a.format() != Format::bf16)) {
     // Output rows cut into chunks of at most NR columns, as even as possible (56 = 12 + 11 x 4,
     // not 12 x 4 + 8); a 1x1 stride-1 conv's image is one long row (any column run is contiguous).
     const int NR = cfg.nr;
@@ -678,8 +731,16 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
           chunks[q] = {t * img_b + r * g.sh * sw * Wp + lo, t * P + r * g.OW + lo,
                        static_cast<int>(hi - lo)};
         }
-    gemm::drive_direct(a, chunks, nchunks, N, xb, rowoff, alpha, beta, C, ldc, bscale != 0.0f,
-                       2.0 * M * N * K, prep, prep_cols,
+    const bool scaled = bscale != 0.0f;
+    auto tile = [&](int64_t s, int64_t boff, float* c, int m, int n, const gemm::TileRows* rows) {
+      if (paired)
+        gemm::fission_tile_pairs_direct__avx512bf16(K, a.strip(s), xw + boff, rowoff, c, ldc, m,
+                                                    n, alpha, beta, rows);
+      else
+        cfg.direct(a.format(), K, a.strip(s), xb + boff, rowoff, c, ldc, m, n, alpha, beta,
+                   rows, scaled);
+    };
+    gemm::drive_direct(a, chunks, nchunks, N, C, ldc, 2.0 * M * N * K, tile, prep, prep_cols,
                        epilogue && epilogue->active() ? epilogue : nullptr);
     return;
   }

@@ -95,6 +95,16 @@ using FissionTileDirect = void (*)(Format f, int64_t K, const void* a, const flo
 void fission_tile_direct__avx512(Format, int64_t, const void*, const float*, const int64_t*,
                                  float*, int64_t, int, int, float, float, const TileRows*, bool);
 
+// Native bf16 with channel pairs (FissionPackedA::conv_channel_pairs, fission_conv): the tile
+// of fission_tile__avx512bf16 with K-pair word (kp, j) of B read at b[rowoff[kp] + j] in the
+// channel-pair image (word = channel 2cp in the low half, 2cp + 1 in the high half).
+void fission_tile_pairs_direct__avx512bf16(int64_t K, const void* a, const uint32_t* b,
+                                           const int64_t* rowoff, float* c, int64_t ldc, int m,
+                                           int n, float alpha, float beta, const TileRows* rows);
+// d[m] = bf16(lo[m]) | bf16(hi[m]) << 16, m < n (nearest even, DAZ, like vcvtne2ps2bf16; hi
+// null: high halves zero).
+void pair_words__avx512bf16(const float* lo, const float* hi, int64_t n, uint32_t* d);
+
 // B-PANEL BUILDERS FROM AN IMAGE (fission_conv)
 //   void build(const float* src, const int64_t* rowoff, int64_t K, const PanelSeg* seg, int nseg,
 //              int nq, void* dst);

@@ -16,8 +16,21 @@ constexpr int MR = 32;
 
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
 
+// Where the tile reads the K-pair words of B: a packed panel of exactly NRT columns (word (kp,
+// j) at p[kp * NRT + j]) or a channel-pair image (at p[off[kp] + j], fission_conv's direct path).
 template <int NRT>
-void tile(int64_t K, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int m,
+struct BPanel {
+  const uint32_t* p;
+  inline const uint32_t* row(int64_t kp) const { return p + kp * NRT; }
+};
+struct BImage {
+  const uint32_t* p;
+  const int64_t* off;
+  inline const uint32_t* row(int64_t kp) const { return p + off[kp]; }
+};
+
+template <int NRT, class BA>
+void tile(int64_t K, const uint32_t* a, const BA& b, float* c, int64_t ldc, int m,
           float alpha, float beta, const TileRows* rows) {
   constexpr int U = NRT == 1 ? 4 : NRT == 2 ? 2 : 1;
   const int64_t KP = (K + 1) / 2;
@@ -26,30 +39,23 @@ void tile(int64_t K, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 12
     for (int j = 0; j < NRT; ++j) acc[u][j][0] = acc[u][j][1] = _mm512_setzero_ps();
+  auto step = [&](int u, int64_t kk) __attribute__((always_inline)) {
+    const __m512bh a0 = as_bh(_mm512_loadu_si512(a + kk * MR));
+    const __m512bh a1 = as_bh(_mm512_loadu_si512(a + kk * MR + 16));
+    const uint32_t* br = b.row(kk);
+#pragma GCC unroll 12
+    for (int j = 0; j < NRT; ++j) {
+      const __m512bh bj = as_bh(_mm512_set1_epi32(static_cast<int>(br[j])));
+      acc[u][j][0] = _mm512_dpbf16_ps(acc[u][j][0], a0, bj);
+      acc[u][j][1] = _mm512_dpbf16_ps(acc[u][j][1], a1, bj);
+    }
+  };
   int64_t kp = 0;
   for (; kp + U <= KP; kp += U) {
 #pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) {
-      const __m512bh a0 = as_bh(_mm512_loadu_si512(a + (kp + u) * MR));
-      const __m512bh a1 = as_bh(_mm512_loadu_si512(a + (kp + u) * MR + 16));
-#pragma GCC unroll 12
-      for (int j = 0; j < NRT; ++j) {
-        const __m512bh bj = as_bh(_mm512_set1_epi32(static_cast<int>(b[(kp + u) * NRT + j])));
-        acc[u][j][0] = _mm512_dpbf16_ps(acc[u][j][0], a0, bj);
-        acc[u][j][1] = _mm512_dpbf16_ps(acc[u][j][1], a1, bj);
-      }
-    }
+    for (int u = 0; u < U; ++u) step(u, kp + u);
   }
-  for (; kp < KP; ++kp) {
-    const __m512bh a0 = as_bh(_mm512_loadu_si512(a + kp * MR));
-    const __m512bh a1 = as_bh(_mm512_loadu_si512(a + kp * MR + 16));
-#pragma GCC unroll 12
-    for (int j = 0; j < NRT; ++j) {
-      const __m512bh bj = as_bh(_mm512_set1_epi32(static_cast<int>(b[kp * NRT + j])));
-      acc[0][j][0] = _mm512_dpbf16_ps(acc[0][j][0], a0, bj);
-      acc[0][j][1] = _mm512_dpbf16_ps(acc[0][j][1], a1, bj);
-    }
-  }
+  for (; kp < KP; ++kp) step(0, kp);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12
   for (int j = 0; j < NRT; ++j) {
@@ -82,12 +88,45 @@ void fission_tile_rows__avx512bf16(Format f, int64_t K, const void* a, const voi
   const uint32_t* b32 = static_cast<const uint32_t*>(b);
   switch (n) {
 #define DEFTNN_FIS_CASE(N) \
-  case N: tile<N>(K, a32, b32, c, ldc, m, alpha, beta, rows); break;
+  case N: tile<N>(K, a32, BPanel<N>{b32}, c, ldc, m, alpha, beta, rows); break;
     DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
     DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
     DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
 #undef DEFTNN_FIS_CASE
     default: break;
+  }
+}
+
+void fission_tile_pairs_direct__avx512bf16(int64_t K, const void* a, const uint32_t* b,
+                                           const int64_t* rowoff, float* c, int64_t ldc, int m,
+                                           int n, float alpha, float beta, const TileRows* rows) {
+  const uint32_t* a32 = static_cast<const uint32_t*>(a);
+  const BImage bi{b, rowoff};
+  switch (n) {
+#define DEFTNN_FIS_CASE(N) \
+  case N: tile<N>(K, a32, bi, c, ldc, m, alpha, beta, rows); break;
+    DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
+    DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
+    DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
+#undef DEFTNN_FIS_CASE
+    default: break;
+  }
+}
+
+// Two fp32 rows -> their K-pair words: d[m] = bf16(lo[m]) | bf16(hi[m]) << 16 for m < n,
+// rounded to nearest even with DAZ like vcvtne2ps2bf16 (hi null: zeros).
+void pair_words__avx512bf16(const float* lo, const float* hi, int64_t n, uint32_t* d) {
+  alignas(64) static const uint16_t kIdx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
+                                                11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kIdx);
+  for (int64_t m = 0; m < n; m += 16) {
+    const __mmask16 k = n - m >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                    : static_cast<__mmask16>((1u << (n - m)) - 1u);
+    const __m512 l = _mm512_maskz_loadu_ps(k, lo + m);
+    const __m512 h = hi ? _mm512_maskz_loadu_ps(k, hi + m) : _mm512_setzero_ps();
+    const __m512i w = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h, l));
+    _mm512_mask_storeu_epi32(d + m, k, _mm512_permutexvar_epi16(idx, w));
   }
 }
 

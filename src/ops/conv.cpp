@@ -220,7 +220,9 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const bool fis = fission_.active() && !ctx.training;
   if (ctx.training) packed_.invalidate();
   const std::vector<FissionPackedA>* pa =
-      fis ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g)) : nullptr;
+      fis ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g),
+                         eliminated() ? 0 : g.C, g.kh * g.kw)
+          : nullptr;
   // Dense fp32 inference runs the same direct kernels with fp32 weights: no im2col pass
   // (1.2-1.5x faster than im2col + sgemm on CaffeNet's convs and LeNet's conv2, one thread).
   // The packed weights are kept while the model is frozen (Model::freeze), else packed per call

@@ -62,19 +62,30 @@ FissionSetting parse_fission_attrs(const Attrs& a, const std::string& type) {
 
 const std::vector<FissionPackedA>& FissionWeightCache::get(const FissionSetting& s, const float* w,
                                                            int64_t groups, int64_t rows,
-                                                           int64_t K) {
+                                                           int64_t K, int64_t conv_c,
+                                                           int64_t conv_taps) {
+  const bool pairs = conv_c > 0 && conv_c * conv_taps == K && s.mode == FissionMode::fission;
+  if (!pairs) conv_c = conv_taps = 0;
   const bool same = key_ == w && groups_ == groups && rows_ == rows && k_ == K &&
+                    conv_c_ == conv_c && conv_taps_ == conv_taps &&
                     setting_.format == s.format && setting_.rounding == s.rounding &&
-                    static_cast<int64_t>(packed_.size()) == groups;
+                    setting_.mode == s.mode && static_cast<int64_t>(packed_.size()) == groups;
   if (same) return packed_;
   packed_.clear();
   packed_.reserve(static_cast<size_t>(groups));
-  for (int64_t g = 0; g < groups; ++g)
-    packed_.emplace_back(s.format, s.rounding, false, rows, K, w + g * rows * K, K);
+  for (int64_t g = 0; g < groups; ++g) {
+    if (pairs)
+      packed_.push_back(FissionPackedA::conv_channel_pairs(s.format, s.rounding, rows, conv_c,
+                                                           conv_taps, w + g * rows * K));
+    else
+      packed_.emplace_back(s.format, s.rounding, false, rows, K, w + g * rows * K, K);
+  }
   key_ = w;
   groups_ = groups;
   rows_ = rows;
   k_ = K;
+  conv_c_ = conv_c;
+  conv_taps_ = conv_taps;
   setting_ = s;
   return packed_;
 }
