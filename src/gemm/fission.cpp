@@ -716,8 +716,14 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   if (paired || (cfg.direct && !gemm::g_conv_panels && !decoded && a.format() != Format::bf16)) {
     // Output rows cut into chunks of at most NR columns, as even as possible (56 = 12 + 11 x 4,
     // not 12 x 4 + 8); a 1x1 stride-1 conv's image is one long row (any column run is contiguous).
-    const int NR = cfg.nr;
     const bool one_row = g.kw == 1 && g.sh == 1 && sw == 1 && Wp == g.OW;
+    // fp32 1x1 convs with a small K run the pixel-vector tile on 32-column chunks (no transposing
+    // store): one thread, SqueezeNet's expand1x1 (K = 16) 0.085 -> 0.043 ms, squeeze (K = 64)
+    // 0.065 -> 0.042 ms, K = 96 even, K = 128 and up slower; strided and 3x3 convs with a
+    // small K (a first conv's 27) were slower too.
+    const bool px = one_row && !paired && a.format() == Format::f32 && K <= 96 &&
+                    (a.isa() == Isa::avx512 || a.isa() == Isa::avx512_bf16);
+    const int NR = px ? 32 : cfg.nr;
     const int64_t row_len = one_row ? P : g.OW, rows_per_image = one_row ? 1 : g.OH;
     const int64_t per_row = (row_len + NR - 1) / NR;
     const int64_t nchunks = g.images * rows_per_image * per_row;
@@ -733,7 +739,10 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
         }
     const bool scaled = bscale != 0.0f;
     auto tile = [&](int64_t s, int64_t boff, float* c, int m, int n, const gemm::TileRows* rows) {
-      if (paired)
+      if (px)
+        gemm::fission_tile_direct_px__avx512(K, reinterpret_cast<const float*>(a.strip(s)),
+                                             xb + boff, rowoff, c, ldc, m, n, alpha, beta, rows);
+      else if (paired)
         gemm::fission_tile_pairs_direct__avx512bf16(K, a.strip(s), xw + boff, rowoff, c, ldc, m,
                                                     n, alpha, beta, rows);
       else

@@ -95,6 +95,15 @@ using FissionTileDirect = void (*)(Format f, int64_t K, const void* a, const flo
 void fission_tile_direct__avx512(Format, int64_t, const void*, const float*, const int64_t*,
                                  float*, int64_t, int, int, float, float, const TileRows*, bool);
 
+// The pixel-vector direct tile (fp32 strips only): C[i][j] for i < m <= MR rows of the strip a
+// (element (i, k) at a[k * MR + i]) and n <= 32 consecutive columns, b(k, j) = b[rowoff[k] + j]:
+// rows of A broadcast, 16 columns of B per vector load, C rows stored as computed. The column
+// tile's C is a 16 x 16 transpose per half in registers; with a small K (a first conv's 27, a
+// 1x1 conv on 16 channels) that store cost as much as the FMAs. Same contract otherwise.
+void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
+                                    const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
+                                    float alpha, float beta, const TileRows* rows);
+
 // Native bf16 with channel pairs (FissionPackedA::conv_channel_pairs, fission_conv): the tile
 // of fission_tile__avx512bf16 with K-pair word (kp, j) of B read at b[rowoff[kp] + j] in the
 // channel-pair image (word = channel 2cp in the low half, 2cp + 1 in the high half).

@@ -223,6 +223,96 @@ void fission_tile_direct__avx512(Format f, int64_t K, const void* a, const float
   dispatch_format(f, K, a, ImageB{b, rowoff}, c, ldc, m, n, alpha, beta, rows, scaled);
 }
 
+namespace {
+
+// The pixel-vector tile (see fission.h): MRT rows of an fp32 strip broadcast, NV vectors of 16
+// consecutive B columns loaded from the image, C rows stored as they are (no transpose).
+template <int MRT, int NV>
+void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, float* c,
+             int64_t ldc, int m, int n, float alpha, float beta, const TileRows* rows) {
+  __m512 acc[MRT][NV];
+#pragma GCC unroll 12
+  for (int i = 0; i < MRT; ++i)
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  __mmask16 mask[NV];
+#pragma GCC unroll 2
+  for (int v = 0; v < NV; ++v) {
+    const int left = n - 16 * v;
+    mask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF)
+              : left <= 0 ? static_cast<__mmask16>(0)
+                          : static_cast<__mmask16>((1u << left) - 1u);
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const float* br = b + off[k];
+    __m512 bv[NV];
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], br + 16 * v);
+    const float* ak = a + k * MR;
+#pragma GCC unroll 12
+    for (int i = 0; i < MRT; ++i) {
+      const __m512 ai = _mm512_set1_ps(ak[i]);
+#pragma GCC unroll 2
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 12
+  for (int i = 0; i < MRT; ++i) {
+    if (i >= m) break;
+#pragma GCC unroll 2
+    for (int v = 0; v < NV; ++v) {
+      float* p = c + i * ldc + 16 * v;
+      __m512 r = alpha == 1.0f ? acc[i][v] : _mm512_mul_ps(va, acc[i][v]);
+      if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(mask[v], p), r);
+      if (rows) {   // the conv output pass, as fission_store_cols16 does it
+        if (rows->bias) r = _mm512_add_ps(r, _mm512_set1_ps(rows->bias[i]));
+        if (rows->res)
+          r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(mask[v], rows->res + i * rows->ldr + 16 * v));
+        if (rows->relu) {
+          const __m512 zero = _mm512_setzero_ps();
+          const __mmask16 pos = _mm512_cmp_ps_mask(r, zero, _CMP_GT_OQ);
+          r = _mm512_mask_blend_ps(pos, _mm512_mul_ps(zero, r), r);
+        }
+      }
+      _mm512_mask_storeu_ps(p, mask[v], r);
+    }
+  }
+}
+
+}  // namespace
+
+void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
+                                    const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
+                                    float alpha, float beta, const TileRows* rows) {
+  // Rows of the strip in sub-tiles of 12, 8 or 4 (the strip's rows beyond m are zero).
+  for (int i0 = 0; i0 < m;) {
+    const int left = m - i0;
+    const int mrt = left > 8 ? 12 : left > 4 ? 8 : 4;
+    const int mi = left < mrt ? left : mrt;
+    TileRows r;
+    const TileRows* rp = nullptr;
+    if (rows) {
+      r = *rows;
+      if (r.bias) r.bias += i0;
+      if (r.res) r.res += i0 * r.ldr;
+      rp = &r;
+    }
+    float* ci = c + i0 * ldc;
+    const float* ai = a + i0;
+    if (n > 16) {
+      if (mrt == 12) tile_px<12, 2>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp);
+      else if (mrt == 8) tile_px<8, 2>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp);
+      else tile_px<4, 2>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp);
+    } else {
+      if (mrt == 12) tile_px<12, 1>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp);
+      else if (mrt == 8) tile_px<8, 1>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp);
+      else tile_px<4, 1>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp);
+    }
+    i0 += mrt;
+  }
+}
+
 }  // namespace deftnn::gemm
 
 namespace deftnn::gemm {
