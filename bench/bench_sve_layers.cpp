@@ -2,7 +2,10 @@
 // fc7 at batch 1 and 32, 50% of the synapse vectors retained (rounded up to a multiple of 8):
 //   ratio      = eliminated layer time / dense layer time (reorganisation included; goal <= 0.55)
 //   reorg %    = share of the eliminated layer's time spent building the reduced operand
-//                (im2col of the retained rows for conv; gathering X's retained columns for fc)
+//                (im2col of the retained rows for conv; gathering X's retained columns for fc),
+//                timed alone on one thread as a materialised operand. An upper bound for conv:
+//                the layer itself builds no operand (fission_conv's tile reads the retained rows
+//                straight from the padded image copy, which the dense layer makes too)
 //   vs copy    = (full im2col + copying the retained rows into a new buffer) / im2col of only the
 //                retained rows: how much faster the in-kernel reorganisation is (paper: >= 1.4x)
 // Dense and eliminated run alternately in rounds; medians of the rounds are reported.

@@ -611,6 +611,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   uint32_t phase_read = 0;   // bit ph (sw <= 32 here) or all phases
   for (int64_t j = 0; j < g.kw && sw <= 32; ++j) phase_read |= 1u << ((j * g.dw) % sw);
   if (sw > 32) phase_read = ~0u;
+  const bool avx512_rows = active_isa() == Isa::avx512 || active_isa() == Isa::avx512_bf16;
   // The sw * Wp floats of padded row ihp of channel c of image t at d (rows some tap reads;
   // unread phases left unwritten unless zero_unread).
   auto fill_row = [&](int64_t t, int64_t c, int64_t ihp, float* d, bool zero_unread) {
@@ -620,6 +621,10 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       return;
     }
     const float* srow = x + t * g.image_stride + (c * g.H + ih) * g.W;
+    if (sw == 1 && avx512_rows) {
+      gemm::pad_row_f32__avx512(srow - g.pl, d, span[0], span[1], Wp, xscale);
+      return;
+    }
     for (int64_t ph = 0; ph < sw; ++ph) {
       float* dp = d + ph * Wp;
       if (sw <= 32 && !(phase_read >> ph & 1u)) {

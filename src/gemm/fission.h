@@ -104,6 +104,11 @@ void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
                                     const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
                                     float alpha, float beta, const TileRows* rows);
 
+// d[m] = s[m] * scale for m0 <= m < m1 and 0 for the other m < wp (one padded row of
+// fission_conv's stride-1 copy; s is read only inside [m0, m1)).
+void pad_row_f32__avx512(const float* s, float* d, int64_t m0, int64_t m1, int64_t wp,
+                         float scale);
+
 // Native bf16 with channel pairs (FissionPackedA::conv_channel_pairs, fission_conv): the tile
 // of fission_tile__avx512bf16 with K-pair word (kp, j) of B read at b[rowoff[kp] + j] in the
 // channel-pair image (word = channel 2cp in the low half, 2cp + 1 in the high half).

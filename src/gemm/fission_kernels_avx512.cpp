@@ -7,6 +7,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"   // GCC 12: _mm512_undefined_* inside the intrinsics
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "gemm/fission.h"
 #include "gemm/fission_store_avx512.h"
 
@@ -316,6 +318,23 @@ void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
 }  // namespace deftnn::gemm
 
 namespace deftnn::gemm {
+
+// One padded image row (fission_conv's copy, stride 1): d[m] = s[m] * scale for m0 <= m < m1,
+// 0 for the other m < wp; masked loads and stores per 16 floats instead of fill + memcpy +
+// fill (CaffeNet's 13-wide rows: three library calls per 15 floats).
+void pad_row_f32__avx512(const float* s, float* d, int64_t m0, int64_t m1, int64_t wp,
+                         float scale) {
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int64_t m = 0; m < wp; m += 16) {
+    const int64_t lo = std::max<int64_t>(m0 - m, 0), hi = std::min<int64_t>(m1 - m, 16);
+    const __mmask16 st = static_cast<__mmask16>(wp - m >= 16 ? 0xFFFF : (1u << (wp - m)) - 1u);
+    const __mmask16 ld = hi > lo ? static_cast<__mmask16>(((1u << (hi - lo)) - 1u) << lo)
+                                 : static_cast<__mmask16>(0);
+    __m512 v = _mm512_maskz_loadu_ps(ld, s + m);
+    if (scale != 1.0f) v = _mm512_mul_ps(v, vs);
+    _mm512_mask_storeu_ps(d + m, st, v);
+  }
+}
 
 // fp32 B panel straight from the padded, phased image (contract: src/gemm/fission.h): one
 // masked load per segment per row, one masked store.
