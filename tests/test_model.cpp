@@ -279,8 +279,8 @@ TEST(Cli, VerboseNamesEachLayersKernel) {
   EXPECT_EQ(out.find("deftnn: conv1 (conv)"), std::string::npos) << "reported without DEFTNN_VERBOSE";
   ASSERT_EQ(run_cli("--threads 1 bench lenet --batch 1 4 --iters 2 --warmup 0", &out, "DEFTNN_VERBOSE=1 "), 0)
       << out;
-  EXPECT_NE(out.find("deftnn: conv1 (conv) -> [1, 20, 24, 24]: direct"), std::string::npos) << out;
-  EXPECT_NE(out.find("deftnn: conv1 (conv) -> [4, 20, 24, 24]: direct"), std::string::npos) << out;
+  EXPECT_NE(out.find("deftnn: conv1 (conv) -> [1, 20, 24, 24]: fission_conv, no im2col"), std::string::npos) << out;
+  EXPECT_NE(out.find("deftnn: conv1 (conv) -> [4, 20, 24, 24]: fission_conv, no im2col"), std::string::npos) << out;
   EXPECT_NE(out.find("deftnn: ip1 (fc) -> [1, 500]: gemv"), std::string::npos) << out;
   EXPECT_NE(out.find("deftnn: ip1 (fc) -> [4, 500]: sgemm Y^T = W X^T, weights as A packed once"),
             std::string::npos) << out;

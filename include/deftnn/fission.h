@@ -116,6 +116,12 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
 // zero outside [0, H) x [0, W). Once per call the images are copied into a zero-padded copy split
 // by the column stride into sw phases (sw = 1: padding only), so that every row segment of every
 // panel is one contiguous load: no im2col matrix (conv1: 4.4 MB) and no strided reads.
+// Where the ISA has a direct tile (AVX-512; fp32 B, i.e. every format but bf16, not off-chip
+// unless A is fp32) there are no B panels at all: the tile reads B from the copy, output row
+// by output row in chunks of at most 12 columns (fp32 1x1 convs with K <= 96: 32 columns in
+// the pixel-vector tile), each thread copying the image rows of the output rows it computes;
+// a 1x1 stride-1 conv reads the images in place. Native bf16 with channel-pair weights
+// (FissionPackedA::conv_channel_pairs) reads a K-pair-word copy of the image the same way.
 // Requires a.depth() == C * kh * kw; N = images * OH * OW; ldc >= N.
 struct FissionConvShape {
   int64_t C = 0, H = 0, W = 0;     // input channels (of this group) and spatial size
@@ -157,6 +163,11 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
 // the image directly (AVX-512: fp32 B, not off-chip). For tests and before/after benchmarks;
 // not thread-safe against running convolutions.
 void set_fission_conv_panels(bool force);
+
+// Name of the tile kernel fission_conv runs for a packed A on a geometry (for logs and
+// benchmarks): a direct tile, or fission_kernel_name's with B panels.
+const char* fission_conv_kernel_name(const FissionPackedA& a, const FissionConvShape& g,
+                                     FissionMode mode = FissionMode::fission);
 
 // Name of the kernel family a packed A runs (for logs and benchmarks).
 const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode = FissionMode::fission);

@@ -453,6 +453,27 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
   }
 }
 
+// Which kernels fission_conv runs (fission_conv_kernel_name says it in words).
+enum class ConvPath { panels, direct, direct_px, direct_pairs };
+ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMode mode) {
+  if (a.channel_pair_taps() > 0) return ConvPath::direct_pairs;
+  // The direct tile (no B panels) where the ISA has one and B is fp32 as the kernel reads it:
+  // not off-chip unless A is fp32 (else A is decoded first), not native bf16 (K-pair panels),
+  // not bf16 emulated (B rounded in the panel).
+  const FissionConfig& cfg = fission_config(a.isa());
+  const bool decoded = (mode == FissionMode::offchip || !cfg.widens) && a.format() != Format::f32;
+  if (!cfg.direct || g_conv_panels || decoded || a.format() == Format::bf16)
+    return ConvPath::panels;
+  // fp32 1x1 stride-1 convs with a small K run the pixel-vector tile on 32-column chunks (no
+  // transposing store): one thread, SqueezeNet's expand1x1 (K = 16) 0.085 -> 0.043 ms, squeeze
+  // (K = 64) 0.065 -> 0.042 ms, K = 96 even, K = 128 and up slower; strided and 3x3 convs with
+  // a small K (a first conv's 27) were slower too.
+  if (g.kw == 1 && g.sh == 1 && g.sw == 1 && a.format() == Format::f32 && a.depth() <= 96 &&
+      (a.isa() == Isa::avx512 || a.isa() == Isa::avx512_bf16))
+    return ConvPath::direct_px;
+  return ConvPath::direct;
+}
+
 }  // namespace
 }  // namespace gemm
 
@@ -713,21 +734,13 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     gemm::panel_builder(a.isa(), native)(xb, rowoff, K, seg, nseg, static_cast<int>(nq),
                                          dst);
   };
-  // The direct tile (no B panels) where the ISA has one and B is fp32 as the kernel reads it:
-  // not off-chip unless A is fp32 (else A is decoded first), not native bf16 (K-pair panels),
-  // not bf16 emulated (B rounded in the panel).
   const gemm::FissionConfig& cfg = gemm::fission_config(a.isa());
-  const bool decoded = (mode == FissionMode::offchip || !cfg.widens) && a.format() != Format::f32;
-  if (paired || (cfg.direct && !gemm::g_conv_panels && !decoded && a.format() != Format::bf16)) {
+  const gemm::ConvPath path = gemm::conv_path(a, g, mode);
+  if (path != gemm::ConvPath::panels) {
     // Output rows cut into chunks of at most NR columns, as even as possible (56 = 12 + 11 x 4,
     // not 12 x 4 + 8); a 1x1 stride-1 conv's image is one long row (any column run is contiguous).
-    const bool one_row = g.kw == 1 && g.sh == 1 && sw == 1 && Wp == g.OW;
-    // fp32 1x1 convs with a small K run the pixel-vector tile on 32-column chunks (no transposing
-    // store): one thread, SqueezeNet's expand1x1 (K = 16) 0.085 -> 0.043 ms, squeeze (K = 64)
-    // 0.065 -> 0.042 ms, K = 96 even, K = 128 and up slower; strided and 3x3 convs with a
-    // small K (a first conv's 27) were slower too.
-    const bool px = one_row && !paired && a.format() == Format::f32 && K <= 96 &&
-                    (a.isa() == Isa::avx512 || a.isa() == Isa::avx512_bf16);
+    const bool one_row = g.kw == 1 && g.sh == 1 && sw == 1;
+    const bool px = path == gemm::ConvPath::direct_px;
     const int NR = px ? 32 : cfg.nr;
     const int64_t row_len = one_row ? P : g.OW, rows_per_image = one_row ? 1 : g.OH;
     const int64_t per_row = (row_len + NR - 1) / NR;
@@ -760,6 +773,17 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   }
   gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, prep_cols, pack,
               epilogue && epilogue->active() ? epilogue : nullptr);
+}
+
+const char* fission_conv_kernel_name(const FissionPackedA& a, const FissionConvShape& g,
+                                     FissionMode mode) {
+  switch (gemm::conv_path(a, g, mode)) {
+    case gemm::ConvPath::direct_pairs: return "fission_tile_pairs_direct_32x12__avx512bf16";
+    case gemm::ConvPath::direct_px: return "fission_tile_direct_px_12x32__avx512";
+    case gemm::ConvPath::direct: return "fission_tile_direct_32x12__avx512";
+    case gemm::ConvPath::panels: break;
+  }
+  return fission_kernel_name(a, mode);
 }
 
 }  // namespace deftnn

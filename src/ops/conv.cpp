@@ -279,10 +279,11 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
     const std::string chunking = " (" + std::to_string(plan_chunk(g, K, N, plan_threads(N, 2.0 * O * P * K))) +
                                  " image(s) per GEMM)";
     if (pa)
-      last_kernel_ = std::string(direct ? "direct: column panels built from the image, "
-                                        : ident ? "1x1, no im2col: " : "im2col + ") +
+      last_kernel_ = std::string("fission_conv, no im2col: ") +
                      format_name((*pa)[0].format()) + " weights, " +
-                     fission_kernel_name((*pa)[0], fission_.mode) + chunking;
+                     fission_conv_kernel_name((*pa)[0], fission_conv_shape(g, 1, C * HW),
+                                              fission_.mode) +
+                     chunking;
     else
       last_kernel_ = std::string(eliminated() ? "im2col of the " + std::to_string(kept_) +
                                                     " retained rows (of " + std::to_string(g.rows()) +
