@@ -41,6 +41,7 @@ class Conv final : public Layer {
   bool eliminated() const { return !retained_.empty(); }
   // GEMM depth per group: K' when eliminated, else g.rows().
   int64_t depth(const ConvGeom& g) const { return eliminated() ? kept_ : g.rows(); }
+  int64_t pair_channels(const ConvGeom& g) const;
 
  private:
   // Runs fn(n0, n1, thread) over chunks of `chunk` images, in parallel over the chunks when
