@@ -464,11 +464,12 @@ ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMo
   const bool decoded = (mode == FissionMode::offchip || !cfg.widens) && a.format() != Format::f32;
   if (!cfg.direct || g_conv_panels || decoded || a.format() == Format::bf16)
     return ConvPath::panels;
-  // fp32 1x1 stride-1 convs with a small K run the pixel-vector tile on 32-column chunks (no
-  // transposing store): one thread, SqueezeNet's expand1x1 (K = 16) 0.085 -> 0.043 ms, squeeze
-  // (K = 64) 0.065 -> 0.042 ms, K = 96 even, K = 128 and up slower; strided and 3x3 convs with
-  // a small K (a first conv's 27) were slower too.
-  if (g.kw == 1 && g.sh == 1 && g.sw == 1 && a.format() == Format::f32 && a.depth() <= 96 &&
+  // fp32 convs with a small K and column stride 1 run the pixel-vector tile on chunks of up to
+  // 32 columns (no transposing store). One thread: SqueezeNet's expand1x1 (K = 16) 0.085 ->
+  // 0.043 ms, squeeze (K = 64) 0.065 -> 0.042 ms, VGG's first conv (3x3, K = 27, 224 wide)
+  // 2.36 -> 1.24 ms, LeNet's conv1 (5x5, K = 25) 1.3x, cifarnet's (K = 75) 1.15x; K = 96 even,
+  // K >= 128 slower, and a column stride of 2 (SqueezeNet's first conv, K = 27) slower too.
+  if (g.sw == 1 && a.format() == Format::f32 && a.depth() <= 96 &&
       (a.isa() == Isa::avx512 || a.isa() == Isa::avx512_bf16))
     return ConvPath::direct_px;
   return ConvPath::direct;
