@@ -79,6 +79,7 @@ thread_local ByteBuf t_tmp;      // scratch (packing)
 thread_local ByteBuf t_image;    // fission_conv's padded, phased images (calling thread's)
 thread_local ByteBuf t_rowoff;   // fission_conv's row offsets (calling thread's)
 thread_local ByteBuf t_chunks;   // fission_conv's direct column chunks (calling thread's)
+thread_local ByteBuf t_rowtmp;   // fission_conv's copy: one padded row before its phase split
 
 bool g_conv_panels = false;      // set_fission_conv_panels
 
@@ -645,6 +646,16 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     const float* srow = x + t * g.image_stride + (c * g.H + ih) * g.W;
     if (sw == 1 && avx512_rows) {
       gemm::pad_row_f32__avx512(srow - g.pl, d, span[0], span[1], Wp, xscale);
+      return;
+    }
+    if (sw == 2 && avx512_rows) {   // the whole padded row, then its two phases
+      float* t = static_cast<float*>(gemm::t_rowtmp.get(2 * Wp * 4));
+      gemm::pad_row_f32__avx512(srow - g.pl, t, std::min(g.pl, 2 * Wp),
+                                std::min(g.pl + g.W, 2 * Wp), 2 * Wp, xscale);
+      // Phase 0 is always read (tap j = 0); phase 1 when some tap's column is odd.
+      const bool odd = (phase_read & 2u) != 0;
+      gemm::deinterleave2_f32__avx512(t, Wp, d, odd ? d + Wp : nullptr);
+      if (!odd && zero_unread) std::fill(d + Wp, d + 2 * Wp, 0.0f);
       return;
     }
     for (int64_t ph = 0; ph < sw; ++ph) {

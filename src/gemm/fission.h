@@ -109,6 +109,10 @@ void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
 void pad_row_f32__avx512(const float* s, float* d, int64_t m0, int64_t m1, int64_t wp,
                          float scale);
 
+// d0[m] = t[2m], d1[m] = t[2m + 1] (d1 null: skipped), m < wp: one padded row of fission_conv's
+// stride-2 copy split into its two column phases.
+void deinterleave2_f32__avx512(const float* t, int64_t wp, float* d0, float* d1);
+
 // Native bf16 with channel pairs (FissionPackedA::conv_channel_pairs, fission_conv): the tile
 // of fission_tile__avx512bf16 with K-pair word (kp, j) of B read at b[rowoff[kp] + j] in the
 // channel-pair image (word = channel 2cp in the low half, 2cp + 1 in the high half).
