@@ -437,7 +437,7 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
 
 // Native bf16 with channel-pair weights (FissionPackedA::conv_channel_pairs): K reordered so
 // each pair is channels (2cp, 2cp + 1) at one tap, B read from a channel-pair copy of the
-// image. Against the naive double-accumulating convolution on the bf16-rounded operands (A as
+// image (or, several images of short rows, packed into K-pair panels in that order). Against the naive double-accumulating convolution on the bf16-rounded operands (A as
 // packed, mapped back to the natural (c, tap) order; B rounded to nearest even like
 // vcvtne2ps2bf16), odd C (a zero pad channel), strides, dilation, several images, 1 and 2
 // threads, with and without the output pass. Elsewhere the factory packs as usual.
@@ -449,6 +449,8 @@ TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
       {17, 16, 9, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},      // 2 images, OW = 13
       {40, 7, 9, 9, 3, 3, 2, 2, 2, 1, 1, 2, 2, 2, 1},        // stride 2, dilation 2
       {64, 9, 5, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 3},        // 1x1, odd C, 3 images
+      {24, 17, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},       // short rows, 3 images: K-pair
+                                                             // panels, odd C = 17
   };
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);

@@ -457,7 +457,15 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
 // Which kernels fission_conv runs (fission_conv_kernel_name says it in words).
 enum class ConvPath { panels, direct, direct_px, direct_pairs };
 ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMode mode) {
-  if (a.channel_pair_taps() > 0) return ConvPath::direct_pairs;
+  if (a.channel_pair_taps() > 0) {
+    // Several images of short output rows (CaffeNet's 13-wide conv3-5 at batch 32, 7 images
+    // per call): the direct tiles would be 7 and 6 wide; 12-wide K-pair panels across rows and
+    // images were faster there (conv5 7.9 against 9.8 ms), at batch 1 slower.
+    const bool one_row = g.kw == 1 && g.sh == 1 && g.sw == 1;
+    const int64_t row = one_row ? g.OH * g.OW : g.OW, chunks = (row + 11) / 12;
+    if (g.images > 1 && row < 8 * chunks) return ConvPath::panels;
+    return ConvPath::direct_pairs;
+  }
   // The direct tile (no B panels) where the ISA has one and B is fp32 as the kernel reads it:
   // not off-chip unless A is fp32 (else A is decoded first), not native bf16 (K-pair panels),
   // not bf16 emulated (B rounded in the panel).
@@ -571,8 +579,11 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   const int64_t Hp = (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1;
   const int64_t Wfull = (g.OW - 1) * sw + (g.kw - 1) * g.dw + 1;
   const int64_t Wp = (Wfull + sw - 1) / sw;
-  // Channels of the copy: C floats, or (paired) ceil(C / 2) K-pair words of channels 2cp, 2cp + 1.
-  const int64_t CH = paired ? Cp : g.C;
+  const gemm::ConvPath path = gemm::conv_path(a, g, mode);
+  // Channels of the copy: C floats, or (channel pairs read directly) ceil(C / 2) K-pair words
+  // of channels 2cp, 2cp + 1.
+  const bool pair_words = path == gemm::ConvPath::direct_pairs;
+  const int64_t CH = pair_words ? Cp : g.C;
   const int64_t img = CH * Hp * sw * Wp;
   // Deft-8: the image copy below is prescaled (exact), so every panel is.
   const float bscale = gemm::deft8_prescale(a, mode, x, g.images, g.C * g.H * g.W,
@@ -585,21 +596,28 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   float* xs = alias ? nullptr : static_cast<float*>(gemm::t_image.get(g.images * img * 4));
   const float* xb = alias ? x : xs;                    // what the kernels read B from
   const int64_t img_b = alias ? g.image_stride : img;  // elements between its images
-  uint32_t* xw = reinterpret_cast<uint32_t*>(xs);      // the copy as K-pair words (paired)
+  uint32_t* xw = reinterpret_cast<uint32_t*>(xs);      // the copy as K-pair words (pair_words)
   // Row k = (c, i, j) starts at c * chan + tap[i * kw + j]: the taps once, then one division
   // per retained row (none when dense) instead of five; at batch 1 this loop is a fixed cost of
   // every call (~4% of CaffeNet's conv5 at 50% retained with five). Per-thread buffer: no
   // allocation per call.
   const int64_t taps = g.kh * g.kw, chan = Hp * sw * Wp;
-  // (paired: one offset per K pair, cp * chan + tap.)
+  // (pair_words: one offset per K pair, cp * chan + tap; channel pairs on panels: row (cp, tap,
+  // h) of K' is channel 2cp + h, the pad channel of an odd C reading channel 2cp under its zero
+  // weights.)
   int64_t* rowoff = reinterpret_cast<int64_t*>(gemm::t_rowoff.get((K + taps) * 8));
   int64_t* tap = rowoff + K;
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j)
       tap[i * g.kw + j] = (i * g.dh * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
-  if (paired) {
+  if (pair_words) {
     for (int64_t c = 0, p = 0; c < Cp; ++c)
       for (int64_t q = 0; q < taps; ++q, ++p) rowoff[p] = c * chan + tap[q];
+  } else if (paired) {
+    for (int64_t c = 0, p = 0; c < Cp; ++c)
+      for (int64_t q = 0; q < taps; ++q)
+        for (int64_t h = 0; h < 2; ++h, ++p)
+          rowoff[p] = std::min(2 * c + h, g.C - 1) * chan + tap[q];
   } else if (kept_rows) {
     for (int64_t p = 0; p < K; ++p) {
       const int64_t k = (*kept_rows)[static_cast<size_t>(p)];
@@ -681,7 +699,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   auto copy_row = [&](int64_t t, int64_t c, int64_t ihp) {
     if (!row_read[static_cast<size_t>(ihp)]) return;
     const int64_t at = ((t * CH + c) * Hp + ihp) * sw * Wp;
-    if (!paired) {
+    if (!pair_words) {
       fill_row(t, c, ihp, xs + at, false);
       return;
     }
@@ -747,7 +765,6 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
                                          dst);
   };
   const gemm::FissionConfig& cfg = gemm::fission_config(a.isa());
-  const gemm::ConvPath path = gemm::conv_path(a, g, mode);
   if (path != gemm::ConvPath::panels) {
     // Output rows cut into chunks of at most NR columns, as even as possible (56 = 12 + 11 x 4,
     // not 12 x 4 + 8); a 1x1 stride-1 conv's image is one long row (any column run is contiguous).
@@ -772,7 +789,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       if (px)
         gemm::fission_tile_direct_px__avx512(K, reinterpret_cast<const float*>(a.strip(s)),
                                              xb + boff, rowoff, c, ldc, m, n, alpha, beta, rows);
-      else if (paired)
+      else if (pair_words)
         gemm::fission_tile_pairs_direct__avx512bf16(K, a.strip(s), xw + boff, rowoff, c, ldc, m,
                                                     n, alpha, beta, rows);
       else
