@@ -122,6 +122,11 @@ def main():
                 for k in range(nt):
                     c = (k + r) % nt
                     per[c].append(timers[c]())
+                    # PyTorch runs in this process: its OpenMP workers spin for a while after
+                    # the last forward, taking the cores from whoever runs next (deftnn was
+                    # 15-20% slower on SqueezeNet 1.1 at batch 1 right after PyTorch than 0.3 s
+                    # later). A pause after every contender lets spinning workers sleep.
+                    time.sleep(0.3)
             d, o, t, base = (median(v) for v in per)
             rows.append({"model": name, "batch": b, "threads": a.threads, "iters": iters, "rounds": a.rounds,
                          "deftnn_ms": d, "onnxruntime_ms": o, "pytorch_ms": t, "ort_over_deftnn": o / d,
