@@ -412,6 +412,7 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
       {16, 9, 5, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 3},        // 1x1 read in place, 3 images, M 16
       {7, 17, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},        // 1x1 in place, N = 1
       {48, 3, 9, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},       // OW = 56: rows cut 12 + 11 x 4
+      {24, 5, 8, 15, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 2},       // short rows, column stride 2
   };
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);
@@ -451,6 +452,8 @@ TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
       {64, 9, 5, 7, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 3},        // 1x1, odd C, 3 images
       {24, 17, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},       // short rows, 3 images: K-pair
                                                              // panels, odd C = 17
+      {20, 6, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},        // one image, 9-wide rows: the
+                                                             // column-shifted pair copies
   };
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);
