@@ -314,24 +314,23 @@ struct ConvCase {
   int64_t M, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, images;
 };
 
-void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, float alpha, float beta,
-                   uint32_t seed) {
+// The fission_conv geometry of a case, images image_stride floats apart.
+FissionConvShape conv_shape(const ConvCase& cc, int64_t image_stride) {
   FissionConvShape g;
   g.C = cc.C; g.H = cc.H; g.W = cc.W; g.kh = cc.kh; g.kw = cc.kw; g.sh = cc.sh; g.sw = cc.sw;
   g.pt = cc.pt; g.pl = cc.pl; g.dh = cc.dh; g.dw = cc.dw;
   g.OH = (cc.H + cc.pt + cc.pb - (cc.dh * (cc.kh - 1) + 1)) / cc.sh + 1;
   g.OW = (cc.W + cc.pl + cc.pr - (cc.dw * (cc.kw - 1) + 1)) / cc.sw + 1;
   g.images = cc.images;
-  g.image_stride = cc.C * cc.H * cc.W + 5;
-  const int64_t M = cc.M, K = cc.C * cc.kh * cc.kw, P = g.OH * g.OW, N = cc.images * P;
-  const int64_t ldc = N + 2;
-  std::mt19937 gen(seed);
-  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
-  std::vector<float> A(M * K), X(cc.images * g.image_stride), C0(M * ldc);
-  for (auto& v : A) v = dist(gen);
-  for (auto& v : X) v = dist(gen);
-  for (auto& v : C0) v = dist(gen);
-  // Naive im2col of all images side by side.
+  g.image_stride = image_stride;
+  return g;
+}
+
+// Naive im2col of all images side by side: B[k * N + n], each value passed through `round`.
+template <class Round>
+std::vector<float> naive_columns(const ConvCase& cc, const FissionConvShape& g,
+                                 const std::vector<float>& X, Round round) {
+  const int64_t K = cc.C * cc.kh * cc.kw, P = g.OH * g.OW, N = cc.images * P;
   std::vector<float> B(K * N, 0.0f);
   for (int64_t t = 0; t < cc.images; ++t)
     for (int64_t c = 0, k = 0; c < cc.C; ++c)
@@ -342,8 +341,23 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
               const int64_t ih = oh * cc.sh - cc.pt + i * cc.dh, iw = ow * cc.sw - cc.pl + j * cc.dw;
               if (ih >= 0 && ih < cc.H && iw >= 0 && iw < cc.W)
                 B[k * N + t * P + oh * g.OW + ow] =
-                    X[t * g.image_stride + (c * cc.H + ih) * cc.W + iw];
+                    round(X[t * g.image_stride + (c * cc.H + ih) * cc.W + iw]);
             }
+  return B;
+}
+
+void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, float alpha, float beta,
+                   uint32_t seed) {
+  const FissionConvShape g = conv_shape(cc, cc.C * cc.H * cc.W + 5);
+  const int64_t M = cc.M, K = cc.C * cc.kh * cc.kw, P = g.OH * g.OW, N = cc.images * P;
+  const int64_t ldc = N + 2;
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> A(M * K), X(cc.images * g.image_stride), C0(M * ldc);
+  for (auto& v : A) v = dist(gen);
+  for (auto& v : X) v = dist(gen);
+  for (auto& v : C0) v = dist(gen);
+  const std::vector<float> B = naive_columns(cc, g, X, [](float v) { return v; });
   const FissionPackedA pa(f, Rounding::nearest_even, false, M, K, A.data(), K);
   std::vector<float> want = C0, got = C0;
   fission_gemm(pa, false, N, alpha, B.data(), N, beta, want.data(), ldc, mode);
@@ -461,13 +475,7 @@ TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
     for (const ConvCase& cc : cases)
       for (int threads : {1, 2}) {
         omp_set_num_threads(threads);
-        FissionConvShape g;
-        g.C = cc.C; g.H = cc.H; g.W = cc.W; g.kh = cc.kh; g.kw = cc.kw; g.sh = cc.sh;
-        g.sw = cc.sw; g.pt = cc.pt; g.pl = cc.pl; g.dh = cc.dh; g.dw = cc.dw;
-        g.OH = (cc.H + cc.pt + cc.pb - (cc.dh * (cc.kh - 1) + 1)) / cc.sh + 1;
-        g.OW = (cc.W + cc.pl + cc.pr - (cc.dw * (cc.kw - 1) + 1)) / cc.sw + 1;
-        g.images = cc.images;
-        g.image_stride = cc.C * cc.H * cc.W + 3;
+        const FissionConvShape g = conv_shape(cc, cc.C * cc.H * cc.W + 3);
         const int64_t M = cc.M, taps = cc.kh * cc.kw, K = cc.C * taps, P = g.OH * g.OW;
         const int64_t N = cc.images * P, ldc = N + 1;
         std::mt19937 gen(seed++);
@@ -499,20 +507,9 @@ TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
             for (int64_t t = 0; t < taps; ++t)
               ASSERT_EQ(Wd[o * pa.depth() + ((cc.C / 2) * taps + t) * 2 + 1], 0.0f) << what;
         }
-        std::vector<float> Bw(K * N, 0.0f);
-        for (int64_t t = 0; t < cc.images; ++t)
-          for (int64_t c = 0, k = 0; c < cc.C; ++c)
-            for (int64_t i = 0; i < cc.kh; ++i)
-              for (int64_t j = 0; j < cc.kw; ++j, ++k)
-                for (int64_t oh = 0; oh < g.OH; ++oh)
-                  for (int64_t ow = 0; ow < g.OW; ++ow) {
-                    const int64_t ih = oh * cc.sh - cc.pt + i * cc.dh;
-                    const int64_t iw = ow * cc.sw - cc.pl + j * cc.dw;
-                    if (ih >= 0 && ih < cc.H && iw >= 0 && iw < cc.W)
-                      Bw[k * N + t * P + oh * g.OW + ow] = bf16_to_float(bf16_from_float(
-                          X[t * g.image_stride + (c * cc.H + ih) * cc.W + iw],
-                          Rounding::nearest_even));
-                  }
+        const std::vector<float> Bw = naive_columns(cc, g, X, [](float v) {
+          return bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
+        });
         const float alpha = seed % 2 ? 1.0f : 0.5f, beta = seed % 3 ? 0.0f : 0.25f;
         std::vector<float> got = C0;
         fission_conv(pa, g, X.data(), alpha, beta, got.data(), ldc);

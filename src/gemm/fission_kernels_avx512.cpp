@@ -11,6 +11,7 @@
 
 #include "gemm/fission.h"
 #include "gemm/fission_store_avx512.h"
+#include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
 namespace {
@@ -239,12 +240,7 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   __mmask16 mask[NV];
 #pragma GCC unroll 2
-  for (int v = 0; v < NV; ++v) {
-    const int left = n - 16 * v;
-    mask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF)
-              : left <= 0 ? static_cast<__mmask16>(0)
-                          : static_cast<__mmask16>((1u << left) - 1u);
-  }
+  for (int v = 0; v < NV; ++v) mask[v] = simd::tail_mask(n - 16 * v);
   for (int64_t k = 0; k < K; ++k) {
     const float* br = b + off[k];
     __m512 bv[NV];
@@ -327,8 +323,8 @@ void pad_row_f32__avx512(const float* s, float* d, int64_t m0, int64_t m1, int64
   const __m512 vs = _mm512_set1_ps(scale);
   for (int64_t m = 0; m < wp; m += 16) {
     const int64_t lo = std::max<int64_t>(m0 - m, 0), hi = std::min<int64_t>(m1 - m, 16);
-    const __mmask16 st = static_cast<__mmask16>(wp - m >= 16 ? 0xFFFF : (1u << (wp - m)) - 1u);
-    const __mmask16 ld = hi > lo ? static_cast<__mmask16>(((1u << (hi - lo)) - 1u) << lo)
+    const __mmask16 st = simd::tail_mask(wp - m);
+    const __mmask16 ld = hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo)
                                  : static_cast<__mmask16>(0);
     __m512 v = _mm512_maskz_loadu_ps(ld, s + m);
     if (scale != 1.0f) v = _mm512_mul_ps(v, vs);
@@ -345,10 +341,9 @@ void deinterleave2_f32__avx512(const float* t, int64_t wp, float* d0, float* d1)
   const __m512i ie = _mm512_load_si512(kEven), io = _mm512_load_si512(kOdd);
   for (int64_t m = 0; m < wp; m += 16) {
     const int64_t left = 2 * (wp - m);   // floats of t from 2m on
-    const __mmask16 l0 = static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1u);
-    const __mmask16 l1 = static_cast<__mmask16>(left >= 32 ? 0xFFFF : left <= 16 ? 0 : (1u << (left - 16)) - 1u);
-    const __m512 a = _mm512_maskz_loadu_ps(l0, t + 2 * m), b = _mm512_maskz_loadu_ps(l1, t + 2 * m + 16);
-    const __mmask16 st = static_cast<__mmask16>(wp - m >= 16 ? 0xFFFF : (1u << (wp - m)) - 1u);
+    const __m512 a = _mm512_maskz_loadu_ps(simd::tail_mask(left), t + 2 * m);
+    const __m512 b = _mm512_maskz_loadu_ps(simd::tail_mask(left - 16), t + 2 * m + 16);
+    const __mmask16 st = simd::tail_mask(wp - m);
     _mm512_mask_storeu_ps(d0 + m, st, _mm512_permutex2var_ps(a, ie, b));
     if (d1) _mm512_mask_storeu_ps(d1 + m, st, _mm512_permutex2var_ps(a, io, b));
   }

@@ -8,6 +8,7 @@
 
 #include "gemm/fission.h"
 #include "gemm/fission_store_avx512.h"
+#include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
 namespace {
@@ -121,8 +122,7 @@ void pair_words__avx512bf16(const float* lo, const float* hi, int64_t n, uint32_
                                                 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
   const __m512i idx = _mm512_load_si512(kIdx);
   for (int64_t m = 0; m < n; m += 16) {
-    const __mmask16 k = n - m >= 16 ? static_cast<__mmask16>(0xFFFF)
-                                    : static_cast<__mmask16>((1u << (n - m)) - 1u);
+    const __mmask16 k = simd::tail_mask(n - m);
     const __m512 l = _mm512_maskz_loadu_ps(k, lo + m);
     const __m512 h = hi ? _mm512_maskz_loadu_ps(k, hi + m) : _mm512_setzero_ps();
     const __m512i w = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h, l));

@@ -9,6 +9,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include "gemm/simd_util.h"
 #include "gemm/ukernel.h"
 
 namespace deftnn::gemm {
@@ -43,12 +44,7 @@ inline void tile(int64_t kc, const float* a, const float* b, int64_t ldb, float*
   // Columns j < n of each 16-wide vector: masks the loads of an unpacked B and the C stores.
   __mmask16 mask[NV];
 #pragma GCC unroll 2
-  for (int v = 0; v < NV; ++v) {
-    const int left = n - 16 * v;
-    mask[v] = left >= 16 ? static_cast<__mmask16>(0xFFFF)
-              : left <= 0 ? static_cast<__mmask16>(0)
-                          : static_cast<__mmask16>((1u << left) - 1u);
-  }
+  for (int v = 0; v < NV; ++v) mask[v] = simd::tail_mask(n - 16 * v);
   for (int64_t k = 0; k < kc; ++k) {
     __m512 bv[NV];
 #pragma GCC unroll 2
