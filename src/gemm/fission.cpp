@@ -605,7 +605,8 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   // (pair_words: one offset per K pair, cp * chan + tap; channel pairs on panels: row (cp, tap,
   // h) of K' is channel 2cp + h, the pad channel of an odd C reading channel 2cp under its zero
   // weights.)
-  int64_t* rowoff = reinterpret_cast<int64_t*>(gemm::t_rowoff.get((K + taps) * 8));
+  // The same per-thread buffer holds the Hp flags of row_read below.
+  int64_t* rowoff = reinterpret_cast<int64_t*>(gemm::t_rowoff.get((K + taps) * 8 + Hp));
   int64_t* tap = rowoff + K;
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j)
@@ -646,9 +647,10 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   // Only the padded rows and phases some kernel tap reads are written (the others are never
   // read): a strided 1x1 conv (ResNet's downsample, stride 2) reads one row in sh and one
   // phase in sw, a quarter of the copy (0.135 -> 0.071 ms, 2 threads).
-  std::vector<char> row_read(static_cast<size_t>(Hp), 0);
+  char* row_read = reinterpret_cast<char*>(tap + taps);
+  std::fill(row_read, row_read + Hp, 0);
   for (int64_t oh = 0; oh < g.OH; ++oh)
-    for (int64_t i = 0; i < g.kh; ++i) row_read[static_cast<size_t>(oh * g.sh + i * g.dh)] = 1;
+    for (int64_t i = 0; i < g.kh; ++i) row_read[oh * g.sh + i * g.dh] = 1;
   uint32_t phase_read = 0;   // bit ph (sw <= 32 here) or all phases
   for (int64_t j = 0; j < g.kw && sw <= 32; ++j) phase_read |= 1u << ((j * g.dw) % sw);
   if (sw > 32) phase_read = ~0u;
@@ -667,12 +669,12 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       return;
     }
     if (sw == 2 && avx512_rows) {   // the whole padded row, then its two phases
-      float* t = static_cast<float*>(gemm::t_rowtmp.get(2 * Wp * 4));
-      gemm::pad_row_f32__avx512(srow - g.pl, t, std::min(g.pl, 2 * Wp),
+      float* whole = static_cast<float*>(gemm::t_rowtmp.get(2 * Wp * 4));
+      gemm::pad_row_f32__avx512(srow - g.pl, whole, std::min(g.pl, 2 * Wp),
                                 std::min(g.pl + g.W, 2 * Wp), 2 * Wp, xscale);
       // Phase 0 is always read (tap j = 0); phase 1 when some tap's column is odd.
       const bool odd = (phase_read & 2u) != 0;
-      gemm::deinterleave2_f32__avx512(t, Wp, d, odd ? d + Wp : nullptr);
+      gemm::deinterleave2_f32__avx512(whole, Wp, d, odd ? d + Wp : nullptr);
       if (!odd && zero_unread) std::fill(d + Wp, d + 2 * Wp, 0.0f);
       return;
     }
@@ -697,7 +699,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   // Padded row r = (t, c, ihp) of the copy (r = (t * CH + c) * Hp + ihp); paired: channels 2c
   // and 2c + 1 filled into per-thread fp32 rows, then rounded into K-pair words.
   auto copy_row = [&](int64_t t, int64_t c, int64_t ihp) {
-    if (!row_read[static_cast<size_t>(ihp)]) return;
+    if (!row_read[ihp]) return;
     const int64_t at = ((t * CH + c) * Hp + ihp) * sw * Wp;
     if (!pair_words) {
       fill_row(t, c, ihp, xs + at, false);
