@@ -397,6 +397,8 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
 struct DirectChunk {
   int64_t boff, col;
   int n;
+  int len0;        // n, or (split) the columns from the first row; the rest from the next
+  int64_t boff2;   // split: where the next row's columns start
 };
 
 // fission_conv without B panels: the direct tile broadcasts B from the image (src/gemm/fission.h).
@@ -406,8 +408,8 @@ struct DirectChunk {
 // prep(): the team's image copy split by channel, with a barrier; prep_cols(c0, c1): the copy
 // of the image rows output columns [c0, c1) read (mostly: halo rows are the neighbour's), no
 // barrier. Chunks are in column order; N columns in all.
-// tile(s, boff, c, m, n, rows): one tile of strip s on the chunk whose B starts boff elements
-// into the image (rows: the conv output pass, or null).
+// tile(s, chunk, c, m, rows): one tile of strip s on a chunk (rows: the conv output pass, or
+// null).
 template <class Tile, class Prep, class PrepCols>
 void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nchunks, int64_t N,
                   float* C, int64_t ldc, double flops, Tile&& tile, Prep&& prep,
@@ -423,10 +425,10 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
       const TileRows rows{epi->bias ? epi->bias + s * MR : nullptr,
                           epi->res ? epi->res + s * MR * epi->ldr + ch.col : nullptr, epi->ldr,
                           epi->relu};
-      tile(s, ch.boff, c, m, ch.n, &rows);
+      tile(s, ch, c, m, &rows);
       return;
     }
-    tile(s, ch.boff, c, m, ch.n, nullptr);
+    tile(s, ch, c, m, nullptr);
     if (epi) epi->fn(epi->ctx, s * MR, ch.col, m, ch.n, c, ldc);
   };
   const bool chunk_major = a.bytes() <= (int64_t{768} << 10) && nchunks >= 2 * nt;
@@ -775,28 +777,79 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     const int NR = px ? 32 : cfg.nr;
     const int64_t row_len = one_row ? P : g.OW, rows_per_image = one_row ? 1 : g.OH;
     const int64_t per_row = (row_len + NR - 1) / NR;
-    const int64_t nchunks = g.images * rows_per_image * per_row;
+    // Short rows (fp32 or channel-pair tiles, not one long row): chunks of 12 run on into the
+    // next output row (two segments), instead of cutting each row (13 = 7 + 6).
+    const bool split = !one_row && !px && g.OW < 32 && g.OH > 1 &&
+                       (pair_words || a.format() == Format::f32);
+    // The split chunks in column order: emit(t, r, c, take, extra) for a chunk of image t from
+    // row r, column c: take columns there, then extra (0, or 12 - take) from row r + 1.
+    auto walk_split = [&](auto&& emit) {
+      for (int64_t t = 0; t < g.images; ++t)
+        for (int64_t r = 0, c = 0; r < g.OH;) {
+          const int64_t take = std::min<int64_t>(NR, g.OW - c);
+          const int64_t extra =
+              take < NR && c + take == g.OW && r + 1 < g.OH && NR - take <= g.OW ? NR - take : 0;
+          emit(t, r, c, take, extra);
+          if (extra > 0) {
+            ++r;
+            c = extra;
+          } else {
+            c += take;
+          }
+          if (c == g.OW) {
+            ++r;
+            c = 0;
+          }
+        }
+    };
+    int64_t nchunks = g.images * rows_per_image * per_row;
+    if (split) {
+      nchunks = 0;
+      walk_split([&](int64_t, int64_t, int64_t, int64_t, int64_t) { ++nchunks; });
+    }
     auto* chunks = static_cast<gemm::DirectChunk*>(
         gemm::t_chunks.get(nchunks * static_cast<int64_t>(sizeof(gemm::DirectChunk))));
     int64_t q = 0;
-    for (int64_t t = 0; t < g.images; ++t)
-      for (int64_t r = 0; r < rows_per_image; ++r)
-        for (int64_t i = 0; i < per_row; ++i, ++q) {
-          const int64_t lo = row_len * i / per_row, hi = row_len * (i + 1) / per_row;
-          chunks[q] = {t * img_b + r * g.sh * sw * Wp + lo, t * P + r * g.OW + lo,
-                       static_cast<int>(hi - lo)};
-        }
+    const int64_t rstride = g.sh * sw * Wp;   // elements between output rows' B
+    if (split) {
+      walk_split([&](int64_t t, int64_t r, int64_t c, int64_t take, int64_t extra) {
+        chunks[q++] = {t * img_b + r * rstride + c, t * P + r * g.OW + c,
+                       static_cast<int>(take + extra), static_cast<int>(take),
+                       t * img_b + (r + 1) * rstride};
+      });
+    } else {
+      for (int64_t t = 0; t < g.images; ++t)
+        for (int64_t r = 0; r < rows_per_image; ++r)
+          for (int64_t i = 0; i < per_row; ++i, ++q) {
+            const int64_t lo = row_len * i / per_row, hi = row_len * (i + 1) / per_row;
+            chunks[q] = {t * img_b + r * rstride + lo, t * P + r * g.OW + lo,
+                         static_cast<int>(hi - lo), static_cast<int>(hi - lo), 0};
+          }
+    }
     const bool scaled = bscale != 0.0f;
-    auto tile = [&](int64_t s, int64_t boff, float* c, int m, int n, const gemm::TileRows* rows) {
-      if (px)
+    auto tile = [&](int64_t s, const gemm::DirectChunk& ch, float* c, int m,
+                    const gemm::TileRows* rows) {
+      const int n = ch.n;
+      if (ch.len0 < n) {   // over two rows: n == NR == 12
+        if (pair_words)
+          gemm::fission_tile_pairs_direct2__avx512bf16(K, a.strip(s), xw + ch.boff,
+                                                       xw + ch.boff2, ch.len0, rowoff, c, ldc,
+                                                       m, alpha, beta, rows);
+        else
+          gemm::fission_tile_direct2_f32__avx512(K, reinterpret_cast<const float*>(a.strip(s)),
+                                                 xb + ch.boff, xb + ch.boff2, ch.len0, rowoff, c,
+                                                 ldc, m, alpha, beta, rows);
+      } else if (px) {
         gemm::fission_tile_direct_px__avx512(K, reinterpret_cast<const float*>(a.strip(s)),
-                                             xb + boff, rowoff, c, ldc, m, n, alpha, beta, rows);
-      else if (pair_words)
-        gemm::fission_tile_pairs_direct__avx512bf16(K, a.strip(s), xw + boff, rowoff, c, ldc, m,
-                                                    n, alpha, beta, rows);
-      else
-        cfg.direct(a.format(), K, a.strip(s), xb + boff, rowoff, c, ldc, m, n, alpha, beta,
+                                             xb + ch.boff, rowoff, c, ldc, m, n, alpha, beta,
+                                             rows);
+      } else if (pair_words) {
+        gemm::fission_tile_pairs_direct__avx512bf16(K, a.strip(s), xw + ch.boff, rowoff, c, ldc,
+                                                    m, n, alpha, beta, rows);
+      } else {
+        cfg.direct(a.format(), K, a.strip(s), xb + ch.boff, rowoff, c, ldc, m, n, alpha, beta,
                    rows, scaled);
+      }
     };
     gemm::drive_direct(a, chunks, nchunks, N, C, ldc, 2.0 * M * N * K, tile, prep, prep_cols,
                        epilogue && epilogue->active() ? epilogue : nullptr);

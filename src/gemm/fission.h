@@ -119,6 +119,17 @@ void deinterleave2_f32__avx512(const float* t, int64_t wp, float* d0, float* d1)
 void fission_tile_pairs_direct__avx512bf16(int64_t K, const void* a, const uint32_t* b,
                                            const int64_t* rowoff, float* c, int64_t ldc, int m,
                                            int n, float alpha, float beta, const TileRows* rows);
+// Direct tiles of 12 columns over two output rows: columns j < len0 (1..11) read b0[rowoff[k] +
+// j], the others b1[rowoff[k] + j - len0] (the next row's start); otherwise the contracts of
+// fission_tile_direct__avx512 (fp32 strips only) and fission_tile_pairs_direct__avx512bf16.
+// Short rows (13 wide: 7 + 6 columns per row) ran the tile half empty.
+void fission_tile_direct2_f32__avx512(int64_t K, const float* a, const float* b0, const float* b1,
+                                      int len0, const int64_t* rowoff, float* c, int64_t ldc,
+                                      int m, float alpha, float beta, const TileRows* rows);
+void fission_tile_pairs_direct2__avx512bf16(int64_t K, const void* a, const uint32_t* b0,
+                                            const uint32_t* b1, int len0, const int64_t* rowoff,
+                                            float* c, int64_t ldc, int m, float alpha, float beta,
+                                            const TileRows* rows);
 // d[m] = bf16(lo[m]) | bf16(hi[m]) << 16, m < n (nearest even, DAZ, like vcvtne2ps2bf16; hi
 // null: high halves zero).
 void pair_words__avx512bf16(const float* lo, const float* hi, int64_t n, uint32_t* d);

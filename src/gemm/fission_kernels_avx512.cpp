@@ -88,6 +88,23 @@ struct BImage {
   const int64_t* off;
   inline const float* row(int64_t k) const { return p + off[k]; }
 };
+// A chunk over two output rows: columns j < L0 from p, the others from p2 (the second row's
+// start minus L0), both at off[k]. L0 is a constant, so the unrolled tile picks the base per j.
+template <int L0>
+struct BImage2 {
+  const float* p;
+  const float* p2;
+  const int64_t* off;
+  struct Row {
+    const float* r0;
+    const float* r1;
+    inline float operator[](int j) const { return j < L0 ? r0[j] : r1[j]; }
+  };
+  inline Row row(int64_t k) const {
+    const int64_t o = off[k];
+    return {p + o, p2 + o};
+  }
+};
 struct PanelB {   // dispatch_n's maker of BPanel<N>
   const float* p;
   template <int N>
@@ -116,7 +133,7 @@ void tile(const W& w, int64_t K, const BA& b, float* c, int64_t ldc, int m, floa
       w.load(kk, h0, h1);
     else
       w.load0(kk, h0);
-    const float* br = b.row(kk);
+    const auto br = b.row(kk);
 #pragma GCC unroll 12
     for (int j = 0; j < NRT; ++j) {
       const __m512 bj = _mm512_set1_ps(br[j]);
@@ -224,6 +241,26 @@ void fission_tile_direct__avx512(Format f, int64_t K, const void* a, const float
                                  const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
                                  float alpha, float beta, const TileRows* rows, bool scaled) {
   dispatch_format(f, K, a, ImageB{b, rowoff}, c, ldc, m, n, alpha, beta, rows, scaled);
+}
+
+void fission_tile_direct2_f32__avx512(int64_t K, const float* a, const float* b0, const float* b1,
+                                      int len0, const int64_t* rowoff, float* c, int64_t ldc,
+                                      int m, float alpha, float beta, const TileRows* rows) {
+  const WF32 w{a};
+  switch (len0) {
+#define DEFTNN_FIS_CASE(L)                                                                     \
+  case L:                                                                                      \
+    if (m > 16)                                                                                \
+      tile<12, true>(w, K, BImage2<L>{b0, b1 - L, rowoff}, c, ldc, m, alpha, beta, rows);      \
+    else                                                                                       \
+      tile<12, false>(w, K, BImage2<L>{b0, b1 - L, rowoff}, c, ldc, m, alpha, beta, rows);     \
+    break;
+    DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
+    DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
+    DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11)
+#undef DEFTNN_FIS_CASE
+    default: break;
+  }
 }
 
 namespace {

@@ -29,6 +29,22 @@ struct BImage {
   const int64_t* off;
   inline const uint32_t* row(int64_t kp) const { return p + off[kp]; }
 };
+// Over two output rows: columns j < L0 from p, the others from p2 (see the fp32 BImage2).
+template <int L0>
+struct BImage2 {
+  const uint32_t* p;
+  const uint32_t* p2;
+  const int64_t* off;
+  struct Row {
+    const uint32_t* r0;
+    const uint32_t* r1;
+    inline uint32_t operator[](int j) const { return j < L0 ? r0[j] : r1[j]; }
+  };
+  inline Row row(int64_t kp) const {
+    const int64_t o = off[kp];
+    return {p + o, p2 + o};
+  }
+};
 
 template <int NRT, class BA>
 void tile(int64_t K, const uint32_t* a, const BA& b, float* c, int64_t ldc, int m,
@@ -43,7 +59,7 @@ void tile(int64_t K, const uint32_t* a, const BA& b, float* c, int64_t ldc, int 
   auto step = [&](int u, int64_t kk) __attribute__((always_inline)) {
     const __m512bh a0 = as_bh(_mm512_loadu_si512(a + kk * MR));
     const __m512bh a1 = as_bh(_mm512_loadu_si512(a + kk * MR + 16));
-    const uint32_t* br = b.row(kk);
+    const auto br = b.row(kk);
 #pragma GCC unroll 12
     for (int j = 0; j < NRT; ++j) {
       const __m512bh bj = as_bh(_mm512_set1_epi32(static_cast<int>(br[j])));
@@ -109,6 +125,22 @@ void fission_tile_pairs_direct__avx512bf16(int64_t K, const void* a, const uint3
     DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
     DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
     DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
+#undef DEFTNN_FIS_CASE
+    default: break;
+  }
+}
+
+void fission_tile_pairs_direct2__avx512bf16(int64_t K, const void* a, const uint32_t* b0,
+                                            const uint32_t* b1, int len0, const int64_t* rowoff,
+                                            float* c, int64_t ldc, int m, float alpha, float beta,
+                                            const TileRows* rows) {
+  const uint32_t* a32 = static_cast<const uint32_t*>(a);
+  switch (len0) {
+#define DEFTNN_FIS_CASE(L) \
+  case L: tile<12>(K, a32, BImage2<L>{b0, b1 - L, rowoff}, c, ldc, m, alpha, beta, rows); break;
+    DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
+    DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
+    DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11)
 #undef DEFTNN_FIS_CASE
     default: break;
   }
