@@ -87,6 +87,32 @@ void tile(int64_t K, const uint32_t* a, const BA& b, float* c, int64_t ldc, int 
   fission_store_tile32(s0, s1, false, m, alpha, beta, c, ldc, rows);
 }
 
+// The tile for n <= 12 columns, B through make.template at<N>() (a panel or the image).
+template <class Make>
+void dispatch_n(int64_t K, const uint32_t* a32, const Make& make, float* c, int64_t ldc, int m,
+                int n, float alpha, float beta, const TileRows* rows) {
+  switch (n) {
+#define DEFTNN_FIS_CASE(N) \
+  case N: tile<N>(K, a32, make.template at<N>(), c, ldc, m, alpha, beta, rows); break;
+    DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
+    DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
+    DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
+#undef DEFTNN_FIS_CASE
+    default: break;
+  }
+}
+struct PanelB {   // dispatch_n's maker of BPanel<N>
+  const uint32_t* p;
+  template <int N>
+  BPanel<N> at() const { return {p}; }
+};
+struct ImageB {
+  const uint32_t* p;
+  const int64_t* off;
+  template <int N>
+  BImage at() const { return {p, off}; }
+};
+
 }  // namespace
 
 void fission_tile__avx512bf16(Format f, int64_t K, const void* a, const void* b, float* c,
@@ -101,33 +127,15 @@ void fission_tile_rows__avx512bf16(Format f, int64_t K, const void* a, const voi
     fission_tile_rows__avx512(f, K, a, b, c, ldc, m, n, alpha, beta, rows);
     return;
   }
-  const uint32_t* a32 = static_cast<const uint32_t*>(a);
-  const uint32_t* b32 = static_cast<const uint32_t*>(b);
-  switch (n) {
-#define DEFTNN_FIS_CASE(N) \
-  case N: tile<N>(K, a32, BPanel<N>{b32}, c, ldc, m, alpha, beta, rows); break;
-    DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
-    DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
-    DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
-#undef DEFTNN_FIS_CASE
-    default: break;
-  }
+  dispatch_n(K, static_cast<const uint32_t*>(a), PanelB{static_cast<const uint32_t*>(b)}, c, ldc,
+             m, n, alpha, beta, rows);
 }
 
 void fission_tile_pairs_direct__avx512bf16(int64_t K, const void* a, const uint32_t* b,
                                            const int64_t* rowoff, float* c, int64_t ldc, int m,
                                            int n, float alpha, float beta, const TileRows* rows) {
-  const uint32_t* a32 = static_cast<const uint32_t*>(a);
-  const BImage bi{b, rowoff};
-  switch (n) {
-#define DEFTNN_FIS_CASE(N) \
-  case N: tile<N>(K, a32, bi, c, ldc, m, alpha, beta, rows); break;
-    DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
-    DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
-    DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
-#undef DEFTNN_FIS_CASE
-    default: break;
-  }
+  dispatch_n(K, static_cast<const uint32_t*>(a), ImageB{b, rowoff}, c, ldc, m, n, alpha, beta,
+             rows);
 }
 
 void fission_tile_pairs_direct2__avx512bf16(int64_t K, const void* a, const uint32_t* b0,
