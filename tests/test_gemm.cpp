@@ -252,6 +252,25 @@ TEST_F(GemmTest, PackedAMatchesReference) {
   EXPECT_THROW(PackedA(false, 0, 5, nullptr, 5), Error);
 }
 
+// K is cut into equal KC blocks no deeper than the limit, covering K exactly.
+TEST(GemmBlocking, EqualKcBlocksCoverK) {
+  EXPECT_EQ(gemm::block_kc(1200, 1024), 600);   // not 1024 + 176
+  EXPECT_EQ(gemm::block_kc(2304, 1024), 768);
+  EXPECT_EQ(gemm::block_kc(363, 1024), 363);
+  EXPECT_EQ(gemm::block_kc(1024, 1024), 1024);
+  EXPECT_EQ(gemm::block_kc(1025, 1024), 513);
+  EXPECT_EQ(gemm::block_kc(1, 384), 1);
+  for (int64_t K : {1, 7, 17, 255, 383, 385, 1728, 9216})
+    for (int64_t lim : {1, 16, 40, 384, 1024}) {
+      const int64_t kc = gemm::block_kc(K, lim);
+      const int64_t blocks = (K + lim - 1) / lim;
+      EXPECT_LE(kc, lim);
+      EXPECT_GE(kc * blocks, K);                 // the blocks cover K...
+      EXPECT_LT(kc * (blocks - 1), K);           // ...and the last one is not empty
+      EXPECT_EQ((K + kc - 1) / kc, blocks);      // as few blocks as the limit allows
+    }
+}
+
 TEST_F(GemmTest, ZeroKAndZeroAlphaScaleC) {
   std::vector<float> C = {std::numeric_limits<float>::quiet_NaN(), 2.0f, 3.0f, 4.0f};
   float dummy = 0.0f;

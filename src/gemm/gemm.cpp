@@ -93,7 +93,6 @@ constexpr int64_t kWholePackMax = int64_t{1} << 22;   // 16 MiB
 void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepacked = nullptr,
              int64_t kc_packed = 0, int64_t m_pad = 0) {
   const int MR = cfg.mr, NR = cfg.nr;
-  const int64_t KC = prepacked ? kc_packed : config_kc(cfg);
   const int64_t MC = round_up(g_mc_override ? g_mc_override : cfg.mc, MR);
   const int64_t strips = ceil_div(p.M, MR);
   const int64_t a_rows = strips * MR;   // rows of a fully packed op(A)
@@ -109,6 +108,13 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
     NC = std::max<int64_t>(NR, std::min(NC, kWholePackMax / std::max<int64_t>(1, p.K) / NR * NR));
   }
   const int64_t nc_pad_max = round_up(std::min(NC, p.N), NR);
+  // KC blocks of equal depth (block_kc); shallower where the strided-A kernel will read A in
+  // place (the condition of the split_m loop below), whose B panel must stay in L1.
+  const bool a_in_place = split_m && !prepacked && !p.ta && cfg.ukernel_lda &&
+                          ceil_div(std::min(NC, p.N), NR) <= 8;
+  int64_t kc_limit = config_kc(cfg);
+  if (a_in_place && cfg.kc_lda > 0 && g_kc_override == 0) kc_limit = std::min(kc_limit, cfg.kc_lda);
+  const int64_t KC = prepacked ? kc_packed : block_kc(p.K, kc_limit);
   const int64_t kc_max = std::min(KC, p.K);
   // Work units: 4 per thread (dynamic balance when a thread is held up), at most MC rows of A
   // or a B block of 512 KiB (L2), a multiple of the team size, of equal size +-1 strip or
@@ -347,7 +353,7 @@ PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda
   const gemm::GemmConfig& cfg = gemm::gemm_config(isa_);
   m_ = M;
   k_ = K;
-  kc_ = gemm::config_kc(cfg);
+  kc_ = gemm::block_kc(K, gemm::config_kc(cfg));
   m_pad_ = gemm::round_up(M, cfg.mr);
   data_ = std::shared_ptr<float>(aligned_alloc_floats(m_pad_ * K), aligned_free);
   float* dst = data_.get();

@@ -68,7 +68,16 @@ struct GemmConfig {
   GemvTKernel gemv_t;
   SgemmUkernelLdb ukernel_ldb;   // strided-B twin of ukernel, or nullptr (B always packed)
   SgemmUkernelLda ukernel_lda;   // strided-A twin of ukernel, or nullptr (A always packed)
+  int64_t kc_lda = 0;            // kc when ukernel_lda reads A in place (0: kc)
 };
+
+// The depth of each KC block when K is cut into blocks of at most kc_max: equal blocks
+// (K = 1200, kc_max = 1024: two of 600, not 1024 + 176), so no block is a short, inefficient
+// tail whose C tile is read and written for little work.
+inline int64_t block_kc(int64_t K, int64_t kc_max) {
+  const int64_t blocks = (K + kc_max - 1) / kc_max;
+  return (K + blocks - 1) / blocks;
+}
 
 // The registered config of an ISA (config.cpp, the one place kernels are chosen).
 const GemmConfig& gemm_config(Isa isa);
