@@ -79,7 +79,6 @@ thread_local ByteBuf t_tmp;      // scratch (packing)
 thread_local ByteBuf t_image;    // fission_conv's padded, phased images (calling thread's)
 thread_local ByteBuf t_rowoff;   // fission_conv's row offsets (calling thread's)
 thread_local ByteBuf t_chunks;   // fission_conv's direct column chunks (calling thread's)
-thread_local ByteBuf t_rowtmp;   // fission_conv's copy: one padded row before its phase split
 
 bool g_conv_panels = false;      // set_fission_conv_panels
 
@@ -670,13 +669,12 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       gemm::pad_row_f32__avx512(srow - g.pl, d, span[0], span[1], Wp, xscale);
       return;
     }
-    if (sw == 2 && avx512_rows) {   // the whole padded row, then its two phases
-      float* whole = static_cast<float*>(gemm::t_rowtmp.get(2 * Wp * 4));
-      gemm::pad_row_f32__avx512(srow - g.pl, whole, std::min(g.pl, 2 * Wp),
-                                std::min(g.pl + g.W, 2 * Wp), 2 * Wp, xscale);
+    if (sw == 2 && avx512_rows) {   // the padded row's two phases
       // Phase 0 is always read (tap j = 0); phase 1 when some tap's column is odd.
       const bool odd = (phase_read & 2u) != 0;
-      gemm::deinterleave2_f32__avx512(whole, Wp, d, odd ? d + Wp : nullptr);
+      gemm::pad_deinterleave2_f32__avx512(srow - g.pl, std::min(g.pl, 2 * Wp),
+                                          std::min(g.pl + g.W, 2 * Wp), Wp, xscale, d,
+                                          odd ? d + Wp : nullptr);
       if (!odd && zero_unread) std::fill(d + Wp, d + 2 * Wp, 0.0f);
       return;
     }
@@ -707,10 +705,21 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       fill_row(t, c, ihp, xs + at, false);
       return;
     }
+    const bool has_hi = 2 * c + 1 < g.C;
+    if (sw == 1) {   // pair words only run on avx512_bf16
+      const int64_t ih = ihp - g.pt;
+      if (ih < 0 || ih >= g.H) {
+        std::fill(xw + at, xw + at + Wp, 0u);
+        return;
+      }
+      const float* s0 = x + t * g.image_stride + (2 * c * g.H + ih) * g.W - g.pl;
+      gemm::pair_words_pad__avx512bf16(s0, has_hi ? s0 + g.H * g.W : nullptr, span[0], span[1],
+                                       Wp, xscale, xw + at);
+      return;
+    }
     float* lo = static_cast<float*>(gemm::t_tmp.get(2 * sw * Wp * 4));
     float* hi = lo + sw * Wp;
     fill_row(t, 2 * c, ihp, lo, true);
-    const bool has_hi = 2 * c + 1 < g.C;
     if (has_hi) fill_row(t, 2 * c + 1, ihp, hi, true);
     gemm::pair_words__avx512bf16(lo, has_hi ? hi : nullptr, sw * Wp, xw + at);
   };

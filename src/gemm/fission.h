@@ -109,9 +109,11 @@ void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
 void pad_row_f32__avx512(const float* s, float* d, int64_t m0, int64_t m1, int64_t wp,
                          float scale);
 
-// d0[m] = t[2m], d1[m] = t[2m + 1] (d1 null: skipped), m < wp: one padded row of fission_conv's
-// stride-2 copy split into its two column phases.
-void deinterleave2_f32__avx512(const float* t, int64_t wp, float* d0, float* d1);
+// One padded row of fission_conv's stride-2 copy split into its two column phases, straight
+// from the source: with t[w] = s[w] * scale for m0 <= w < m1 and 0 for the other w < 2 * wp,
+// d0[m] = t[2m], d1[m] = t[2m + 1] (d1 null: skipped), m < wp (s read only inside [m0, m1)).
+void pad_deinterleave2_f32__avx512(const float* s, int64_t m0, int64_t m1, int64_t wp,
+                                   float scale, float* d0, float* d1);
 
 // Native bf16 with channel pairs (FissionPackedA::conv_channel_pairs, fission_conv): the tile
 // of fission_tile__avx512bf16 with K-pair word (kp, j) of B read at b[rowoff[kp] + j] in the
@@ -133,6 +135,13 @@ void fission_tile_pairs_direct2__avx512bf16(int64_t K, const void* a, const uint
 // d[m] = bf16(lo[m]) | bf16(hi[m]) << 16, m < n (nearest even, DAZ, like vcvtne2ps2bf16; hi
 // null: high halves zero).
 void pair_words__avx512bf16(const float* lo, const float* hi, int64_t n, uint32_t* d);
+// One padded row of the channel-pair copy at stride 1, straight from the two channels' source
+// rows: d[m] = pair word of (s0[m], s1[m]) * scale for m0 <= m < m1, of zeros for the other
+// m < wp (s0 / s1 read only inside [m0, m1); s1 null: high halves zero). Filling two fp32 rows
+// with masked stores and reading them back for pair_words was 15% of CaffeNet conv4 in bf16
+// at batch 1 (masked stores do not forward to the loads that follow).
+void pair_words_pad__avx512bf16(const float* s0, const float* s1, int64_t m0, int64_t m1,
+                                int64_t wp, float scale, uint32_t* d);
 
 // B-PANEL BUILDERS FROM AN IMAGE (fission_conv)
 //   void build(const float* src, const int64_t* rowoff, int64_t K, const PanelSeg* seg, int nseg,

@@ -369,17 +369,30 @@ void pad_row_f32__avx512(const float* s, float* d, int64_t m0, int64_t m1, int64
   }
 }
 
-// Splits a padded row t (2 * wp floats) into its two column phases: d0[m] = t[2m], d1[m] =
-// t[2m + 1] (d1 null: phase 1 not wanted), m < wp. fission_conv's stride-2 copy; its scalar
-// strided loop was ~30% of ResNet-18's stride-2 3x3 convs at batch 1.
-void deinterleave2_f32__avx512(const float* t, int64_t wp, float* d0, float* d1) {
+// Pads a source row and splits it into its two column phases in one pass (fission_conv's
+// stride-2 copy): the padded row is t[w] = s[w] * scale for m0 <= w < m1, 0 for the other
+// w < 2 * wp; d0[m] = t[2m], d1[m] = t[2m + 1] (d1 null: phase 1 not wanted), m < wp. The scalar
+// strided loop was ~30% of ResNet-18's stride-2 3x3 convs at batch 1; padding into a row first
+// and reading it back stalled on the masked stores (they do not forward to loads).
+void pad_deinterleave2_f32__avx512(const float* s, int64_t m0, int64_t m1, int64_t wp,
+                                   float scale, float* d0, float* d1) {
   alignas(64) static const int32_t kEven[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
   alignas(64) static const int32_t kOdd[16] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
   const __m512i ie = _mm512_load_si512(kEven), io = _mm512_load_si512(kOdd);
+  const __m512 vs = _mm512_set1_ps(scale);
+  // Lanes l of the 16 floats from w0 on that lie in [m0, m1).
+  auto in = [&](int64_t w0) {
+    const int64_t lo = std::max<int64_t>(m0 - w0, 0), hi = std::min<int64_t>(m1 - w0, 16);
+    return hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo)
+                   : static_cast<__mmask16>(0);
+  };
   for (int64_t m = 0; m < wp; m += 16) {
-    const int64_t left = 2 * (wp - m);   // floats of t from 2m on
-    const __m512 a = _mm512_maskz_loadu_ps(simd::tail_mask(left), t + 2 * m);
-    const __m512 b = _mm512_maskz_loadu_ps(simd::tail_mask(left - 16), t + 2 * m + 16);
+    __m512 a = _mm512_maskz_loadu_ps(in(2 * m), s + 2 * m);
+    __m512 b = _mm512_maskz_loadu_ps(in(2 * m + 16), s + 2 * m + 16);
+    if (scale != 1.0f) {
+      a = _mm512_mul_ps(a, vs);
+      b = _mm512_mul_ps(b, vs);
+    }
     const __mmask16 st = simd::tail_mask(wp - m);
     _mm512_mask_storeu_ps(d0 + m, st, _mm512_permutex2var_ps(a, ie, b));
     if (d1) _mm512_mask_storeu_ps(d1 + m, st, _mm512_permutex2var_ps(a, io, b));

@@ -6,6 +6,8 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"   // GCC 12: _mm512_undefined_* inside the intrinsics
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "gemm/fission.h"
 #include "gemm/fission_store_avx512.h"
 #include "gemm/simd_util.h"
@@ -170,6 +172,28 @@ void pair_words__avx512bf16(const float* lo, const float* hi, int64_t n, uint32_
   }
 }
 
+
+void pair_words_pad__avx512bf16(const float* s0, const float* s1, int64_t m0, int64_t m1,
+                                int64_t wp, float scale, uint32_t* d) {
+  alignas(64) static const uint16_t kIdx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                21, 6, 22, 7, 23, 8,  24, 9,  25, 10, 26,
+                                                11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kIdx);
+  const __m512 vs = _mm512_set1_ps(scale);
+  for (int64_t m = 0; m < wp; m += 16) {
+    const int64_t lo = std::max<int64_t>(m0 - m, 0), hi = std::min<int64_t>(m1 - m, 16);
+    const __mmask16 ld = hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo)
+                                 : static_cast<__mmask16>(0);
+    __m512 l = _mm512_maskz_loadu_ps(ld, s0 + m);
+    __m512 h = s1 ? _mm512_maskz_loadu_ps(ld, s1 + m) : _mm512_setzero_ps();
+    if (scale != 1.0f) {
+      l = _mm512_mul_ps(l, vs);
+      h = _mm512_mul_ps(h, vs);
+    }
+    const __m512i w = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(h, l));
+    _mm512_mask_storeu_epi32(d + m, simd::tail_mask(wp - m), _mm512_permutexvar_epi16(idx, w));
+  }
+}
 }  // namespace deftnn::gemm
 
 namespace deftnn::gemm {
