@@ -42,6 +42,36 @@ TEST(PoolRows, K3S2Avx512EqualsReferenceBitForBit) {
   }
 }
 
+// The fused 3-row kernel equals the two passes of the reference (column maxima, then
+// max_row__portable), bit for bit with NaN and signed zeros, and reads nothing past 2n + 1.
+TEST(PoolRows, Rows3K3S2EqualsTwoPassReferenceBitForBit) {
+  Rng rng(6);
+  for (int64_t n : {1, 2, 7, 13, 15, 16, 17, 27, 31, 32, 33, 55, 255}) {
+    std::vector<std::vector<float>> r(3, std::vector<float>(static_cast<size_t>(2 * n + 1)));
+    for (auto& row : r)
+      for (float& v : row) {
+        const uint64_t u = rng.below(10);
+        v = u == 0   ? std::numeric_limits<float>::quiet_NaN()
+            : u == 1 ? -0.0f
+            : u == 2 ? 0.0f
+                     : static_cast<float>(rng.normal());
+      }
+    std::vector<float> t(r[0].size());
+    for (size_t w = 0; w < t.size(); ++w) t[w] = std::max(std::max(r[0][w], r[1][w]), r[2][w]);
+    std::vector<float> want(static_cast<size_t>(n) + 1, 7.0f);
+    ops::max_row__portable(t.data(), n, 3, 2, want.data());
+    std::vector<float> got = want;
+    ops::max_rows3_k3s2__portable(r[0].data(), r[1].data(), r[2].data(), n, got.data());
+    for (int64_t i = 0; i <= n; ++i)
+      ASSERT_EQ(bits(got[i]), bits(want[i])) << "portable n=" << n << " i=" << i;
+    if (detected_isa() < Isa::avx512) continue;
+    std::fill(got.begin(), got.end(), 7.0f);
+    ops::max_rows3_k3s2__avx512(r[0].data(), r[1].data(), r[2].data(), n, got.data());
+    for (int64_t i = 0; i <= n; ++i)
+      ASSERT_EQ(bits(got[i]), bits(want[i])) << "avx512 n=" << n << " i=" << i;   // [n] untouched
+  }
+}
+
 TEST(PoolRows, MaxpoolEveryIsaEqualsPortable) {
   test::IsaGuard guard;
   for (const Shape& s : {Shape{1, 3, 17, 17}, Shape{2, 5, 7, 255}, Shape{1, 1, 3, 3},

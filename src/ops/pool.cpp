@@ -227,6 +227,10 @@ class Pool final : public Layer {
             mr[ow] = a == m ? o : b == m ? o + 1 : c == m ? o + W : o + W + 1;
           }
         }
+      } else if (!mr && ow1 > ow0 && g.kh == 3 && g.kw == 3 && g.sw == 2) {
+        // Inference, 3x3 stride 2 (AlexNet, SqueezeNet, ResNet): both passes in one kernel.
+        const float* r0 = x + h * g.W + (ow0 * 2 - g.pl);
+        max_rows3_k3s2(isa, r0, r0 + g.W, r0 + 2 * g.W, ow1 - ow0, yr + ow0);
       } else if (!mr && ow1 > ow0) {
         // Inference, any window: separable. The column maxima of the kh rows (contiguous,
         // vectorised), then the maximum of kw of them per output: 3x3 stride 2 went from

@@ -35,4 +35,27 @@ void max_row_k3s2__avx512(const float* t, int64_t n, float* y) {
   }
 }
 
+void max_rows3_k3s2__avx512(const float* r0, const float* r1, const float* r2, int64_t n,
+                            float* y) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const int64_t len = 2 * n + 1;
+  // v[o .. o + 16): the column maxima, std::max(std::max(a, b), c) = max_ps(c, max_ps(b, a)).
+  auto vcol = [&](int64_t o) {
+    const __mmask16 k = first(len - o);
+    const __m512 a = _mm512_maskz_loadu_ps(k, r0 + o);
+    const __m512 b = _mm512_maskz_loadu_ps(k, r1 + o);
+    const __m512 c = _mm512_maskz_loadu_ps(k, r2 + o);
+    return _mm512_max_ps(c, _mm512_max_ps(b, a));
+  };
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t b = 2 * i;
+    const __m512 lo = vcol(b), hi = vcol(b + 16), lo2 = vcol(b + 2), hi2 = vcol(b + 18);
+    const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
+    const __m512 o = _mm512_permutex2var_ps(lo, odd, hi);
+    const __m512 e2 = _mm512_permutex2var_ps(lo2, even, hi2);
+    _mm512_mask_storeu_ps(y + i, first(n - i), _mm512_max_ps(e2, _mm512_max_ps(o, e)));
+  }
+}
+
 }  // namespace deftnn::ops
