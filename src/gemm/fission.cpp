@@ -474,12 +474,16 @@ ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMo
   const bool decoded = (mode == FissionMode::offchip || !cfg.widens) && a.format() != Format::f32;
   if (!cfg.direct || g_conv_panels || decoded || a.format() == Format::bf16)
     return ConvPath::panels;
-  // fp32 convs with a small K and column stride 1 run the pixel-vector tile on chunks of up to
-  // 32 columns (no transposing store). One thread: SqueezeNet's expand1x1 (K = 16) 0.085 ->
-  // 0.043 ms, squeeze (K = 64) 0.065 -> 0.042 ms, VGG's first conv (3x3, K = 27, 224 wide)
-  // 2.36 -> 1.24 ms, LeNet's conv1 (5x5, K = 25) 1.3x, cifarnet's (K = 75) 1.15x; K = 96 even,
-  // K >= 128 slower, and a column stride of 2 (SqueezeNet's first conv, K = 27) slower too.
-  if (g.sw == 1 && a.format() == Format::f32 && a.depth() <= 96 &&
+  // fp32 convs with a small K run the pixel-vector tile on chunks of up to 32 columns (no
+  // transposing store; C rows stored as full vectors). One thread: SqueezeNet's expand1x1
+  // (K = 16) 0.085 -> 0.043 ms, squeeze (K = 64) 0.065 -> 0.042 ms, VGG's first conv (3x3,
+  // K = 27, 224 wide) 2.36 -> 1.24 ms, LeNet's conv1 (5x5, K = 25) 1.3x, cifarnet's (K = 75)
+  // 1.15x; K = 96 even, K >= 128 slower. Column stride 2 reads one phase of the copy, as
+  // contiguous as stride 1: hot in cache the column tile was as fast, but with the output going
+  // to L3 (a first layer's 3 MiB) its 48-byte row pieces cost more than the FMAs; 2 threads,
+  // caches flushed: SqueezeNet's first conv (K = 27, 224 -> 111) 0.322 -> 0.253 ms, ResNet-18's
+  // 1x1 stride-2 downsample (K = 64) 0.067 -> 0.059 ms.
+  if (g.sw <= 2 && a.format() == Format::f32 && a.depth() <= 96 &&
       (a.isa() == Isa::avx512 || a.isa() == Isa::avx512_bf16))
     return ConvPath::direct_px;
   return ConvPath::direct;
