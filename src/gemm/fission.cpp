@@ -404,45 +404,47 @@ struct DirectChunk {
 // Work: (strip, chunk) pairs. A small A (<= 768 KiB as the kernel reads it) goes chunk-major
 // (each chunk's B rows stay in L1 while every strip passes over them); a bigger one strip-major
 // (a strip stays in L1/L2 across the chunks; the image is read-only, shared by both cores).
-// prep(): the team's image copy split by channel, with a barrier; prep_cols(c0, c1): the copy
-// of the image rows output columns [c0, c1) read (mostly: halo rows are the neighbour's), no
-// barrier. Chunks are in column order; N columns in all.
-// tile(s, chunk, c, m, rows): one tile of strip s on a chunk (rows: the conv output pass, or
-// null).
-template <class Tile, class Prep, class PrepCols>
+// prep(): the team's image copy split by channel, with a barrier; prep_own(c0, c1): the copy
+// of every image row output columns [c0, c1) read into the calling thread's own buffer, which
+// it returns (null: nothing copied, the tiles read the images in place), no barrier. Chunks are
+// in column order; N columns in all.
+// tile(s, chunk, c, m, rows, own): one tile of strip s on a chunk (rows: the conv output pass,
+// or null; own: the thread's copy from prep_own, or null: the shared copy or the images).
+template <class Tile, class Prep, class PrepOwn>
 void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nchunks, int64_t N,
                   float* C, int64_t ldc, double flops, Tile&& tile, Prep&& prep,
-                  PrepCols&& prep_cols, const TileEpilogue* epi) {
+                  PrepOwn&& prep_own, const TileEpilogue* epi) {
   const int64_t M = a.rows();
   const int MR = a.mr();
   const int64_t S = a.strips();
   const int nt = team_size(flops);
-  auto run_tile = [&](int64_t s, const DirectChunk& ch) {
+  auto run_tile = [&](int64_t s, const DirectChunk& ch, const float* own) {
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
     float* c = C + s * MR * ldc + ch.col;
     if (epi && !epi->fn) {
       const TileRows rows{epi->bias ? epi->bias + s * MR : nullptr,
                           epi->res ? epi->res + s * MR * epi->ldr + ch.col : nullptr, epi->ldr,
                           epi->relu};
-      tile(s, ch, c, m, &rows);
+      tile(s, ch, c, m, &rows, own);
       return;
     }
-    tile(s, ch, c, m, nullptr);
+    tile(s, ch, c, m, nullptr, own);
     if (epi) epi->fn(epi->ctx, s * MR, ch.col, m, ch.n, c, ldc);
   };
   const bool chunk_major = a.bytes() <= (int64_t{768} << 10) && nchunks >= 2 * nt;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     if (chunk_major) {
-      // Static: each thread the chunks of the image rows it copied (see prep_for).
+      // Static: each thread its share of the chunks, from its own copy of the image rows they
+      // read. With one copy split by output rows (each thread copying the rows it owned, a
+      // barrier, then the halo rows read from the other core) the barrier wait and the halo
+      // reads were ~9% of ResNet-18's 56x56 3x3 conv at batch 1.
       const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
       const int64_t q0 = nchunks * tid / team, q1 = nchunks * (tid + 1) / team;
-      prep_cols(q0 < nchunks ? chunks[q0].col : N, q1 < nchunks ? chunks[q1].col : N);
-      if (team > 1) {
-#pragma omp barrier
-      }
+      const float* own = prep_own(q0 < nchunks ? chunks[q0].col : N,
+                                  q1 < nchunks ? chunks[q1].col : N);
       for (int64_t q = q0; q < q1; ++q)
-        for (int64_t s = 0; s < S; ++s) run_tile(s, chunks[q]);
+        for (int64_t s = 0; s < S; ++s) run_tile(s, chunks[q], own);
     } else {
       prep();
       const int64_t per_item = S >= 4 * nt ? nchunks : 1;
@@ -450,7 +452,7 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
 #pragma omp for schedule(dynamic, 1)
       for (int64_t it = 0; it < items; ++it)
         for (int64_t w = it * per_item; w < (it + 1) * per_item; ++w)
-          run_tile(w / nchunks, chunks[w % nchunks]);
+          run_tile(w / nchunks, chunks[w % nchunks], nullptr);
     }
   }
 }
@@ -601,7 +603,6 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   float* xs = alias ? nullptr : static_cast<float*>(gemm::t_image.get(g.images * img * 4));
   const float* xb = alias ? x : xs;                    // what the kernels read B from
   const int64_t img_b = alias ? g.image_stride : img;  // elements between its images
-  uint32_t* xw = reinterpret_cast<uint32_t*>(xs);      // the copy as K-pair words (pair_words)
   // Row k = (c, i, j) starts at c * chan + tap[i * kw + j]: the taps once, then one division
   // per retained row (none when dense) instead of five; at batch 1 this loop is a fixed cost of
   // every call (~4% of CaffeNet's conv5 at 50% retained with five). Per-thread buffer: no
@@ -702,13 +703,14 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   };
   // Padded row r = (t, c, ihp) of the copy (r = (t * CH + c) * Hp + ihp); paired: channels 2c
   // and 2c + 1 filled into per-thread fp32 rows, then rounded into K-pair words.
-  auto copy_row = [&](int64_t t, int64_t c, int64_t ihp) {
+  auto copy_row = [&](int64_t t, int64_t c, int64_t ihp, float* base) {
     if (!row_read[ihp]) return;
     const int64_t at = ((t * CH + c) * Hp + ihp) * sw * Wp;
     if (!pair_words) {
-      fill_row(t, c, ihp, xs + at, false);
+      fill_row(t, c, ihp, base + at, false);
       return;
     }
+    uint32_t* xw = reinterpret_cast<uint32_t*>(base);
     const bool has_hi = 2 * c + 1 < g.C;
     if (sw == 1) {   // pair words only run on avx512_bf16
       const int64_t ih = ihp - g.pt;
@@ -737,7 +739,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     const int64_t r0 = rows * tid / team, r1 = rows * (tid + 1) / team;
     int64_t ihp = r0 % Hp, c = r0 / Hp % CH, t = r0 / (CH * Hp);
     for (int64_t r = r0; r < r1; ++r) {
-      copy_row(t, c, ihp);
+      copy_row(t, c, ihp, xs);
       if (++ihp == Hp) {
         ihp = 0;
         if (++c == CH) {
@@ -760,12 +762,30 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       const int64_t a0 = std::max<int64_t>(o0 - t * g.OH, 0), a1 = std::min(o1 - t * g.OH, g.OH);
       const int64_t h0 = a0 == 0 ? 0 : a0 * g.sh, h1 = a1 == g.OH ? Hp : a1 * g.sh;
       for (int64_t c = 0; c < CH; ++c)
-        for (int64_t ihp = h0; ihp < h1; ++ihp) copy_row(t, c, ihp);
+        for (int64_t ihp = h0; ihp < h1; ++ihp) copy_row(t, c, ihp, xs);
     }
   };
   // Output row r's first column is r * OW (P = OH * OW).
   auto prep_cols = [&](int64_t c0, int64_t c1) {
     prep_rows((c0 + g.OW - 1) / g.OW, (c1 + g.OW - 1) / g.OW);
+  };
+  // The direct path's private copy: every padded row that output columns [c0, c1) read (their
+  // halo rows too) into the calling thread's own buffer, laid out as the shared copy, so no
+  // barrier is needed and every B read hits this core's cache. Returns the buffer (null: the
+  // images are read in place). The kh - 1 halo rows are copied twice, by both neighbours.
+  auto prep_own = [&](int64_t c0, int64_t c1) -> const float* {
+    if (alias) return nullptr;
+    float* own = static_cast<float*>(gemm::t_image.get(g.images * img * 4));
+    if (c0 >= c1) return own;
+    const int64_t o0 = c0 / g.OW, o1 = (c1 - 1) / g.OW + 1;   // output rows, global
+    for (int64_t t = o0 / g.OH; t <= (o1 - 1) / g.OH; ++t) {
+      const int64_t a0 = std::max<int64_t>(o0 - t * g.OH, 0), a1 = std::min(o1 - t * g.OH, g.OH);
+      const int64_t h0 = a0 * g.sh;
+      const int64_t h1 = a1 == g.OH ? Hp : std::min(Hp, (a1 - 1) * g.sh + (g.kh - 1) * g.dh + 1);
+      for (int64_t c = 0; c < CH; ++c)
+        for (int64_t ihp = h0; ihp < h1; ++ihp) copy_row(t, c, ihp, own);
+    }
+    return own;
   };
   auto pack = [&](int64_t j0, int64_t nq, bool native, uint8_t* dst) {
     gemm::PanelSeg seg[16];
@@ -840,8 +860,11 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
           }
     }
     const bool scaled = bscale != 0.0f;
+    const float* xb_shared = xb;
     auto tile = [&](int64_t s, const gemm::DirectChunk& ch, float* c, int m,
-                    const gemm::TileRows* rows) {
+                    const gemm::TileRows* rows, const float* own) {
+      const float* xb = own ? own : xb_shared;
+      const uint32_t* xw = reinterpret_cast<const uint32_t*>(xb);
       const int n = ch.n;
       if (ch.len0 < n) {   // over two rows: n == NR == 12
         if (pair_words)
@@ -864,7 +887,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
                    rows, scaled);
       }
     };
-    gemm::drive_direct(a, chunks, nchunks, N, C, ldc, 2.0 * M * N * K, tile, prep, prep_cols,
+    gemm::drive_direct(a, chunks, nchunks, N, C, ldc, 2.0 * M * N * K, tile, prep, prep_own,
                        epilogue && epilogue->active() ? epilogue : nullptr);
     return;
   }
