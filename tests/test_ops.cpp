@@ -442,7 +442,8 @@ TEST(OpsPool, MaxMatchesNaiveWindowsInferenceAndTraining) {
   struct Case { int64_t H, W, k, s, pad; };
   for (const Case& c : {Case{55, 55, 3, 2, 0}, Case{27, 27, 3, 2, 0}, Case{13, 13, 3, 2, 0},
                         Case{17, 7, 3, 1, 1}, Case{1, 1, 3, 2, 1}, Case{255, 9, 5, 3, 2},
-                        Case{8, 8, 2, 2, 0}, Case{7, 17, 4, 1, 0}}) {
+                        Case{8, 8, 2, 2, 0}, Case{7, 17, 4, 1, 0}, Case{32, 32, 3, 2, 0},
+                        Case{12, 11, 3, 2, 1}, Case{2, 5, 3, 2, 1}}) {
     auto l = make_layer("maxpool", Attrs().set("kernel", c.k).set("stride", c.s).set("pad", c.pad));
     Tensor x = rand_tensor({2, 3, c.H, c.W}, rng);
     Tensor yi = run(*l, {x}, false);
@@ -461,6 +462,38 @@ TEST(OpsPool, MaxMatchesNaiveWindowsInferenceAndTraining) {
           ASSERT_EQ(yt[o], m) << "training path";
         }
   }
+}
+
+// Average pooling against a naive per-window mean (Caffe's divisor: the window clipped to the
+// padded image; ONNX count_include_pad = 0: the real pixels) on random planes of odd sizes.
+TEST(OpsPool, AvgMatchesNaiveWindows) {
+  Rng rng(32);
+  struct Case { int64_t H, W, k, s, pad; };
+  for (const Case& c : {Case{32, 32, 3, 2, 0}, Case{16, 16, 3, 2, 0}, Case{13, 13, 3, 2, 1},
+                        Case{17, 7, 3, 1, 1}, Case{1, 1, 3, 2, 1}, Case{9, 255, 5, 3, 2},
+                        Case{8, 8, 2, 2, 0}, Case{7, 17, 4, 1, 0}})
+    for (int64_t cip : {1, 0}) {
+      auto l = make_layer("avgpool", Attrs().set("kernel", c.k).set("stride", c.s).set("pad", c.pad)
+                                         .set("count_include_pad", cip));
+      Tensor x = rand_tensor({2, 3, c.H, c.W}, rng);
+      Tensor y = run(*l, {x});
+      const int64_t OH = y.dim(2), OW = y.dim(3);
+      for (int64_t p = 0; p < 6; ++p)
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const int64_t hs = oh * c.s - c.pad, ws = ow * c.s - c.pad;
+            const int64_t he = std::min(hs + c.k, c.H + c.pad), we = std::min(ws + c.k, c.W + c.pad);
+            double sum = 0;
+            int64_t real = 0;
+            for (int64_t h = std::max<int64_t>(hs, 0); h < std::min(he, c.H); ++h)
+              for (int64_t w = std::max<int64_t>(ws, 0); w < std::min(we, c.W); ++w, ++real)
+                sum += x[(p * c.H + h) * c.W + w];
+            const double want = sum / static_cast<double>(cip ? (he - hs) * (we - ws) : real);
+            ASSERT_NEAR(y[(p * OH + oh) * OW + ow], want, 1e-5)
+                << c.H << "x" << c.W << " k" << c.k << " s" << c.s << " p" << c.pad << " cip "
+                << cip << " at " << oh << "," << ow;
+          }
+    }
 }
 
 TEST(OpsPool, AvgPaddingRuleCaffeVsOnnx) {

@@ -43,33 +43,42 @@ TEST(PoolRows, K3S2Avx512EqualsReferenceBitForBit) {
 }
 
 // The fused 3-row kernel equals the two passes of the reference (column maxima, then
-// max_row__portable), bit for bit with NaN and signed zeros, and reads nothing past 2n + 1.
+// max_row__portable), bit for bit with NaN and signed zeros, with the columns outside [w0, w1)
+// as -inf; it reads nothing outside [w0, w1) (rows held in vectors of exactly that size).
 TEST(PoolRows, Rows3K3S2EqualsTwoPassReferenceBitForBit) {
   Rng rng(6);
-  for (int64_t n : {1, 2, 7, 13, 15, 16, 17, 27, 31, 32, 33, 55, 255}) {
-    std::vector<std::vector<float>> r(3, std::vector<float>(static_cast<size_t>(2 * n + 1)));
-    for (auto& row : r)
-      for (float& v : row) {
-        const uint64_t u = rng.below(10);
-        v = u == 0   ? std::numeric_limits<float>::quiet_NaN()
-            : u == 1 ? -0.0f
-            : u == 2 ? 0.0f
-                     : static_cast<float>(rng.normal());
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t n : {1, 2, 7, 13, 15, 16, 17, 27, 31, 32, 33, 55, 255})
+    for (int64_t pl : {0, 1})
+      for (int64_t clip : {0, 1}) {   // ceil mode: the last window one column past the edge
+        const int64_t W = 2 * n + 1 - pl - clip;
+        if (W < 1) continue;
+        std::vector<std::vector<float>> r(3, std::vector<float>(static_cast<size_t>(W)));
+        for (auto& row : r)
+          for (float& v : row) {
+            const uint64_t u = rng.below(10);
+            v = u == 0   ? std::numeric_limits<float>::quiet_NaN()
+                : u == 1 ? -0.0f
+                : u == 2 ? 0.0f
+                         : static_cast<float>(rng.normal());
+          }
+        std::vector<float> t(static_cast<size_t>(2 * n + 1), ninf);
+        for (int64_t w = 0; w < W; ++w)
+          t[w + pl] = std::max(std::max(r[0][w], r[1][w]), r[2][w]);
+        std::vector<float> want(static_cast<size_t>(n) + 1, 7.0f);
+        ops::max_row__portable(t.data(), n, 3, 2, want.data());
+        const std::string what = "n=" + std::to_string(n) + " pl=" + std::to_string(pl) +
+                                 " clip=" + std::to_string(clip);
+        for (bool avx : {false, true}) {
+          if (avx && detected_isa() < Isa::avx512) continue;
+          std::vector<float> got(want.size(), 7.0f);
+          auto fn = avx ? ops::max_rows3_k3s2__avx512 : ops::max_rows3_k3s2__portable;
+          fn(r[0].data() - pl, r[1].data() - pl, r[2].data() - pl, n, pl, pl + W, got.data());
+          for (int64_t i = 0; i <= n; ++i)   // [n] untouched
+            ASSERT_EQ(bits(got[i]), bits(want[i])) << what << (avx ? " avx512" : " portable")
+                                                  << " i=" << i;
+        }
       }
-    std::vector<float> t(r[0].size());
-    for (size_t w = 0; w < t.size(); ++w) t[w] = std::max(std::max(r[0][w], r[1][w]), r[2][w]);
-    std::vector<float> want(static_cast<size_t>(n) + 1, 7.0f);
-    ops::max_row__portable(t.data(), n, 3, 2, want.data());
-    std::vector<float> got = want;
-    ops::max_rows3_k3s2__portable(r[0].data(), r[1].data(), r[2].data(), n, got.data());
-    for (int64_t i = 0; i <= n; ++i)
-      ASSERT_EQ(bits(got[i]), bits(want[i])) << "portable n=" << n << " i=" << i;
-    if (detected_isa() < Isa::avx512) continue;
-    std::fill(got.begin(), got.end(), 7.0f);
-    ops::max_rows3_k3s2__avx512(r[0].data(), r[1].data(), r[2].data(), n, got.data());
-    for (int64_t i = 0; i <= n; ++i)
-      ASSERT_EQ(bits(got[i]), bits(want[i])) << "avx512 n=" << n << " i=" << i;   // [n] untouched
-  }
 }
 
 TEST(PoolRows, MaxpoolEveryIsaEqualsPortable) {

@@ -1,6 +1,7 @@
 #include "ops/pool_rows.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace deftnn::ops {
 
@@ -14,8 +15,11 @@ void max_row__portable(const float* t, int64_t n, int64_t kw, int64_t sw, float*
 }
 
 void max_rows3_k3s2__portable(const float* r0, const float* r1, const float* r2, int64_t n,
-                              float* y) {
-  auto v = [&](int64_t w) { return std::max(std::max(r0[w], r1[w]), r2[w]); };
+                              int64_t w0, int64_t w1, float* y) {
+  auto v = [&](int64_t w) {
+    return w >= w0 && w < w1 ? std::max(std::max(r0[w], r1[w]), r2[w])
+                             : -std::numeric_limits<float>::infinity();
+  };
   for (int64_t i = 0; i < n; ++i) {
     float m = v(2 * i);
     m = std::max(m, v(2 * i + 1));

@@ -13,15 +13,17 @@ namespace deftnn::ops {
 void max_row__portable(const float* t, int64_t n, int64_t kw, int64_t sw, float* y);
 void max_row_k3s2__avx512(const float* t, int64_t n, float* y);
 
-// Both passes of a 3x3, stride-2 window for one output row, from its three input rows: with
-// v[w] = std::max(std::max(r0[w], r1[w]), r2[w]), y[i] = max_row of v (folded left to right as
-// above), i < n; reads r0, r1, r2 [0, 2n + 1) only. The column maxima in a temporary row and a
-// max_row call per output row were 3.8x slower than ONNX Runtime on SqueezeNet's pools (13- to
-// 55-wide rows: per-row overhead, not arithmetic).
+// Both passes of a 3x3, stride-2 window for one output row, from its three input rows, with
+// the columns outside [w0, w1) as -inf (padding, or a ceil-mode window past the edge): with
+// t[w] = std::max(std::max(r0[w], r1[w]), r2[w]) for w0 <= w < w1 (else -inf), y[i] = max_row
+// of t (folded left to right as above), i < n; reads r0, r1, r2 only inside [w0, w1) (the
+// pointers may point before the row: w0 = left padding). The column maxima in a temporary row
+// and a max_row call per output row, plus a scalar loop for every edge window, were 3.8x slower
+// than ONNX Runtime on SqueezeNet's pools and half of cifarnet's (13- to 55-wide rows).
 void max_rows3_k3s2__portable(const float* r0, const float* r1, const float* r2, int64_t n,
-                              float* y);
+                              int64_t w0, int64_t w1, float* y);
 void max_rows3_k3s2__avx512(const float* r0, const float* r1, const float* r2, int64_t n,
-                            float* y);
+                            int64_t w0, int64_t w1, float* y);
 
 // The best version for the active ISA.
 inline void max_row(Isa isa, const float* t, int64_t n, int64_t kw, int64_t sw, float* y) {
@@ -32,11 +34,11 @@ inline void max_row(Isa isa, const float* t, int64_t n, int64_t kw, int64_t sw, 
 }
 
 inline void max_rows3_k3s2(Isa isa, const float* r0, const float* r1, const float* r2, int64_t n,
-                           float* y) {
+                           int64_t w0, int64_t w1, float* y) {
   if (isa == Isa::avx512 || isa == Isa::avx512_bf16)
-    max_rows3_k3s2__avx512(r0, r1, r2, n, y);
+    max_rows3_k3s2__avx512(r0, r1, r2, n, w0, w1, y);
   else
-    max_rows3_k3s2__portable(r0, r1, r2, n, y);
+    max_rows3_k3s2__portable(r0, r1, r2, n, w0, w1, y);
 }
 
 }  // namespace deftnn::ops
