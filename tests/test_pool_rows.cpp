@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "deftnn/layer.h"
+#include "ops/lrn_rows.h"
 #include "ops/pool_rows.h"
 #include "test_util.h"
 
@@ -107,6 +108,62 @@ TEST(PoolRows, MaxpoolEveryIsaEqualsPortable) {
       }
     }
   }
+}
+
+}  // namespace
+}  // namespace deftnn
+
+// ---------------------------------------------------------------------------------------------
+// LRN's one-pass inference kernel (beta = 0.75) against the double-precision formula, on odd
+// channel counts and widths (vector tails), every window size parity, portable and AVX-512;
+// and the layer in inference (the kernel) against the layer in training (the two-pass path
+// that keeps the scale for backward).
+namespace deftnn {
+namespace {
+
+TEST(LrnRows, B075MatchesFormulaEveryIsa) {
+  Rng rng(14);
+  for (int64_t C : {1, 3, 17, 96})
+    for (int64_t S : {1, 15, 64, 65, 729})
+      for (int64_t size : {1, 4, 5}) {
+        const int64_t pre = (size - 1) / 2, post = size - 1 - pre;
+        const float a = 0.3f / static_cast<float>(size), k = 1.5f;
+        std::vector<float> x(static_cast<size_t>(C * S));
+        for (float& v : x) v = static_cast<float>(rng.normal()) * 2.0f;
+        std::vector<double> want(x.size());
+        for (int64_t c = 0; c < C; ++c)
+          for (int64_t s = 0; s < S; ++s) {
+            double sum = 0;
+            for (int64_t cc = std::max<int64_t>(c - pre, 0); cc <= std::min(c + post, C - 1); ++cc)
+              sum += static_cast<double>(x[cc * S + s]) * x[cc * S + s];
+            want[c * S + s] = x[c * S + s] * std::pow(k + static_cast<double>(a) * sum, -0.75);
+          }
+        for (bool avx : {false, true}) {
+          if (avx && detected_isa() < Isa::avx512) continue;
+          std::vector<float> y(x.size(), 7.0f);
+          // Two calls over [0, S / 3) and [S / 3, S), as the layer's position blocks.
+          auto fn = avx ? ops::lrn_b075__avx512 : ops::lrn_b075__portable;
+          fn(x.data(), C, S, pre, post, a, k, 0, S / 3, y.data());
+          fn(x.data(), C, S, pre, post, a, k, S / 3, S, y.data());
+          for (size_t i = 0; i < y.size(); ++i)
+            ASSERT_NEAR(y[i], want[i], 2e-6 * std::max(1.0, std::fabs(want[i])))
+                << (avx ? "avx512" : "portable") << " C=" << C << " S=" << S << " size=" << size
+                << " at " << i;
+        }
+      }
+}
+
+TEST(LrnRows, LayerInferenceEqualsTrainingPath) {
+  Rng rng(15);
+  auto l = make_layer("lrn", Attrs().set("size", 5).set("alpha", 1e-2).set("beta", 0.75).set("k", 1.0));
+  Tensor x({2, 96, 27, 27});
+  for (int64_t i = 0; i < x.numel(); ++i) x.data()[i] = static_cast<float>(rng.normal()) * 3.0f;
+  Tensor yi, yt;
+  l->infer({x.shape()});
+  l->forward({&x}, yt, RunContext{true, nullptr});
+  l->forward({&x}, yi, RunContext{false, nullptr});
+  for (int64_t i = 0; i < x.numel(); ++i)
+    ASSERT_NEAR(yi[i], yt[i], 2e-6 * std::max(1.0f, std::fabs(yt[i]))) << i;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "ops/common.h"
 #include "ops/layers.h"
+#include "ops/lrn_rows.h"
 
 namespace deftnn::ops {
 namespace {
@@ -34,10 +35,31 @@ class LRN final : public Layer {
     return inputs[0];
   }
 
-  void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext&) override {
+  void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) override {
     const Tensor& x = input(type(), in, 0);
     check_shape(x.shape());
     out.resize(x.shape());
+    if (!ctx.training && beta_ == 0.75) {
+      // Inference: one pass, no scale tensor (lrn_rows.h). Two passes over a scale tensor
+      // (written, then read with the output) cost ~4.6 cycles an element: cifarnet's norm1
+      // 0.6 ms at batch 64, one thread.
+      scale_shape_.clear();   // backward recomputes the scale from x
+      const Shape& sh = x.shape();
+      const int64_t N = sh[0], C = sh[1], S = prod(sh, 2, sh.size());
+      const int64_t pre = (size_ - 1) / 2, post = size_ - 1 - pre;
+      const float a = static_cast<float>(alpha_ / static_cast<double>(size_));
+      const float k = static_cast<float>(k_);
+      const int64_t nblk = (S + kBlock - 1) / kBlock;
+      const Isa isa = active_isa();
+      const float* xd = x.data();
+      float* y = out.data();
+#pragma omp parallel for collapse(2) schedule(static) if (N * C * S >= kParallelMin && !omp_in_parallel())
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t b = 0; b < nblk; ++b)
+          lrn_b075(isa, xd + n * C * S, C, S, pre, post, a, k, b * kBlock,
+                   std::min(S, (b + 1) * kBlock), y + n * C * S);
+      return;
+    }
     compute_scale(x);
     const int64_t n = x.numel();
     const float* xd = x.data();
