@@ -23,6 +23,9 @@ $PY bench/peers/e2e_caffenet.py --threads "$THREADS" --batch 1 32 --json "$OUT/e
 step "CaffeNet weight formats (data fission), batch 1 and 32"
 build/deftnn bench caffenet --batch 1 32 --iters 15 \
   --formats f32,half,deft16,deft16q,bf16,deft8_e4,conv:bf16+fc:deft8_e4 --json "$OUT/formats.json"
+step "CaffeNet Deft-8 on the bf16 unit (bf16_dot: Deft-8H with bf16 activations), batch 1 and 32"
+build/deftnn bench caffenet --batch 1 32 --iters 15 --formats bf16,conv:bf16+fc:deft8_e4 \
+  --fission-mode bf16_dot --json "$OUT/formats_bf16_dot.json"
 step "CaffeNet software widening on the forced AVX2 path"
 DEFTNN_ISA=avx2 build/deftnn bench caffenet --batch 1 32 --iters 15 \
   --formats f32,half,deft16,deft16q --json "$OUT/formats_avx2.json"

@@ -90,6 +90,17 @@ std::vector<float> widen_a(Format f, Rounding r, const std::vector<float>& A, in
   return w;
 }
 
+// Whether the kernels multiply by B rounded to bf16: native bf16 (and its emulation) in
+// fission mode, and Deft-8 (or bf16) in bf16_dot mode, on every ISA.
+bool rounds_b(Format f, FissionMode mode) {
+  if (mode == FissionMode::offchip) return false;
+  return f == Format::bf16 || (mode == FissionMode::bf16_dot && is_deft8(f));
+}
+
+const char* mode_str(FissionMode m) {
+  return m == FissionMode::offchip ? " offchip" : m == FissionMode::bf16_dot ? " bf16_dot" : " fission";
+}
+
 struct Shape {
   int64_t M, N, K;
 };
@@ -132,19 +143,19 @@ void run_case(Format f, Rounding r, FissionMode mode, Isa isa, const Shape& sh, 
   for (int64_t k = 0; k < K; ++k)
     for (int64_t j = 0; j < N; ++j) (tb ? Bst[j * K + k] : Bst[k * N + j]) = B[k * N + j];
 
-  const FissionPackedA pa(f, r, false, M, K, A.data(), K);
+  const FissionPackedA pa(f, r, false, M, K, A.data(), K, 0, mode);
   const std::vector<float> Aw = widen_a(f, r, A, M, K);
   const std::vector<float> got_w = pa.widened();
   for (size_t i = 0; i < Aw.size(); ++i)
     ASSERT_EQ(Aw[i], got_w[i]) << format_name(f) << " widened() element " << i;
   std::vector<float> Bw = B;
-  if (f == Format::bf16 && mode == FissionMode::fission)
+  if (rounds_b(f, mode))
     for (auto& v : Bw) v = bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
 
   std::vector<float> C = C0;
   fission_gemm(pa, tb, N, alpha, Bst.data(), ldb, beta, C.data(), ldc, mode);
   const std::string what = std::string(format_name(f)) + " " + rounding_name(r) +
-                           (mode == FissionMode::offchip ? " offchip" : " fission") + " isa=" +
+                           mode_str(mode) + " isa=" +
                            isa_name(isa) + " M=" + std::to_string(M) + " N=" + std::to_string(N) +
                            " K=" + std::to_string(K) + " tb=" + std::to_string(tb);
   expect_near_widened(Aw, Bw, C0, C.data(), M, N, K, ldc, alpha, beta, what);
@@ -358,7 +369,7 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
   for (auto& v : X) v = dist(gen);
   for (auto& v : C0) v = dist(gen);
   const std::vector<float> B = naive_columns(cc, g, X, [](float v) { return v; });
-  const FissionPackedA pa(f, Rounding::nearest_even, false, M, K, A.data(), K);
+  const FissionPackedA pa(f, Rounding::nearest_even, false, M, K, A.data(), K, 0, mode);
   std::vector<float> want = C0, got = C0;
   fission_gemm(pa, false, N, alpha, B.data(), N, beta, want.data(), ldc, mode);
   // With B panels (forced): the same panels as fission_gemm's, bit for bit.
@@ -370,8 +381,7 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
   // are cut per output row, so tile widths, and for 1-2 wide tiles the summation order,
   // differ from the panels': checked against the naive convolution below).
   fission_conv(pa, g, X.data(), alpha, beta, got.data(), ldc, mode);
-  const std::string what = std::string(format_name(f)) +
-                           (mode == FissionMode::offchip ? " offchip" : " fission") + " isa=" +
+  const std::string what = std::string(format_name(f)) + mode_str(mode) + " isa=" +
                            isa_name(isa) + " M=" + std::to_string(M) + " K=" + std::to_string(K) +
                            " N=" + std::to_string(N) + " stride " + std::to_string(cc.sh) + "x" +
                            std::to_string(cc.sw) + " images " + std::to_string(cc.images);
@@ -380,7 +390,7 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
   // And the naive convolution on the widened operands.
   const std::vector<float> Aw = pa.widened();
   std::vector<float> Bw = B;
-  if (f == Format::bf16 && mode == FissionMode::fission)
+  if (rounds_b(f, mode))
     for (auto& v : Bw) v = bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
   expect_near_widened(Aw, Bw, C0, got.data(), M, N, K, ldc, alpha, beta, what);
   // The conv output pass done by the tile kernel (TileEpilogue bias / res / relu; in registers
@@ -407,6 +417,41 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
     for (int64_t i = 0; i < M * ldc; ++i)
       ASSERT_EQ(fused[i], ref[i]) << what << " epilogue variant " << variant << " at " << i / ldc
                                   << "," << i % ldc;
+  }
+}
+
+// Deft-8 on the bf16 unit (FissionMode::bf16_dot): on avx512_bf16 with VBMI the strips are K
+// pairs of codes widened to bf16 by table lookups and multiplied by vdpbf16ps; elsewhere the
+// fp32 kernels with B rounded to bf16. Either way: the exact Deft-8 weights times B rounded to
+// bf16, on every exponent width, the odd shapes, both roundings, GEMV and GEMM, every ISA; and
+// as a convolution (K-pair panels built from the image).
+TEST_F(FissionTest, Deft8OnTheBf16UnitEqualsNaiveEveryIsa) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int n = 1; n <= 7; ++n) {
+      const Format f = deft8_format(n);
+      const FissionPackedA probe(f, Rounding::nearest_even, false, 33, 8,
+                                 std::vector<float>(33 * 8, 0.5f).data(), 8, 0,
+                                 FissionMode::bf16_dot);
+      EXPECT_EQ(probe.native_bf16(), isa == Isa::avx512_bf16 && cpu_has_avx512vbmi())
+          << format_name(f) << " " << isa_name(isa);
+      for (Rounding r : {Rounding::truncate, Rounding::nearest_even}) {
+        uint32_t seed = 40 + n;
+        for (const Shape& sh : kShapes)
+          for (int threads : {1, 2}) {
+            omp_set_num_threads(threads);
+            run_case(f, r, FissionMode::bf16_dot, isa, sh, (seed & 1) != 0, 0.75f,
+                     seed % 3 == 0 ? 0.0f : 0.5f, seed);
+            ++seed;
+            if (HasFatalFailure()) return;
+          }
+      }
+      for (const ConvCase& cc : {ConvCase{40, 5, 9, 11, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2},
+                                 ConvCase{7, 3, 23, 23, 11, 11, 4, 4, 0, 0, 0, 0, 1, 1, 1}}) {
+        run_conv_case(f, FissionMode::bf16_dot, isa, cc, 1.0f, 0.0f, 70 + n);
+        if (HasFatalFailure()) return;
+      }
+    }
   }
 }
 

@@ -23,6 +23,15 @@
 //             2^(127-bias) while packed (or while the image is copied, fission_conv), and the
 //             kernel FMAs the raw bits - bit for bit the same result (power-of-two scale, exact
 //             products); otherwise the multiplying kernel runs.
+//   deft8_eN in bf16_dot mode (the paper's Deft-8H on this CPU's bf16 unit), on avx512_bf16 with
+//             AVX512_VBMI: A packed in K pairs per row like native bf16, 64 codes per k pair of a
+//             strip; two vpermi2b lookups (128-entry tables of the low and high byte of the bf16
+//             of each positive code; every Deft-8 value is exactly a normal bf16), the sign bit
+//             ORed in, two byte interleaves: 32 bf16 pairs in 5 instructions, then vdpbf16ps
+//             (32 products each). B rounded to bf16 as for native bf16. The fp32 widening costs
+//             3 instructions per 16 weights plus the FMA: fc6 at batch 1 ran at half the DRAM
+//             bandwidth. Elsewhere (no VBMI or no bf16): the fp32 kernels with B rounded to bf16,
+//             the same products.
 //   bf16      on avx512_bf16: native vdpbf16ps, A packed in K pairs per row, B rounded to bf16
 //             (nearest even, DAZ: the instruction's semantics) and packed in K pairs per call.
 //             On ISAs without it: A widened by shift like deft16 and B rounded to bf16 too, so
@@ -45,8 +54,11 @@
 namespace deftnn {
 
 enum class FissionMode : uint8_t {
-  fission,   // widen in registers next to the FMA
-  offchip,   // widen each strip to fp32 when it is "packed", then the fp32 kernel
+  fission,    // widen in registers next to the FMA
+  offchip,    // widen each strip to fp32 when it is "packed", then the fp32 kernel
+  bf16_dot,   // Deft-8 widened in registers to bf16 (exact) and multiplied by vdpbf16ps with the
+              // activations rounded to bf16: Deft-8 on the bf16 unit (see below); other formats
+              // run as in fission mode
 };
 
 // Whether the fission GEMM supports a format: f32, half, deft16, deft16q, bf16, deft8_e1..e7.
@@ -58,8 +70,11 @@ bool fission_supports(Format f);
 class FissionPackedA {
  public:
   FissionPackedA() = default;
+  // mode: the kernels the strips are laid out for (bf16_dot: Deft-8 in K pairs where the CPU
+  // runs it natively; every other mode and format packs as fission).
   FissionPackedA(Format format, Rounding rounding, bool trans_a, int64_t M, int64_t K,
-                 const float* A, int64_t lda, uint64_t seed = 0);
+                 const float* A, int64_t lda, uint64_t seed = 0,
+                 FissionMode mode = FissionMode::fission);
   Format format() const { return format_; }
   Rounding rounding() const { return rounding_; }
   Isa isa() const { return isa_; }
@@ -67,7 +82,7 @@ class FissionPackedA {
   int64_t depth() const { return k_; }
   bool empty() const { return data_ == nullptr; }
   int mr() const { return mr_; }
-  bool native_bf16() const { return pairs_; }   // K-pair layout for vdpbf16ps
+  bool native_bf16() const { return pairs_; }   // K-pair layout for vdpbf16ps (bf16, Deft-8)
   int64_t strips() const { return strips_; }
   int64_t strip_bytes() const { return strip_bytes_; }   // 64-byte multiple
   int64_t bytes() const { return strips_ * strip_bytes_; }   // storage of the packed weights

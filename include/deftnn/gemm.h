@@ -13,6 +13,7 @@ enum class Isa : int { portable = 0, avx2 = 1, avx512 = 2, avx512_bf16 = 3 };
 const char* isa_name(Isa isa);
 Isa isa_from_name(const std::string& name);   // throws Error on an unknown name
 Isa detected_isa();                           // what the CPU supports (CPUID + OS xsave state)
+bool cpu_has_avx512vbmi();                    // AVX512_VBMI (vpermi2b) beside detected_isa()
 Isa active_isa();                             // what GEMM uses now (detected, capped by DEFTNN_ISA)
 // Forces a path (tests, benchmarks). Throws Error if the CPU does not support it.
 void set_active_isa(Isa isa);

@@ -83,9 +83,9 @@ void register_format_commands(CLI::App& app, Registry& registry) {
   c->add_option("--val", fa.val, "calibration images that choose: the last N of the training set")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  c->add_option("--fission-mode", fa.mode, "fission (widen next to the FMA) or offchip")
+  c->add_option("--fission-mode", fa.mode, "fission (widen next to the FMA), offchip, or bf16_dot (Deft-8 on the bf16 unit)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"fission", "offchip"}));
+      ->check(CLI::IsMember({"fission", "offchip", "bf16_dot"}));
   c->add_option("-o,--out", fa.out, "write the model with the chosen formats");
   c->add_option("--json", fa.json, "write the choice and accuracies as JSON");
   add_data_options(c, fa.data);

@@ -137,8 +137,8 @@ int main(int argc, char** argv) {
   c_eval->add_option("--formats", eval_formats,
                      "sweep: comma-separated formats, or 'all' (accuracy per format in one table)")
       ->excludes("--format");
-  c_eval->add_option("--fission-mode", eval_mode, "fission (widen next to the FMA) or offchip")
-      ->capture_default_str()->check(CLI::IsMember({"fission", "offchip"}));
+  c_eval->add_option("--fission-mode", eval_mode, "fission (widen next to the FMA), offchip, or bf16_dot (Deft-8 on the bf16 unit)")
+      ->capture_default_str()->check(CLI::IsMember({"fission", "offchip", "bf16_dot"}));
   add_data_options(c_eval, eval_data);
   std::string eval_device = "cpu";
   CudaBenchArgs eval_cuda;
@@ -166,8 +166,8 @@ int main(int argc, char** argv) {
                       "compare weight formats side by side (e.g. f32,half,deft16,deft16q,bf16,"
                       "deft8_e4,deft8_e5,conv:bf16+fc:deft8_e4 or 'all'): one copy of the model per format, interleaved "
                       "round by round; speedups against f32");
-  c_bench->add_option("--fission-mode", bench_mode, "fission (widen next to the FMA) or offchip")
-      ->capture_default_str()->check(CLI::IsMember({"fission", "offchip"}));
+  c_bench->add_option("--fission-mode", bench_mode, "fission (widen next to the FMA), offchip, or bf16_dot (Deft-8 on the bf16 unit)")
+      ->capture_default_str()->check(CLI::IsMember({"fission", "offchip", "bf16_dot"}));
   std::string bench_device = "cpu";
   CudaBenchArgs cuda_args;
   c_bench->add_option("--device", bench_device, "cpu, or cuda (the CUDA backend: the model as one CUDA graph)")

@@ -93,6 +93,14 @@ void decode_strip(const FissionPackedA& a, int64_t s, float* out) {
   const int MR = a.mr();
   const int64_t K = a.depth();
   const uint8_t* src = a.strip(s);
+  if (a.native_bf16() && is_deft8(a.format())) {
+    std::vector<float> v(static_cast<size_t>(MR) * 2 * ((K + 1) / 2));
+    decode(a.format(), src, v.data(), static_cast<int64_t>(v.size()));
+    for (int64_t k = 0; k < K; ++k)
+      for (int i = 0; i < MR; ++i)
+        out[k * MR + i] = v[static_cast<size_t>((k / 2) * MR * 2 + d8pair_byte(i, k & 1))];
+    return;
+  }
   if (a.native_bf16()) {
     const uint16_t* c = reinterpret_cast<const uint16_t*>(src);
     for (int64_t k = 0; k < K; ++k) {
@@ -124,7 +132,8 @@ bool fission_supports(Format f) {
 }
 
 FissionPackedA::FissionPackedA(Format format, Rounding rounding, bool trans_a, int64_t M,
-                               int64_t K, const float* A, int64_t lda, uint64_t seed) {
+                               int64_t K, const float* A, int64_t lda, uint64_t seed,
+                               FissionMode mode) {
   check(M > 0 && K > 0,
         "FissionPackedA: empty matrix M=" + std::to_string(M) + " K=" + std::to_string(K));
   check(lda >= (trans_a ? M : K), "FissionPackedA: lda=" + std::to_string(lda) + " too small");
@@ -137,7 +146,10 @@ FissionPackedA::FissionPackedA(Format format, Rounding rounding, bool trans_a, i
   m_ = M;
   k_ = K;
   mr_ = cfg.mr;
-  pairs_ = format == Format::bf16 && isa_ == Isa::avx512_bf16;
+  // Deft-8 pairs: bf16_dot where its kernel runs (MR = 32 on avx512_bf16, VBMI).
+  const bool d8pairs = mode == FissionMode::bf16_dot && is_deft8(format) &&
+                       isa_ == Isa::avx512_bf16 && cpu_has_avx512vbmi();
+  pairs_ = (format == Format::bf16 && isa_ == Isa::avx512_bf16) || d8pairs;
   strips_ = gemm::ceil_div(M, mr_);
   const int64_t kslots = pairs_ ? gemm::round_up(K, 2) : K;
   const int64_t elems = static_cast<int64_t>(mr_) * kslots;
@@ -158,7 +170,9 @@ FissionPackedA::FissionPackedA(Format format, Rounding rounding, bool trans_a, i
         for (int i = 0; i < MR; ++i) {
           const int64_t row = s * MR + i;
           const float v = row < M && k < K ? (trans_a ? A[k * lda + row] : A[row * lda + k]) : 0.0f;
-          const int64_t pos = pairs ? ((k / 2) * MR + i) * 2 + (k & 1) : k * MR + i;
+          const int64_t pos = d8pairs ? (k / 2) * MR * 2 + gemm::d8pair_byte(i, k & 1)
+                              : pairs ? ((k / 2) * MR + i) * 2 + (k & 1)
+                                      : k * MR + i;
           tmp[pos] = v;
         }
       // Stochastic draws indexed by the position in the whole packed array.
@@ -205,6 +219,7 @@ std::vector<float> FissionPackedA::widened() const {
 const char* fission_kernel_name(const FissionPackedA& a, FissionMode mode) {
   const gemm::FissionConfig& cfg = gemm::fission_config(a.isa());
   if (mode == FissionMode::offchip) return "offchip_decode+fission_tile_f32";
+  if (a.native_bf16() && is_deft8(a.format())) return "fission_tile_d8dot_32x12__avx512bf16";
   return cfg.name;
 }
 
@@ -271,7 +286,11 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
   const Format kf = offchip ? Format::f32 : a.format();
   // bf16 without the native instruction (and not off-chip): B is rounded to bf16 like vdpbf16ps.
   // (On the portable path too: fission semantics do not depend on where the widening happens.)
-  const bool round_b = a.format() == Format::bf16 && !native && mode == FissionMode::fission;
+  // Deft-8 in bf16_dot mode without its native kernel: the same, so every path computes the
+  // same products.
+  const bool round_b = (a.format() == Format::bf16 || (mode == FissionMode::bf16_dot &&
+                                                       is_deft8(a.format()))) &&
+                       !native && mode != FissionMode::offchip;
   const int64_t S = a.strips(), P = ceil_div(N, NR);
   const int64_t KP = (K + 1) / 2;
   // Panel q (width nq = min(NR, N - q * NR)) starts at q * NR * slot bytes.
@@ -288,8 +307,17 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
     }
   };
   // Deft-8 on panels the caller prescaled (b_prescaled): the kernel without the multiply.
-  const FissionTile tile = b_prescaled ? cfg.tile_d8s : cfg.tile;
-  const FissionTileRows tile_rows = b_prescaled ? nullptr : cfg.tile_rows;
+  // Deft-8 in K pairs (bf16_dot): its own tile, through the rows form.
+  const bool d8dot = native && is_deft8(a.format());
+  const FissionTileRows tile_rows =
+      d8dot ? fission_tile_d8dot__avx512bf16 : b_prescaled ? nullptr : cfg.tile_rows;
+  auto tile = [&](Format f, int64_t k, const void* as, const void* bp, float* c, int64_t ldc_,
+                  int m, int n, float al, float be) {
+    if (d8dot)
+      fission_tile_d8dot__avx512bf16(f, k, as, bp, c, ldc_, m, n, al, be, nullptr);
+    else
+      (b_prescaled ? cfg.tile_d8s : cfg.tile)(f, k, as, bp, c, ldc_, m, n, al, be);
+  };
   auto run_tile = [&](int64_t s, int64_t q, const void* astrip, const uint8_t* bpanel) {
     const int64_t j0 = q * NR;
     const int n = static_cast<int>(std::min<int64_t>(NR, N - j0));
@@ -474,7 +502,10 @@ ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMo
   // not bf16 emulated (B rounded in the panel).
   const FissionConfig& cfg = fission_config(a.isa());
   const bool decoded = (mode == FissionMode::offchip || !cfg.widens) && a.format() != Format::f32;
-  if (!cfg.direct || g_conv_panels || decoded || a.format() == Format::bf16)
+  // bf16_dot Deft-8 rounds B to bf16 in its panels, natively or not.
+  const bool b_bf16 = a.format() == Format::bf16 || a.native_bf16() ||
+                      (mode == FissionMode::bf16_dot && is_deft8(a.format()));
+  if (!cfg.direct || g_conv_panels || decoded || b_bf16)
     return ConvPath::panels;
   // fp32 convs with a small K run the pixel-vector tile on chunks of up to 32 columns (no
   // transposing store; C rows stored as full vectors). One thread: SqueezeNet's expand1x1
@@ -549,7 +580,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   const int64_t Cp = (g.C + 1) / 2;
   if (paired) {
     if (kept_rows || a.channel_pair_taps() != g.kh * g.kw || a.channel_pair_c() != g.C ||
-        K != 2 * Cp * g.kh * g.kw || !a.native_bf16() || mode != FissionMode::fission)
+        K != 2 * Cp * g.kh * g.kw || !a.native_bf16() || mode == FissionMode::offchip)
       check(false, "fission_conv: channel-pair weights of C=" +
                        std::to_string(a.channel_pair_c()) + " x " +
                        std::to_string(a.channel_pair_taps()) +

@@ -22,6 +22,7 @@ namespace deftnn::gemm {
 using FissionTile = void (*)(Format f, int64_t K, const void* a, const void* b, float* c,
                              int64_t ldc, int m, int n, float alpha, float beta);
 
+
 // The conv output pass on a C tile, done by the kernel on the rows it stores (registers, no
 // re-read of C): after alpha / beta, row i (of the tile) gets + bias[i] (bias non-null), then
 // + res[i * ldr + j] (res non-null), then ReLU as v > 0 ? v : 0 * v (relu). Pointers are the
@@ -59,6 +60,21 @@ void fission_tile_rows__avx512(Format, int64_t, const void*, const void*, float*
                                int, float, float, const TileRows*);
 void fission_tile_rows__avx512bf16(Format, int64_t, const void*, const void*, float*, int64_t,
                                    int, int, float, float, const TileRows*);
+
+// Deft-8 on the bf16 unit (FissionMode::bf16_dot, native): a strip is 32 rows x K pairs of
+// codes, 64 bytes per k pair; the code of row i, k = 2 kp + h sits at byte d8pair_byte(i, h)
+// of k pair kp's block: the order in which two in-lane byte interleaves (vpunpcklbw /
+// vpunpckhbw of the looked-up low and high bytes) leave rows 0..15 as the 32 words of the first
+// zmm and rows 16..31 as the second, word 2i + h of each.
+inline int d8pair_byte(int i, int h) {
+  const int w = 2 * (i & 15) + h;
+  return (w / 8) * 16 + (i >= 16 ? 8 : 0) + w % 8;
+}
+// The tile (FissionTileRows contract; f a deft8_eN, a such a strip, b a native bf16 K-pair
+// panel). Needs avx512_bf16 and AVX512_VBMI.
+void fission_tile_d8dot__avx512bf16(Format f, int64_t K, const void* a, const void* b, float* c,
+                                    int64_t ldc, int m, int n, float alpha, float beta,
+                                    const TileRows* rows);
 
 void fission_tile__portable(Format, int64_t, const void*, const void*, float*, int64_t, int, int,
                             float, float);

@@ -7,7 +7,9 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
+#include "deftnn/formats.h"
 #include "gemm/fission.h"
 #include "gemm/fission_store_avx512.h"
 #include "gemm/simd_util.h"
@@ -48,8 +50,39 @@ struct BImage2 {
   }
 };
 
-template <int NRT, class BA>
-void tile(int64_t K, const uint32_t* a, const BA& b, float* c, int64_t ldc, int m,
+// A loaders: load(kk, a0, a1) gives k pair kk's two zmm of bf16 pairs (rows 0..15, 16..31).
+struct APairs {   // a bf16 strip in K pairs
+  const uint32_t* a;
+  inline void load(int64_t kk, __m512bh& a0, __m512bh& a1) const {
+    a0 = as_bh(_mm512_loadu_si512(a + kk * MR));
+    a1 = as_bh(_mm512_loadu_si512(a + kk * MR + 16));
+  }
+};
+// A Deft-8 strip in K pairs (FissionMode::bf16_dot; byte order d8pair_byte): per k pair one
+// 64-byte load, the low and high bytes of each code's bf16 from two 128-entry tables
+// (vpermi2b, AVX512_VBMI: the code's low 7 bits index, its sign bit is ignored), the sign
+// ORed into the high byte, and two in-lane byte interleaves. vpermi2b is issued as inline
+// assembly so that this file needs no VBMI target flag (the driver checks the CPU).
+struct AD8 {
+  const uint8_t* a;
+  __m512i lo0, lo1, hi0, hi1;   // tables: bytes of bf16(decode(code)) for codes 0..127
+  static inline __m512i lut(__m512i idx, __m512i t0, __m512i t1) {
+    __asm__("vpermi2b %[t1], %[t0], %[x]" : [x] "+v"(idx) : [t0] "v"(t0), [t1] "v"(t1));
+    return idx;
+  }
+  inline void load(int64_t kk, __m512bh& a0, __m512bh& a1) const {
+    const __m512i codes = _mm512_loadu_si512(a + kk * 64);
+    const __m512i lo = lut(codes, lo0, lo1);
+    // hi | (codes & 0x80): ternary logic with the sign mask as the selector.
+    const __m512i hi = _mm512_ternarylogic_epi32(lut(codes, hi0, hi1), codes,
+                                                 _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);
+    a0 = as_bh(_mm512_unpacklo_epi8(lo, hi));
+    a1 = as_bh(_mm512_unpackhi_epi8(lo, hi));
+  }
+};
+
+template <int NRT, class BA, class AL>
+void tile(int64_t K, const AL& al, const BA& b, float* c, int64_t ldc, int m,
           float alpha, float beta, const TileRows* rows) {
   constexpr int U = NRT == 1 ? 4 : NRT == 2 ? 2 : 1;
   const int64_t KP = (K + 1) / 2;
@@ -59,8 +92,8 @@ void tile(int64_t K, const uint32_t* a, const BA& b, float* c, int64_t ldc, int 
 #pragma GCC unroll 12
     for (int j = 0; j < NRT; ++j) acc[u][j][0] = acc[u][j][1] = _mm512_setzero_ps();
   auto step = [&](int u, int64_t kk) __attribute__((always_inline)) {
-    const __m512bh a0 = as_bh(_mm512_loadu_si512(a + kk * MR));
-    const __m512bh a1 = as_bh(_mm512_loadu_si512(a + kk * MR + 16));
+    __m512bh a0, a1;
+    al.load(kk, a0, a1);
     const auto br = b.row(kk);
 #pragma GCC unroll 12
     for (int j = 0; j < NRT; ++j) {
@@ -90,12 +123,12 @@ void tile(int64_t K, const uint32_t* a, const BA& b, float* c, int64_t ldc, int 
 }
 
 // The tile for n <= 12 columns, B through make.template at<N>() (a panel or the image).
-template <class Make>
-void dispatch_n(int64_t K, const uint32_t* a32, const Make& make, float* c, int64_t ldc, int m,
+template <class Make, class AL>
+void dispatch_n(int64_t K, const AL& al, const Make& make, float* c, int64_t ldc, int m,
                 int n, float alpha, float beta, const TileRows* rows) {
   switch (n) {
 #define DEFTNN_FIS_CASE(N) \
-  case N: tile<N>(K, a32, make.template at<N>(), c, ldc, m, alpha, beta, rows); break;
+  case N: tile<N>(K, al, make.template at<N>(), c, ldc, m, alpha, beta, rows); break;
     DEFTNN_FIS_CASE(1) DEFTNN_FIS_CASE(2) DEFTNN_FIS_CASE(3) DEFTNN_FIS_CASE(4)
     DEFTNN_FIS_CASE(5) DEFTNN_FIS_CASE(6) DEFTNN_FIS_CASE(7) DEFTNN_FIS_CASE(8)
     DEFTNN_FIS_CASE(9) DEFTNN_FIS_CASE(10) DEFTNN_FIS_CASE(11) DEFTNN_FIS_CASE(12)
@@ -129,22 +162,57 @@ void fission_tile_rows__avx512bf16(Format f, int64_t K, const void* a, const voi
     fission_tile_rows__avx512(f, K, a, b, c, ldc, m, n, alpha, beta, rows);
     return;
   }
-  dispatch_n(K, static_cast<const uint32_t*>(a), PanelB{static_cast<const uint32_t*>(b)}, c, ldc,
-             m, n, alpha, beta, rows);
+  dispatch_n(K, APairs{static_cast<const uint32_t*>(a)}, PanelB{static_cast<const uint32_t*>(b)},
+             c, ldc, m, n, alpha, beta, rows);
+}
+
+void fission_tile_d8dot__avx512bf16(Format f, int64_t K, const void* a, const void* b, float* c,
+                                    int64_t ldc, int m, int n, float alpha, float beta,
+                                    const TileRows* rows) {
+  // The tables of each Deft-8 format, built once: bf16 bits of decode(code), codes 0..127
+  // (exact: at most 6 mantissa bits, exponents within bf16's normal range).
+  struct Tables {
+    alignas(64) uint8_t lo[kFormatCount][128];
+    alignas(64) uint8_t hi[kFormatCount][128];
+    Tables() {
+      for (int fi = 0; fi < kFormatCount; ++fi) {
+        const Format g = static_cast<Format>(fi);
+        for (int code = 0; code < 128; ++code) {
+          uint16_t w = 0;
+          if (is_deft8(g)) {
+            const uint8_t c8 = static_cast<uint8_t>(code);
+            float v;
+            decode(g, &c8, &v, 1);
+            uint32_t bits;
+            std::memcpy(&bits, &v, 4);
+            w = static_cast<uint16_t>(bits >> 16);
+          }
+          lo[fi][code] = static_cast<uint8_t>(w & 0xFF);
+          hi[fi][code] = static_cast<uint8_t>(w >> 8);
+        }
+      }
+    }
+  };
+  static const Tables t;
+  const int fi = static_cast<int>(f);
+  const AD8 al{static_cast<const uint8_t*>(a), _mm512_load_si512(t.lo[fi]),
+               _mm512_load_si512(t.lo[fi] + 64), _mm512_load_si512(t.hi[fi]),
+               _mm512_load_si512(t.hi[fi] + 64)};
+  dispatch_n(K, al, PanelB{static_cast<const uint32_t*>(b)}, c, ldc, m, n, alpha, beta, rows);
 }
 
 void fission_tile_pairs_direct__avx512bf16(int64_t K, const void* a, const uint32_t* b,
                                            const int64_t* rowoff, float* c, int64_t ldc, int m,
                                            int n, float alpha, float beta, const TileRows* rows) {
-  dispatch_n(K, static_cast<const uint32_t*>(a), ImageB{b, rowoff}, c, ldc, m, n, alpha, beta,
-             rows);
+  dispatch_n(K, APairs{static_cast<const uint32_t*>(a)}, ImageB{b, rowoff}, c, ldc, m, n, alpha,
+             beta, rows);
 }
 
 void fission_tile_pairs_direct2__avx512bf16(int64_t K, const void* a, const uint32_t* b0,
                                             const uint32_t* b1, int len0, const int64_t* rowoff,
                                             float* c, int64_t ldc, int m, float alpha, float beta,
                                             const TileRows* rows) {
-  const uint32_t* a32 = static_cast<const uint32_t*>(a);
+  const APairs a32{static_cast<const uint32_t*>(a)};
   switch (len0) {
 #define DEFTNN_FIS_CASE(L) \
   case L: tile<12>(K, a32, BImage2<L>{b0, b1 - L, rowoff}, c, ldc, m, alpha, beta, rows); break;

@@ -46,6 +46,13 @@ Isa detect() {
   return bf16 ? Isa::avx512_bf16 : Isa::avx512;
 }
 
+bool detect_vbmi() {
+  unsigned a, b, c, d;
+  if (__get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return (c & (1u << 1)) != 0;   // AVX512_VBMI
+}
+
 std::atomic<int> g_active{-1};
 std::once_flag g_init;
 
@@ -132,5 +139,10 @@ void set_active_isa(Isa isa) {
 }
 
 const char* active_gemm_kernel() { return gemm::gemm_config(active_isa()).ukernel_name; }
+
+bool cpu_has_avx512vbmi() {
+  static const bool v = detected_isa() >= Isa::avx512 && detect_vbmi();
+  return v;
+}
 
 }  // namespace deftnn

@@ -22,11 +22,12 @@ bool gemm_layer(const Layer& l) { return l.type() == "conv" || l.type() == "fc";
 FissionMode fission_mode_from_name(const std::string& name) {
   if (name == "fission") return FissionMode::fission;
   if (name == "offchip") return FissionMode::offchip;
-  throw Error("unknown fission mode '" + name + "' (expected fission or offchip)");
+  if (name == "bf16_dot") return FissionMode::bf16_dot;
+  throw Error("unknown fission mode '" + name + "' (expected fission, offchip or bf16_dot)");
 }
 
 const char* fission_mode_name(FissionMode m) {
-  return m == FissionMode::offchip ? "offchip" : "fission";
+  return m == FissionMode::offchip ? "offchip" : m == FissionMode::bf16_dot ? "bf16_dot" : "fission";
 }
 
 std::vector<Format> parse_format_list(const std::string& list) {
@@ -237,8 +238,10 @@ LayerRoof layer_roof(const Model& model, int node, int64_t batch, const MachineR
   for (const Shape& s : ins) bytes += 4.0 * numel(s);
   bytes += 4.0 * numel(out);
   lr.bytes = bytes;
-  const bool native = f == Format::bf16 && roof.bf16_gflops > 0 &&
-                      l.attrs().get_str("fission_mode", "fission") == "fission";
+  const std::string lm = l.attrs().get_str("fission_mode", "fission");
+  const bool native = roof.bf16_gflops > 0 &&
+                      ((f == Format::bf16 && lm != "offchip") ||
+                       (is_deft8(f) && lm == "bf16_dot" && cpu_has_avx512vbmi()));
   const double peak = native ? roof.bf16_gflops : roof.fp32_gflops;
   const double t_flops = peak > 0 ? lr.flops / (peak * 1e9) : 0.0;
   const double t_bytes = roof.dram_gbps > 0 ? bytes / (roof.dram_gbps * 1e9) : 0.0;

@@ -50,7 +50,10 @@ FissionSetting parse_fission_attrs(const Attrs& a, const std::string& type) {
   const std::string m = a.get_str("fission_mode", "fission");
   if (m == "fission") s.mode = FissionMode::fission;
   else if (m == "offchip") s.mode = FissionMode::offchip;
-  else fail(type, "attribute 'fission_mode' is '" + m + "', expected 'fission' or 'offchip'");
+  else if (m == "bf16_dot") s.mode = FissionMode::bf16_dot;
+  else
+    fail(type, "attribute 'fission_mode' is '" + m +
+                   "', expected 'fission', 'offchip' or 'bf16_dot'");
   const std::string r = a.get_str("rounding", "nearest_even");
   try {
     s.rounding = rounding_from_name(r);
@@ -64,7 +67,7 @@ const std::vector<FissionPackedA>& FissionWeightCache::get(const FissionSetting&
                                                            int64_t groups, int64_t rows,
                                                            int64_t K, int64_t conv_c,
                                                            int64_t conv_taps) {
-  const bool pairs = conv_c > 0 && conv_c * conv_taps == K && s.mode == FissionMode::fission;
+  const bool pairs = conv_c > 0 && conv_c * conv_taps == K && s.mode != FissionMode::offchip;
   if (!pairs) conv_c = conv_taps = 0;
   const bool same = key_ == w && groups_ == groups && rows_ == rows && k_ == K &&
                     conv_c_ == conv_c && conv_taps_ == conv_taps &&
@@ -78,7 +81,7 @@ const std::vector<FissionPackedA>& FissionWeightCache::get(const FissionSetting&
       packed_.push_back(FissionPackedA::conv_channel_pairs(s.format, s.rounding, rows, conv_c,
                                                            conv_taps, w + g * rows * K));
     else
-      packed_.emplace_back(s.format, s.rounding, false, rows, K, w + g * rows * K, K);
+      packed_.emplace_back(s.format, s.rounding, false, rows, K, w + g * rows * K, K, 0, s.mode);
   }
   key_ = w;
   groups_ = groups;
