@@ -133,7 +133,7 @@ int main(int argc, char** argv) {
   c_eval->add_option("--format", eval_format,
                      "weight format of the conv/fc layers at inference (f32, half, deft16, deft16q, "
                      "bf16, deft8_e1..deft8_e7), or per layer type/name, e.g. conv:bf16+fc:deft8_e4; "
-                     "activations stay fp32, except bf16 which rounds them to bf16 too")->capture_default_str();
+                     "activations stay fp32, except bf16 (and Deft-8 in --fission-mode bf16_dot) which rounds them to bf16 too")->capture_default_str();
   c_eval->add_option("--formats", eval_formats,
                      "sweep: comma-separated formats, or 'all' (accuracy per format in one table)")
       ->excludes("--format");
@@ -295,7 +295,7 @@ int main(int argc, char** argv) {
         std::vector<FormatSpec> fl = parse_format_specs(eval_formats);
         if (std::none_of(fl.begin(), fl.end(), [](const FormatSpec& f) { return f.name == "f32"; }))
           fl.insert(fl.begin(), parse_format_spec("f32"));
-        std::printf("%s on %s, weights in each format (activations fp32; bf16 rounds them too), mode %s:\n",
+        std::printf("%s on %s, weights in each format (activations fp32; bf16, and Deft-8 in bf16_dot mode, round them to bf16), mode %s:\n",
                     eval_model.c_str(), te.name.c_str(), eval_mode.c_str());
         std::printf("%-20s %5s %9s %9s %9s %10s\n", "format", "bits", "top-1 %", "top-5 %", "loss",
                     "d top-1");
