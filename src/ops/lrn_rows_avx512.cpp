@@ -6,15 +6,10 @@
 
 #include <algorithm>
 
+#include "gemm/simd_util.h"
 #include "ops/lrn_rows.h"
 
 namespace deftnn::ops {
-namespace {
-inline __mmask16 first(int64_t k) {
-  return k >= 16 ? static_cast<__mmask16>(0xFFFF)
-                 : k <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << k) - 1);
-}
-}  // namespace
 
 void lrn_b075__avx512(const float* x, int64_t C, int64_t S, int64_t pre, int64_t post, float a,
                       float k, int64_t s0, int64_t s1, float* y) {
@@ -24,7 +19,7 @@ void lrn_b075__avx512(const float* x, int64_t C, int64_t S, int64_t pre, int64_t
     __mmask16 m[V];
     __m512 acc[V];
     for (int v = 0; v < V; ++v) {
-      m[v] = first(s1 - s - 16 * v);
+      m[v] = simd::tail_mask(s1 - s - 16 * v);
       acc[v] = zero;
     }
     auto add = [&](int64_t c, bool sub) {

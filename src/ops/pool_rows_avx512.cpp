@@ -9,15 +9,10 @@
 #include <algorithm>
 #include <limits>
 
+#include "gemm/simd_util.h"
 #include "ops/pool_rows.h"
 
 namespace deftnn::ops {
-namespace {
-inline __mmask16 first(int64_t k) {
-  return k >= 16 ? static_cast<__mmask16>(0xFFFF)
-                 : k <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << k) - 1);
-}
-}  // namespace
 
 void max_row_k3s2__avx512(const float* t, int64_t n, float* y) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -25,16 +20,16 @@ void max_row_k3s2__avx512(const float* t, int64_t n, float* y) {
   const int64_t len = 2 * n + 1;
   for (int64_t i = 0; i < n; i += 16) {
     const int64_t b = 2 * i;   // t[b ..] feeds outputs i .. i + 15
-    const __m512 lo = _mm512_maskz_loadu_ps(first(len - b), t + b);
-    const __m512 hi = _mm512_maskz_loadu_ps(first(len - b - 16), t + b + 16);
-    const __m512 lo2 = _mm512_maskz_loadu_ps(first(len - b - 2), t + b + 2);
-    const __m512 hi2 = _mm512_maskz_loadu_ps(first(len - b - 18), t + b + 18);
+    const __m512 lo = _mm512_maskz_loadu_ps(simd::tail_mask(len - b), t + b);
+    const __m512 hi = _mm512_maskz_loadu_ps(simd::tail_mask(len - b - 16), t + b + 16);
+    const __m512 lo2 = _mm512_maskz_loadu_ps(simd::tail_mask(len - b - 2), t + b + 2);
+    const __m512 hi2 = _mm512_maskz_loadu_ps(simd::tail_mask(len - b - 18), t + b + 18);
     const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
     const __m512 o = _mm512_permutex2var_ps(lo, odd, hi);
     const __m512 e2 = _mm512_permutex2var_ps(lo2, even, hi2);
     // m = e; m = std::max(m, o) = max_ps(o, m); m = std::max(m, e2) = max_ps(e2, m).
     const __m512 m = _mm512_max_ps(e2, _mm512_max_ps(o, e));
-    _mm512_mask_storeu_ps(y + i, first(n - i), m);
+    _mm512_mask_storeu_ps(y + i, simd::tail_mask(n - i), m);
   }
 }
 
@@ -54,9 +49,9 @@ void rows3_k3s2(const float* r0, const float* r1, const float* r2, int64_t n, in
     __mmask16 k;
     if constexpr (EDGE) {
       const int64_t lo = std::max<int64_t>(w0 - o, 0), hi = std::min<int64_t>(w1 - o, 16);
-      k = hi > lo ? static_cast<__mmask16>(first(hi - lo) << lo) : static_cast<__mmask16>(0);
+      k = hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo) : static_cast<__mmask16>(0);
     } else {
-      k = first(len - o);
+      k = simd::tail_mask(len - o);
     }
     const __m512 a = _mm512_maskz_loadu_ps(k, r0 + o);
     const __m512 b = _mm512_maskz_loadu_ps(k, r1 + o);
@@ -71,7 +66,7 @@ void rows3_k3s2(const float* r0, const float* r1, const float* r2, int64_t n, in
     const __m512 e = _mm512_permutex2var_ps(lo, even, hi);
     const __m512 o = _mm512_permutex2var_ps(lo, odd, hi);
     const __m512 e2 = _mm512_permutex2var_ps(lo2, even, hi2);
-    _mm512_mask_storeu_ps(y + i, first(n - i), _mm512_max_ps(e2, _mm512_max_ps(o, e)));
+    _mm512_mask_storeu_ps(y + i, simd::tail_mask(n - i), _mm512_max_ps(e2, _mm512_max_ps(o, e)));
   }
 }
 }  // namespace
