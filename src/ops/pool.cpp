@@ -1,5 +1,6 @@
 // Max and average pooling, NCHW, with Caffe's ceil-mode output size and padding rules.
 #include <omp.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -204,6 +205,11 @@ class Pool final : public Layer {
       // by one inside it (a repeated row does not change a maximum).
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         const int64_t h = oh * g.sh - g.pt, in = std::max<int64_t>(h, 0);
+        // The rows four output rows ahead, one prefetch per cache line.
+        const int64_t ph0 = h + 2 + 4 * g.sh, ph1 = std::min(ph0 + g.sh, g.H);
+        for (int64_t hh = std::max<int64_t>(ph0, 0); hh < ph1; ++hh)
+          for (int64_t w = 0; w < g.W; w += 16)
+            _mm_prefetch(reinterpret_cast<const char*>(x + hh * g.W + w), _MM_HINT_T0);
         const float* r[3];
         for (int64_t i = 0; i < 3; ++i) {
           const int64_t hh = h + i >= 0 && h + i < g.H ? h + i : in;
