@@ -97,8 +97,11 @@ class FissionPackedA {
   // K-pair words from a channel-pair copy of the image instead of packed B panels. Otherwise the
   // ordinary packing of W (channel_pair_taps() == 0). depth() is the reordered K (2 * ceil(C / 2)
   // * taps) and widened() is in that order.
+  // (mode: as for the constructor, for the ordinary packing: Deft-8 in bf16_dot mode is packed
+  // in K pairs of the natural order and runs on K-pair panels.)
   static FissionPackedA conv_channel_pairs(Format format, Rounding rounding, int64_t M, int64_t C,
-                                           int64_t taps, const float* W, uint64_t seed = 0);
+                                           int64_t taps, const float* W, uint64_t seed = 0,
+                                           FissionMode mode = FissionMode::fission);
   int64_t channel_pair_taps() const { return pair_taps_; }   // 0: natural K order
   int64_t channel_pair_c() const { return pair_c_; }         // C before padding
 

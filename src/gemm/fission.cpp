@@ -187,12 +187,12 @@ FissionPackedA::FissionPackedA(Format format, Rounding rounding, bool trans_a, i
 
 FissionPackedA FissionPackedA::conv_channel_pairs(Format format, Rounding rounding, int64_t M,
                                                   int64_t C, int64_t taps, const float* W,
-                                                  uint64_t seed) {
+                                                  uint64_t seed, FissionMode mode) {
   check(M > 0 && C > 0 && taps > 0, "FissionPackedA::conv_channel_pairs: empty M=" +
                                         std::to_string(M) + " C=" + std::to_string(C) +
                                         " taps=" + std::to_string(taps));
   if (!(format == Format::bf16 && active_isa() == Isa::avx512_bf16))
-    return FissionPackedA(format, rounding, false, M, C * taps, W, C * taps, seed);
+    return FissionPackedA(format, rounding, false, M, C * taps, W, C * taps, seed, mode);
   const int64_t cp = (C + 1) / 2, K = C * taps, Kp = 2 * cp * taps;
   std::vector<float> w(static_cast<size_t>(M * Kp), 0.0f);
   for (int64_t o = 0; o < M; ++o)

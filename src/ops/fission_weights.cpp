@@ -79,7 +79,8 @@ const std::vector<FissionPackedA>& FissionWeightCache::get(const FissionSetting&
   for (int64_t g = 0; g < groups; ++g) {
     if (pairs)
       packed_.push_back(FissionPackedA::conv_channel_pairs(s.format, s.rounding, rows, conv_c,
-                                                           conv_taps, w + g * rows * K));
+                                                           conv_taps, w + g * rows * K, 0,
+                                                           s.mode));
     else
       packed_.emplace_back(s.format, s.rounding, false, rows, K, w + g * rows * K, K, 0, s.mode);
   }
