@@ -238,6 +238,31 @@ TEST_F(FissionLayer, Bf16EqualsFp32OnBf16WeightsAndActivations) {
   }
 }
 
+// Deft-8 in bf16_dot mode: the conv and fc layers (K-pair strips and the native tile on an
+// avx512_bf16 CPU with VBMI, the fp32 kernels elsewhere) against the fp32 layer on the
+// round-tripped Deft-8 weights and bf16-rounded inputs, every exponent width, every ISA.
+TEST_F(FissionLayer, Deft8InBf16DotModeEqualsFp32OnRoundedOperands) {
+  uint64_t seed = 300;
+  for (const Isa isa : isas()) {
+    set_active_isa(isa);
+    for (const Case& c : cases()) {
+      Rng rx(seed);
+      const Tensor x = rand_tensor(c.input, rx);
+      Tensor xq = x.clone();
+      for (int64_t i = 0; i < xq.numel(); ++i) xq[i] = bf16_to_float(bf16_from_float(x[i]));
+      for (int n = 1; n <= 7; ++n) {
+        const Format f = deft8_format(n);
+        Attrs fa;
+        fa.set("format", format_name(f)).set("fission_mode", "bf16_dot");
+        Pair p = make_pair(c, fa, ++seed);
+        round_trip_weight(*p.ref, c, f, Rounding::nearest_even);
+        expect_close(run(*p.fis, x), run(*p.ref, xq), 1e-5, 2e-5,
+                     label(c, f, FissionMode::bf16_dot, isa));
+      }
+    }
+  }
+}
+
 TEST_F(FissionLayer, F32IsIdenticalToNoAttribute) {
   uint64_t seed = 200;
   for (const Case& c : cases()) {
