@@ -172,6 +172,14 @@ Pair make_pair(const Case& c, Attrs fmt_attrs, uint64_t seed) {
   return p;
 }
 
+// x with every value rounded to bf16 (nearest even, subnormals flushed): the activations the
+// bf16 kernels multiply by.
+Tensor bf16_rounded(const Tensor& x) {
+  Tensor xq = x.clone();
+  for (int64_t i = 0; i < xq.numel(); ++i) xq[i] = bf16_to_float(bf16_from_float(x[i]));
+  return xq;
+}
+
 void round_trip_weight(Layer& ref, const Case& c, Format f, Rounding r) {
   Tensor& w = ref.param("weight")->value;
   const int64_t rows = w.dim(0) / c.groups, K = w.numel() / w.dim(0);
@@ -222,8 +230,7 @@ TEST_F(FissionLayer, Bf16EqualsFp32OnBf16WeightsAndActivations) {
       Rng rx(seed);
       Tensor x = rand_tensor(c.input, rx);
       x[0] = 1e-40f;   // an fp32 subnormal activation: flushed to zero
-      Tensor xq = x.clone();
-      for (int64_t i = 0; i < xq.numel(); ++i) xq[i] = bf16_to_float(bf16_from_float(x[i]));
+      const Tensor xq = bf16_rounded(x);
       for (const FissionMode m : {FissionMode::fission, FissionMode::offchip}) {
         Attrs fa;
         fa.set("format", "bf16").set("fission_mode", fission_mode_name(m));
@@ -248,8 +255,7 @@ TEST_F(FissionLayer, Deft8InBf16DotModeEqualsFp32OnRoundedOperands) {
     for (const Case& c : cases()) {
       Rng rx(seed);
       const Tensor x = rand_tensor(c.input, rx);
-      Tensor xq = x.clone();
-      for (int64_t i = 0; i < xq.numel(); ++i) xq[i] = bf16_to_float(bf16_from_float(x[i]));
+      const Tensor xq = bf16_rounded(x);
       for (int n = 1; n <= 7; ++n) {
         const Format f = deft8_format(n);
         Attrs fa;
