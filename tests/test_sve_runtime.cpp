@@ -11,9 +11,11 @@
 #include <filesystem>
 #include <functional>
 #include <numeric>
-#include <unistd.h>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "deftnn/error.h"
 #include "deftnn/layer.h"
@@ -449,6 +451,52 @@ TEST(SveOptimize, FrontierSavesReloadsAndSelectsTheSameConfiguration) {
     EXPECT_NE(std::string(e.what()).find(opt.candidates[0].file), std::string::npos) << e.what();
   }
   EXPECT_THROW(load_optimization((dir.path / "missing").string()), Error);
+}
+
+TEST(SveOptimize, PerLayerThresholdsReplaceTheSweepForTheLayersNamed) {
+  const Dataset tr = synthetic(64, 21), val = synthetic(32, 22);
+  Model base = tiny_model();
+  OptimizeOptions o;
+  o.thresholds = {2.0};   // above 1: keeps every vector, so the default sweep adds nothing
+  o.layer_thresholds["ip1"] = {0.3, 0.0};
+  o.align = 1;
+  o.finetune.epochs = 0;
+  o.time_batch = 2;
+  o.time_iterations = 1;
+  o.max_evaluated = 2;
+  const Optimization opt = optimize(base, tr, val, o);
+  // Only ip1 has candidates, one per threshold of its own sweep (most retained first), each
+  // the search eliminate_layer does at that threshold.
+  std::vector<int64_t> kept;
+  for (const Candidate& c : opt.candidates) {
+    EXPECT_EQ(c.elimination.layer, "ip1");
+    kept.push_back(c.elimination.kept);
+  }
+  std::vector<int64_t> want;
+  std::set<std::vector<int64_t>> seen;
+  for (const double alpha : {0.3, 0.0}) {
+    Model m = tiny_model();   // the same weights as base (seeded)
+    SynapseSearchOptions so;
+    so.correlation_threshold = alpha;
+    so.align = 1;
+    const LayerElimination e = eliminate_layer(m, "ip1", so);
+    if (e.kept < e.K && seen.insert(e.retained).second) want.push_back(e.kept);
+  }
+  ASSERT_FALSE(want.empty());
+  EXPECT_EQ(kept, want);
+
+  // A layer that is not optimised, or an empty sweep, is an error naming the layer.
+  OptimizeOptions bad = o;
+  bad.layers = {"conv1"};
+  try {
+    optimize(base, tr, val, bad);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'ip1'"), std::string::npos) << e.what();
+  }
+  bad = o;
+  bad.layer_thresholds["ip1"].clear();
+  EXPECT_THROW(optimize(base, tr, val, bad), Error);
 }
 
 TEST(SveOptimize, JointFineTuneTrainsEveryLayerAndLeavesTheCandidatesComposable) {

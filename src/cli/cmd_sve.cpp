@@ -169,6 +169,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   // optimize
   struct OptimizeArgs {
     std::string model, out, thresholds = "0.9,0.8,0.7,0.6,0.5,0.4,0.3", layers;
+    std::vector<std::string> layer_thresholds;
     int epochs = 1;
     double lr = 0.001;
     int64_t batch = 32, align = 8, ft_batch = 64;
@@ -183,6 +184,8 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_opt->add_option("model", oa->model, "trained model file")->required();
   c_opt->add_option("--out", oa->out, "output directory (base model, candidates, frontier.json)")->required();
   c_opt->add_option("--thresholds", oa->thresholds, "correlation thresholds alpha, comma-separated")->capture_default_str();
+  c_opt->add_option("--layer-thresholds", oa->layer_thresholds,
+                    "a layer's own thresholds instead of --thresholds, as LAYER=A,B,... (repeatable)");
   c_opt->add_option("--layers", oa->layers, "layers to optimise, comma-separated (default: every conv/fc but the last)");
   c_opt->add_option("--finetune-epochs", oa->epochs, "fine-tuning epochs per candidate")->capture_default_str()->check(CLI::Range(0, 1000));
   c_opt->add_option("--finetune-lr", oa->lr, "fine-tuning learning rate")->capture_default_str()->check(CLI::PositiveNumber);
@@ -204,6 +207,14 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     const Dataset& val = sd.validation;
     OptimizeOptions o;
     o.thresholds = parse_doubles(oa->thresholds, "--thresholds");
+    for (const std::string& lt : oa->layer_thresholds) {
+      const size_t eq = lt.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == lt.size())
+        throw Error("--layer-thresholds: expected LAYER=A,B,... , got '" + lt + "'");
+      const std::string l = lt.substr(0, eq);
+      if (o.layer_thresholds.count(l)) throw Error("--layer-thresholds: layer '" + l + "' given twice");
+      o.layer_thresholds[l] = parse_doubles(lt.substr(eq + 1), "--layer-thresholds " + l);
+    }
     o.layers = split(oa->layers);
     o.finetune.epochs = oa->epochs;
     o.finetune.lr = oa->lr;

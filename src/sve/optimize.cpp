@@ -462,14 +462,20 @@ Optimization optimize(const Model& base, const Dataset& train_set, const Dataset
     check(is_gemm_layer(n) && !n.layer->attrs().has("retained"),
           "optimize: layer '" + l + "' is not a dense conv / fc layer");
   }
-  std::vector<double> thresholds = o.thresholds;
-  std::sort(thresholds.rbegin(), thresholds.rend());   // most retained first
+  for (const auto& [l, ts] : o.layer_thresholds) {
+    check(std::find(opt.layers.begin(), opt.layers.end(), l) != opt.layers.end(),
+          "optimize: thresholds given for layer '" + l + "', which is not among the layers optimised");
+    check(!ts.empty(), "optimize: no correlation thresholds given for layer '" + l + "'");
+  }
 
   opt.base_accuracy = evaluate(opt.base, validation, o.eval_batch, false).top1;
   say(fmt("base: validation top-1 %.2f%% on %s", 100 * opt.base_accuracy, opt.validation.c_str()));
 
   for (const std::string& lname : opt.layers) {
     std::set<std::vector<int64_t>> seen;
+    const auto own = o.layer_thresholds.find(lname);
+    std::vector<double> thresholds = own != o.layer_thresholds.end() ? own->second : o.thresholds;
+    std::sort(thresholds.rbegin(), thresholds.rend());   // most retained first
     for (const double alpha : thresholds) {
       Model m = copy_model(opt.base);
       SynapseSearchOptions so;
