@@ -357,6 +357,67 @@ std::vector<float> naive_columns(const ConvCase& cc, const FissionConvShape& g,
   return B;
 }
 
+// Each image's output written in its own place (FissionConvShape::out_image_stride: rows ldi
+// apart, images cimg apart, as a layer writes an NCHW batch) equals the side-by-side result
+// `side` (C0 + the GEMM, ldc apart), bit for bit, with and without the output pass (bias, a
+// residual laid out per image, ReLU); nothing outside the outputs is written.
+void expect_images_in_place(const FissionPackedA& pa, const FissionConvShape& g,
+                            const std::vector<float>& X, float alpha, float beta,
+                            const std::vector<float>& C0, int64_t ldc,
+                            const std::vector<float>& side, FissionMode mode, std::mt19937& gen,
+                            const std::string& what) {
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  const int64_t M = pa.rows(), P = g.OH * g.OW, T = g.images;
+  const int64_t ldi = P + 3, cimg = M * ldi + 5, rimg = M * P + 2;
+  FissionConvShape gi = g;
+  gi.out_image_stride = cimg;
+  std::vector<float> bias(M), res(T * rimg);
+  for (auto& v : bias) v = dist(gen);
+  for (auto& v : res) v = dist(gen);
+  for (int variant = 0; variant < 2; ++variant) {
+    TileEpilogue epi;
+    epi.bias = bias.data();
+    epi.res = res.data();
+    epi.ldr = P;
+    epi.res_image_stride = rimg;
+    epi.relu = true;
+    std::vector<float> out(T * cimg, 7.0f);   // 7: never an output here (|C| < 7 is not given)
+    std::vector<char> is_out(T * cimg, 0);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t p = 0; p < P; ++p) {
+          out[t * cimg + i * ldi + p] = C0[i * ldc + t * P + p];
+          is_out[t * cimg + i * ldi + p] = 1;
+        }
+    fission_conv(pa, gi, X.data(), alpha, beta, out.data(), ldi, mode, nullptr,
+                 variant ? &epi : nullptr);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t p = 0; p < P; ++p) {
+          float v = side[i * ldc + t * P + p];
+          if (variant) {
+            v += bias[i];
+            v += res[t * rimg + i * P + p];
+            v = v > 0.0f ? v : 0.0f * v;
+          }
+          ASSERT_EQ(out[t * cimg + i * ldi + p], v)
+              << what << " images in place, output pass " << variant << ": image " << t
+              << " row " << i << " pixel " << p;
+        }
+    for (int64_t q = 0; q < T * cimg; ++q) {
+      if (!is_out[q]) {
+        ASSERT_EQ(out[q], 7.0f) << what << " images in place: wrote " << q;
+      }
+    }
+  }
+  // Overlapping images are refused.
+  gi.out_image_stride = (M - 1) * ldi + P - 1;
+  std::vector<float> big(T * cimg + M * ldi);
+  if (gi.out_image_stride > 0) {   // (0 means side by side)
+    EXPECT_THROW(fission_conv(pa, gi, X.data(), alpha, beta, big.data(), ldi, mode), Error) << what;
+  }
+}
+
 void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, float alpha, float beta,
                    uint32_t seed) {
   const FissionConvShape g = conv_shape(cc, cc.C * cc.H * cc.W + 5);
@@ -418,6 +479,7 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
       ASSERT_EQ(fused[i], ref[i]) << what << " epilogue variant " << variant << " at " << i / ldc
                                   << "," << i % ldc;
   }
+  expect_images_in_place(pa, g, X, alpha, beta, C0, ldc, got, mode, gen, what);
 }
 
 // Deft-8 on the bf16 unit (FissionMode::bf16_dot): on avx512_bf16 with VBMI the strips are K
@@ -579,6 +641,9 @@ TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
             v = v > 0.0f ? v : 0.0f * v;
             ASSERT_EQ(fused[i * ldc + j], v) << what << " output pass at " << i << "," << j;
           }
+        expect_images_in_place(pa, g, X, alpha, beta, C0, ldc, got, FissionMode::fission, gen,
+                               what);
+        if (HasFatalFailure()) return;
       }
   }
   // Channel pairs with retained rows or another geometry are refused, naming the problem.

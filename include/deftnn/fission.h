@@ -151,6 +151,12 @@ struct FissionConvShape {
   int64_t OH = 0, OW = 0;          // output size
   int64_t images = 1;              // images side by side in B (and C)
   int64_t image_stride = 0;        // floats between consecutive images' x (>= C * H * W)
+  // Where the images' outputs go. 0: side by side in C's columns (image t's output pixel p is
+  // column t * OH * OW + p; ldc >= images * OH * OW). Else image t's M x (OH * OW) output
+  // starts at C + t * out_image_stride, rows ldc >= OH * OW apart (an NCHW batch written in
+  // place: no side-by-side buffer copied out afterwards); it must not overlap the next image's
+  // (out_image_stride >= (M - 1) * ldc + OH * OW).
+  int64_t out_image_stride = 0;
 };
 // An output pass fused into the GEMM (optional): fn(ctx, i0, j0, m, n, c, ldc) is called once per
 // finished C tile (rows [i0, i0 + m), columns [j0, j0 + n), c = &C[i0 * ldc + j0]) right after the
@@ -166,6 +172,10 @@ struct TileEpilogue {
   const float* bias = nullptr;
   const float* res = nullptr;
   int64_t ldr = 0;
+  // With FissionConvShape::out_image_stride: image t's res rows start at res + t *
+  // res_image_stride (ldr apart), column p of the image at + p; fn gets j0 = t * OH * OW + p and
+  // c = that image's output (its rows ldc apart).
+  int64_t res_image_stride = 0;
   bool relu = false;
   bool active() const { return fn || bias || res || relu; }
 };

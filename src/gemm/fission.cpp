@@ -80,6 +80,7 @@ thread_local ByteBuf t_tmp;      // scratch (packing)
 thread_local ByteBuf t_image;    // fission_conv's padded, phased images (calling thread's)
 thread_local ByteBuf t_rowoff;   // fission_conv's row offsets (calling thread's)
 thread_local ByteBuf t_chunks;   // fission_conv's direct column chunks (calling thread's)
+thread_local ByteBuf t_cout;     // fission_conv's side-by-side C where images are written apart
 
 bool g_conv_panels = false;      // set_fission_conv_panels
 
@@ -439,21 +440,29 @@ struct DirectChunk {
 // in column order; N columns in all.
 // tile(s, chunk, c, m, rows, own): one tile of strip s on a chunk (rows: the conv output pass,
 // or null; own: the thread's copy from prep_own, or null: the shared copy or the images).
+// Where C column j lives (FissionConvShape::out_image_stride): plain (column j of C), or, with
+// cimg != 0, pixel j % P of image j / P at C + (j / P) * cimg (a chunk never spans two images).
+struct OutMap {
+  int64_t P = 1, cimg = 0, rimg = 0;
+  int64_t c_off(int64_t j) const { return cimg ? j / P * cimg + j % P : j; }
+  int64_t r_off(int64_t j) const { return cimg ? j / P * rimg + j % P : j; }
+};
+
 template <class Tile, class Prep, class PrepOwn>
 void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nchunks, int64_t N,
                   float* C, int64_t ldc, double flops, Tile&& tile, Prep&& prep,
-                  PrepOwn&& prep_own, const TileEpilogue* epi) {
+                  PrepOwn&& prep_own, const TileEpilogue* epi, const OutMap& om) {
   const int64_t M = a.rows();
   const int MR = a.mr();
   const int64_t S = a.strips();
   const int nt = team_size(flops);
   auto run_tile = [&](int64_t s, const DirectChunk& ch, const float* own) {
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
-    float* c = C + s * MR * ldc + ch.col;
+    float* c = C + s * MR * ldc + om.c_off(ch.col);
     if (epi && !epi->fn) {
       const TileRows rows{epi->bias ? epi->bias + s * MR : nullptr,
-                          epi->res ? epi->res + s * MR * epi->ldr + ch.col : nullptr, epi->ldr,
-                          epi->relu};
+                          epi->res ? epi->res + s * MR * epi->ldr + om.r_off(ch.col) : nullptr,
+                          epi->ldr, epi->relu};
       tile(s, ch, c, m, &rows, own);
       return;
     }
@@ -599,8 +608,48 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     check(false, "fission_conv: C * kh * kw != depth of A" + shape());
   }
   const int64_t P = g.OH * g.OW, N = g.images * P;
-  if (ldc < N)
+  if (g.out_image_stride != 0) {
+    if (ldc < P || g.out_image_stride < (M - 1) * ldc + P)
+      check(false, "fission_conv: output images " + std::to_string(g.out_image_stride) +
+                       " floats apart with ldc=" + std::to_string(ldc) + " overlap" + shape());
+    if (alpha == 0.0f || gemm::conv_path(a, g, mode) == gemm::ConvPath::panels) {
+      // Panel tiles run across images: side by side into a scratch C, then each image's block
+      // copied to its place with the output pass (what the layer did itself before).
+      FissionConvShape g2 = g;
+      g2.out_image_stride = 0;
+      float* tmp = static_cast<float*>(gemm::t_cout.get(M * N * 4));
+      const int64_t cimg = g.out_image_stride;
+      auto block = [&](bool out) {
+        for (int64_t t = 0; t < g.images; ++t)
+          for (int64_t i = 0; i < M; ++i) {
+            float* d = C + t * cimg + i * ldc;
+            float* sp = tmp + i * N + t * P;
+            if (out)
+              std::copy(sp, sp + P, d);
+            else
+              std::copy(d, d + P, sp);
+          }
+      };
+      if (beta != 0.0f) block(false);
+      fission_conv(a, g2, x, alpha, beta, tmp, N, mode, kept_rows, nullptr);
+      block(true);
+      if (epilogue && epilogue->active())
+        for (int64_t t = 0; t < g.images; ++t) {
+          float* ct = C + t * cimg;
+          if (epilogue->fn)
+            epilogue->fn(epilogue->ctx, 0, t * P, static_cast<int>(M), static_cast<int>(P), ct, ldc);
+          else
+            gemm::apply_tile_rows({epilogue->bias,
+                                   epilogue->res ? epilogue->res + t * epilogue->res_image_stride
+                                                 : nullptr,
+                                   epilogue->ldr, epilogue->relu},
+                                  ct, ldc, static_cast<int>(M), static_cast<int>(P));
+        }
+      return;
+    }
+  } else if (ldc < N) {
     check(false, "fission_conv: ldc=" + std::to_string(ldc) + " < N=" + std::to_string(N));
+  }
   if (alpha == 0.0f) {
     gemm::scale_c(M, N, beta, C, ldc);
     if (epilogue && epilogue->fn)
@@ -943,7 +992,8 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       }
     };
     gemm::drive_direct(a, chunks, nchunks, N, C, ldc, 2.0 * M * N * K, tile, prep, prep_own,
-                       epilogue && epilogue->active() ? epilogue : nullptr);
+                       epilogue && epilogue->active() ? epilogue : nullptr,
+                       gemm::OutMap{P, g.out_image_stride, epilogue ? epilogue->res_image_stride : 0});
     return;
   }
   gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, prep_cols, pack,
