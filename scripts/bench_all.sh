@@ -36,6 +36,23 @@ build/deftnn bench caffenet --batch 1 --iters 15 --formats f32,deft16,bf16,deft8
 step "Synapse vector elimination per layer (50% retained)"
 build/bench/bench_sve_layers --json "$OUT/sve_layers.json"
 
+# End-to-end elimination needs trained, optimised and refined models (hours of training: not
+# made here). Give them as "DENSE REFINED..." pairs: SVE_LENET="lenet.deft lenet-ref/refined_0.2.deft"
+# (likewise SVE_CIFARNET); one thread, batch 64, thread CPU time and wall time.
+for net in LENET CIFARNET; do
+  var="SVE_$net"
+  if [ -n "${!var:-}" ]; then
+    lower=$(echo "$net" | tr 'A-Z' 'a-z')
+    step "Synapse vector elimination end to end, $lower, one thread, batch 64"
+    # shellcheck disable=SC2086
+    build/deftnn --threads 1 compare ${!var} --batch 64 --rounds 7 --iters 10 --cputime \
+      --json "$OUT/${lower}_compare_cpu.json"
+    # shellcheck disable=SC2086
+    build/deftnn --threads 1 compare ${!var} --batch 64 --rounds 7 --iters 10 \
+      --json "$OUT/${lower}_compare_wall.json"
+  fi
+done
+
 step "ONNX models: deftnn vs ONNX Runtime vs PyTorch"
 $PY bench/peers/onnx_models.py --threads "$THREADS" --batch 1 16 --json "$OUT/onnx_models.json" || echo "onnx_models.py failed (ONNX Runtime installed? see bench/peers)"
 
