@@ -608,6 +608,16 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     check(false, "fission_conv: C * kh * kw != depth of A" + shape());
   }
   const int64_t P = g.OH * g.OW, N = g.images * P;
+  // The output pass on n columns of C from column j0 (c: their first, rows ldc apart; r: the
+  // residual's), done after the fact where no tile kernel stored them.
+  auto pass_after = [&](int64_t j0, float* c, int64_t n, const float* r) {
+    if (!epilogue || !epilogue->active()) return;
+    if (epilogue->fn)
+      epilogue->fn(epilogue->ctx, 0, j0, static_cast<int>(M), static_cast<int>(n), c, ldc);
+    else
+      gemm::apply_tile_rows({epilogue->bias, r, epilogue->ldr, epilogue->relu}, c, ldc,
+                            static_cast<int>(M), static_cast<int>(n));
+  };
   if (g.out_image_stride != 0) {
     if (ldc < P || g.out_image_stride < (M - 1) * ldc + P)
       check(false, "fission_conv: output images " + std::to_string(g.out_image_stride) +
@@ -633,18 +643,9 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       if (beta != 0.0f) block(false);
       fission_conv(a, g2, x, alpha, beta, tmp, N, mode, kept_rows, nullptr);
       block(true);
-      if (epilogue && epilogue->active())
-        for (int64_t t = 0; t < g.images; ++t) {
-          float* ct = C + t * cimg;
-          if (epilogue->fn)
-            epilogue->fn(epilogue->ctx, 0, t * P, static_cast<int>(M), static_cast<int>(P), ct, ldc);
-          else
-            gemm::apply_tile_rows({epilogue->bias,
-                                   epilogue->res ? epilogue->res + t * epilogue->res_image_stride
-                                                 : nullptr,
-                                   epilogue->ldr, epilogue->relu},
-                                  ct, ldc, static_cast<int>(M), static_cast<int>(P));
-        }
+      for (int64_t t = 0; t < g.images && epilogue; ++t)
+        pass_after(t * P, C + t * cimg, P,
+                   epilogue->res ? epilogue->res + t * epilogue->res_image_stride : nullptr);
       return;
     }
   } else if (ldc < N) {
@@ -652,11 +653,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   }
   if (alpha == 0.0f) {
     gemm::scale_c(M, N, beta, C, ldc);
-    if (epilogue && epilogue->fn)
-      epilogue->fn(epilogue->ctx, 0, 0, static_cast<int>(M), static_cast<int>(N), C, ldc);
-    else if (epilogue && epilogue->active())
-      gemm::apply_tile_rows({epilogue->bias, epilogue->res, epilogue->ldr, epilogue->relu}, C,
-                            ldc, static_cast<int>(M), static_cast<int>(N));
+    pass_after(0, C, N, epilogue ? epilogue->res : nullptr);
     return;
   }
   // The padded, phased copy of the images: element (c, ihp, iwp) of padded image t (ihp = ih +

@@ -318,35 +318,38 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const int team = omp_in_parallel() ? 1 : omp_get_max_threads();
   const bool group_parallel = direct && N == 1 && used == 1 && team > 1 && groups_ >= team &&
                               groups_ % team == 0;
-  // One image, one group, direct kernel: the GEMM writes straight into the output, with bias,
-  // residual and ReLU applied by the tile kernel to the rows it stores (in registers on
-  // AVX-512; acc + bias is the same float sum as the kernel's beta = 1 on a C preset to the bias).
-  auto direct_group = [&](int64_t n0, int64_t gi) {
-    const float* xg = xd + (n0 * C + gi * g.C) * HW;
-    float* yg = y + n0 * ystride + gi * Og * P;
-    const float* rg = res ? res + (n0 * O + gi * Og) * P : nullptr;
+  // Direct kernel, images [n0, n0 + nb) of group gi in one GEMM: each image's output written
+  // straight into its plane (several images: ystride apart, FissionConvShape::out_image_stride;
+  // the side-by-side buffer copied out afterwards was 4.4% of LeNet at batch 64), with bias,
+  // residual and ReLU applied by the tile kernel to the rows it stores (in registers on AVX-512;
+  // acc + bias is the same float sum as the kernel's beta = 1 on a C preset to the bias).
+  auto direct_images = [&](int64_t n0, int64_t nb, int64_t gi) {
+    FissionConvShape sh = fission_conv_shape(g, nb, C * HW);
+    if (nb > 1) sh.out_image_stride = ystride;
     TileEpilogue epi;   // done by the tile kernel on the rows it stores
     epi.bias = b ? b + gi * Og : nullptr;
-    epi.res = rg;
+    epi.res = res ? res + (n0 * O + gi * Og) * P : nullptr;
     epi.ldr = P;
+    epi.res_image_stride = O * P;
     epi.relu = relu;
-    fission_conv((*pa)[gi], fission_conv_shape(g, 1, C * HW), xg, 1.0f, 0.0f, yg, P,
-                 fission_.mode, group_rows(gi), epi.active() ? &epi : nullptr);
+    fission_conv((*pa)[gi], sh, xd + (n0 * C + gi * g.C) * HW, 1.0f, 0.0f,
+                 y + n0 * ystride + gi * Og * P, P, fission_.mode, group_rows(gi),
+                 epi.active() ? &epi : nullptr);
   };
   for_chunks(N, chunk, used, [&](int64_t n0, int64_t n1, int t) {
     const int64_t nb = n1 - n0, L = nb * P;
     if (nb == 1 && group_parallel) {
 #pragma omp parallel for num_threads(team) schedule(static)
-      for (int64_t gi = 0; gi < groups_; ++gi) direct_group(n0, gi);
+      for (int64_t gi = 0; gi < groups_; ++gi) direct_images(n0, 1, gi);
       return;
     }
     for (int64_t gi = 0; gi < groups_; ++gi) {
       const float* wg = w + gi * Og * K;
+      if (direct) {
+        direct_images(n0, nb, gi);
+        continue;
+      }
       if (nb == 1) {
-        if (direct) {
-          direct_group(n0, gi);
-          continue;
-        }
         // One image: the GEMM writes straight into the output.
         const float* xg = xd + (n0 * C + gi * g.C) * HW;
         float* yg = y + n0 * ystride + gi * Og * P;
@@ -369,31 +372,12 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
           });
         continue;
       }
-      if (direct) {
-        // Several images in one GEMM, each image's output written in place (the images'
-        // planes ystride apart) with bias, residual and ReLU in the tile's store: no
-        // side-by-side buffer copied out afterwards (that copy was 4.4% of LeNet at batch 64).
-        FissionConvShape sh = fission_conv_shape(g, nb, C * HW);
-        sh.out_image_stride = ystride;
-        TileEpilogue epi;
-        epi.bias = b ? b + gi * Og : nullptr;
-        epi.res = res ? res + (n0 * O + gi * Og) * P : nullptr;
-        epi.ldr = P;
-        epi.res_image_stride = O * P;
-        epi.relu = relu;
-        fission_conv((*pa)[gi], sh, xd + (n0 * C + gi * g.C) * HW, 1.0f, 0.0f,
-                     y + n0 * ystride + gi * Og * P, P, fission_.mode, group_rows(gi),
-                     epi.active() ? &epi : nullptr);
-        continue;
-      }
       // Several images side by side: Ybuf[Og, nb*P] = W_g * [col_0 | col_1 | ...].
       float* col = col_[t].get(K * P * chunk);
       float* yb = ybuf_[t].get(Og * P * chunk);
-      {
-        for (int64_t i = 0; i < nb; ++i)
-          build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
-        gemm(gi, L, wg, K, col, 0.0f, yb);
-      }
+      for (int64_t i = 0; i < nb; ++i)
+        build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
+      gemm(gi, L, wg, K, col, 0.0f, yb);
       for (int64_t i = 0; i < nb; ++i)
         for (int64_t o = 0; o < Og; ++o) {
           const float* src = yb + o * L + i * P;
