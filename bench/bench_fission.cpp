@@ -117,6 +117,7 @@ struct Variant {
   Format f = Format::f32;
   FissionMode mode = FissionMode::fission;
   Isa isa = Isa::avx512;
+  bool prefetch = true;   // false: the GEMV weight stream without software prefetch (N = 1 only)
 };
 
 double weight_bytes(const Variant& v, int64_t M, int64_t K) {
@@ -173,9 +174,15 @@ int main(int argc, char** argv) {
   vars.push_back({"bf16", 2, Format::bf16, FissionMode::fission, top});
   vars.push_back({"deft8_e4", 2, Format::deft8_e4});
   vars.push_back({"deft8_e5", 2, Format::deft8_e5});
+  // The same GEMV kernels without the weight-stream prefetch (set_fission_gemv_prefetch), N = 1.
+  vars.push_back({"half_nopf", 2, Format::half, FissionMode::fission, Isa::avx512, false});
+  vars.push_back({"deft16_nopf", 2, Format::deft16, FissionMode::fission, Isa::avx512, false});
+  vars.push_back({"bf16_nopf", 2, Format::bf16, FissionMode::fission, top, false});
+  vars.push_back({"deft8_e4_nopf", 2, Format::deft8_e4, FissionMode::fission, Isa::avx512, false});
   vars.push_back({"avx2_f32", 2, Format::f32, FissionMode::fission, Isa::avx2});
   vars.push_back({"avx2_deft16", 2, Format::deft16, FissionMode::fission, Isa::avx2});
   vars.push_back({"avx2_deft16q", 2, Format::deft16q, FissionMode::fission, Isa::avx2});
+  vars.push_back({"avx2_deft16q_nopf", 2, Format::deft16q, FissionMode::fission, Isa::avx2, false});
   vars.push_back({"off_half", 2, Format::half, FissionMode::offchip});
   vars.push_back({"off_deft16", 2, Format::deft16, FissionMode::offchip});
   vars.push_back({"off_bf16", 2, Format::bf16, FissionMode::offchip, top});
@@ -201,6 +208,7 @@ int main(int argc, char** argv) {
                   "GFLOP/s", "roof_ms", "t/roof", "B/FLOP", "vs_fp32");
       for (const Variant& v : vars) {
         if (v.kind == 1 && N != 1) continue;   // sgemm == sgemm_packed + packing A otherwise
+        if (!v.prefetch && N != 1) continue;   // the prefetch is a GEMV-only change
         const double wb = weight_bytes(v, M, K);
         const int copies = cold ? std::max(2, static_cast<int>(80e6 / wb) + 1) : 1;
         set_active_isa(v.isa);
@@ -221,6 +229,7 @@ int main(int argc, char** argv) {
                   C.data(), N);
           else fission_gemm(fk[c], false, N, 1.0f, B.data(), N, 0.0f, C.data(), N, v.mode);
         };
+        set_fission_gemv_prefetch(v.prefetch);
         for (int c = 0; c < copies; ++c) call(c);   // warm-up (first touch, buffers)
         std::vector<double> ts;
         const double start = now();
@@ -231,6 +240,7 @@ int main(int argc, char** argv) {
           call(c);
           ts.push_back(now() - t0);
         }
+        set_fission_gemv_prefetch(true);
         const double ms = median(ts) * 1e3;
         const double bytes = wb + 4.0 * K * N + 4.0 * M * N;
         const bool native = v.f == Format::bf16 && v.kind == 2 && v.mode == FissionMode::fission &&

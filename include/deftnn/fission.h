@@ -193,6 +193,12 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
 // not thread-safe against running convolutions.
 void set_fission_conv_panels(bool force);
 
+// The GEMV tiles (fc at batch 1, a reduced weight format) prefetch the weight stream 8 KiB
+// ahead: Zen 5's hardware prefetchers alone leave a Deft-8 stream at ~85% of DRAM bandwidth.
+// On by default; off for before/after benchmarks (bench_fission). Not thread-safe against
+// running GEMMs.
+void set_fission_gemv_prefetch(bool on);
+
 // Name of the tile kernel fission_conv runs for a packed A on a geometry (for logs and
 // benchmarks): a direct tile, or fission_kernel_name's with B panels.
 const char* fission_conv_kernel_name(const FissionPackedA& a, const FissionConvShape& g,

@@ -19,6 +19,8 @@
 
 namespace deftnn {
 namespace gemm {
+bool g_gemv_prefetch = true;   // set_fission_gemv_prefetch (declared in gemm/fission.h)
+
 namespace {
 
 // The one place the fission kernels of each ISA are registered: strip height MR, panel width
@@ -124,6 +126,7 @@ void decode_strip(const FissionPackedA& a, int64_t s, float* out) {
 }  // namespace gemm
 
 void set_fission_conv_panels(bool force) { gemm::g_conv_panels = force; }
+void set_fission_gemv_prefetch(bool on) { gemm::g_gemv_prefetch = on; }
 
 bool fission_supports(Format f) {
   switch (f) {

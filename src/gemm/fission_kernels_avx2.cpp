@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include "gemm/fission.h"
+#include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
 namespace {
@@ -91,6 +92,8 @@ inline void store_cols8(const __m256 (&col)[N], int row0, int rstep, int m, floa
 struct WF32 {
   static constexpr bool kEo = false;
   const float* a;
+  static constexpr int kBytesPerK = MR * 4;
+  const void* base() const { return a; }
   inline void load(int64_t k, __m256& h0, __m256& h1) const {
     h0 = _mm256_loadu_ps(a + k * MR);
     h1 = _mm256_loadu_ps(a + k * MR + 8);
@@ -99,6 +102,8 @@ struct WF32 {
 struct WHalf {
   static constexpr bool kEo = false;
   const uint16_t* a;
+  static constexpr int kBytesPerK = MR * 2;
+  const void* base() const { return a; }
   inline void load(int64_t k, __m256& h0, __m256& h1) const {
     h0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k * MR)));
     h1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + k * MR + 8)));
@@ -108,6 +113,8 @@ template <bool Quick>
 struct WDeft16 {
   static constexpr bool kEo = true;
   const uint16_t* a;
+  static constexpr int kBytesPerK = MR * 2;
+  const void* base() const { return a; }
   inline void load(int64_t k, __m256& h0, __m256& h1) const {
     const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + k * MR));
     h0 = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
@@ -123,6 +130,8 @@ template <bool Scaled>
 struct WDeft8 {
   static constexpr bool kEo = false;
   const int8_t* a;
+  static constexpr int kBytesPerK = MR;
+  const void* base() const { return a; }
   __m256i shift;
   __m256i mask;
   __m256 scale;
@@ -145,6 +154,8 @@ template <int N>
 struct WDeft8S {
   static constexpr bool kEo = false;
   const int8_t* a;
+  static constexpr int kBytesPerK = MR;
+  const void* base() const { return a; }
   inline __m256 widen(__m128i bytes) const {
     const __m256i mask = _mm256_set1_epi32(static_cast<int>(0x80000000u | (0x7Fu << (16 + N))));
     const __m256i v = _mm256_cvtepi8_epi32(bytes);
@@ -167,6 +178,9 @@ void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, f
     for (int j = 0; j < NRT; ++j) acc[u][j][0] = acc[u][j][1] = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + U <= K; k += U) {
+    // A reduced-format GEMV stream: prefetched (see simd::prefetch_ahead).
+    if constexpr (NRT <= 2 && W::kBytesPerK < 4 * MR)
+      if (g_gemv_prefetch) simd::prefetch_ahead<W::kBytesPerK * U>(static_cast<const char*>(w.base()) + k * W::kBytesPerK);
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) {
       __m256 h0, h1;

@@ -24,6 +24,8 @@ struct WF32 {
   static constexpr bool kEo = false;
   static constexpr bool kHalfTile = true;   // a strip with m <= 16 rows runs only rows 0..15
   const float* a;
+  static constexpr int kBytesPerK = MR * 4;
+  const void* base() const { return a; }
   inline void load(int64_t k, __m512& h0, __m512& h1) const {
     h0 = _mm512_loadu_ps(a + k * MR);
     h1 = _mm512_loadu_ps(a + k * MR + 16);
@@ -34,6 +36,8 @@ struct WHalf {
   static constexpr bool kHalfTile = false;
   static constexpr bool kEo = false;
   const uint16_t* a;
+  static constexpr int kBytesPerK = MR * 2;
+  const void* base() const { return a; }
   inline void load(int64_t k, __m512& h0, __m512& h1) const {
     h0 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + k * MR)));
     h1 = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + k * MR + 16)));
@@ -44,6 +48,8 @@ struct WDeft16 {
   static constexpr bool kHalfTile = false;
   static constexpr bool kEo = true;
   const uint16_t* a;
+  static constexpr int kBytesPerK = MR * 2;
+  const void* base() const { return a; }
   inline void load(int64_t k, __m512& h0, __m512& h1) const {
     const __m512i v = _mm512_loadu_si512(a + k * MR);
     h0 = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
@@ -61,6 +67,8 @@ struct WDeft8 {
   static constexpr bool kHalfTile = false;
   static constexpr bool kEo = false;
   const int8_t* a;
+  static constexpr int kBytesPerK = MR;
+  const void* base() const { return a; }
   __m512i shift;
   __m512i mask;
   __m512 scale;
@@ -142,6 +150,15 @@ void tile(const W& w, int64_t K, const BA& b, float* c, int64_t ldc, int m, floa
     }
   };
   int64_t k = 0;
+  if constexpr (NRT <= 2 && W::kBytesPerK < 4 * MR) {   // a reduced-format GEMV stream
+    const char* pa = static_cast<const char*>(w.base());
+    if (g_gemv_prefetch)
+      for (; k + U <= K; k += U) {
+        simd::prefetch_ahead<W::kBytesPerK * U>(pa + k * W::kBytesPerK);
+#pragma GCC unroll 4
+        for (int u = 0; u < U; ++u) step(u, k + u);
+      }
+  }
   for (; k + U <= K; k += U) {
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) step(u, k + u);

@@ -53,6 +53,8 @@ struct BImage2 {
 // A loaders: load(kk, a0, a1) gives k pair kk's two zmm of bf16 pairs (rows 0..15, 16..31).
 struct APairs {   // a bf16 strip in K pairs
   const uint32_t* a;
+  static constexpr int kBytesPerKP = MR * 4;
+  const void* base() const { return a; }
   inline void load(int64_t kk, __m512bh& a0, __m512bh& a1) const {
     a0 = as_bh(_mm512_loadu_si512(a + kk * MR));
     a1 = as_bh(_mm512_loadu_si512(a + kk * MR + 16));
@@ -65,6 +67,8 @@ struct APairs {   // a bf16 strip in K pairs
 // assembly so that this file needs no VBMI target flag (the driver checks the CPU).
 struct AD8 {
   const uint8_t* a;
+  static constexpr int kBytesPerKP = MR * 2;
+  const void* base() const { return a; }
   __m512i lo0, lo1, hi0, hi1;   // tables: bytes of bf16(decode(code)) for codes 0..127
   static inline __m512i lut(__m512i idx, __m512i t0, __m512i t1) {
     __asm__("vpermi2b %[t1], %[t0], %[x]" : [x] "+v"(idx) : [t0] "v"(t0), [t1] "v"(t1));
@@ -103,6 +107,15 @@ void tile(int64_t K, const AL& al, const BA& b, float* c, int64_t ldc, int m,
     }
   };
   int64_t kp = 0;
+  if constexpr (NRT <= 2) {   // a GEMV stream: prefetched (see simd::prefetch_ahead)
+    const char* pa = static_cast<const char*>(al.base());
+    if (g_gemv_prefetch)
+      for (; kp + U <= KP; kp += U) {
+        simd::prefetch_ahead<AL::kBytesPerKP * U>(pa + kp * AL::kBytesPerKP);
+#pragma GCC unroll 4
+        for (int u = 0; u < U; ++u) step(u, kp + u);
+      }
+  }
   for (; kp + U <= KP; kp += U) {
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) step(u, kp + u);
