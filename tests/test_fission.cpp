@@ -534,6 +534,7 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
       {7, 17, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},        // 1x1 in place, N = 1
       {48, 3, 9, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},       // OW = 56: rows cut 12 + 11 x 4
       {24, 5, 8, 15, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 2},       // short rows, column stride 2
+      {13, 130, 6, 40, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2},     // M <= 16, K = 130: pixel tile
   };
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);

@@ -137,8 +137,8 @@ void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha,
 // Where the ISA has a direct tile (AVX-512; fp32 B, i.e. every format but bf16, not off-chip
 // unless A is fp32) there are no B panels at all: the tile reads B from the copy, output row
 // by output row in chunks of at most 12 columns (rows under 32 wide, fp32 or channel pairs:
-// chunks of 12 running on into the next row; fp32 with K <= 96 and column stride 1 or 2: 32
-// columns in the pixel-vector tile), each thread copying the image rows of the output rows it
+// chunks of 12 running on into the next row; fp32 with K <= 96 or M <= 16 and column stride 1
+// or 2: 32 columns in the pixel-vector tile), each thread copying the image rows of the output rows it
 // computes; a 1x1 stride-1 conv reads the images in place. Native bf16 with channel-pair weights
 // (FissionPackedA::conv_channel_pairs) reads a K-pair-word copy of the image the same way.
 // Requires a.depth() == C * kh * kw; N = images * OH * OW; ldc >= N.
