@@ -51,7 +51,9 @@ class Conv final : public Layer {
   int plan_threads(int64_t N, double flops_per_image) const;
   // Images per GEMM: small per-image GEMMs (few output positions) are batched side by side into
   // one [K, chunk * OH*OW] column matrix so that packing is amortised and the GEMM is wider.
-  static int64_t plan_chunk(const ConvGeom& g, int64_t K, int64_t N, int threads);
+  // pa: the direct kernel's packed weights of group 0 (null: im2col + sgemm).
+  static int64_t plan_chunk(const ConvGeom& g, int64_t K, int64_t N, int threads,
+                            const FissionPackedA* pa = nullptr);
   const Tensor& weight_checked(const ConvGeom& g);
   Shape weight_shape(const ConvGeom& g) const;
   // Column matrix of image xg (group gi) at col, rows ld apart: the retained rows when
