@@ -33,6 +33,10 @@ step "CaffeNet off-chip packing baseline"
 build/deftnn bench caffenet --batch 1 --iters 15 --formats f32,deft16,bf16,deft8_e4 \
   --fission-mode offchip --json "$OUT/formats_offchip.json"
 
+step "Reduced precision against the peer: our native bf16 vs PyTorch bf16 (oneDNN), CaffeNet per layer"
+$PY bench/peers/fission_peers.py --deftnn build/deftnn --threads "$THREADS" --batch 1 32 \
+  --json "$OUT/fission_peers.json" || echo "fission_peers.py failed"
+
 step "Synapse vector elimination per layer (50% retained)"
 build/bench/bench_sve_layers --json "$OUT/sve_layers.json"
 
