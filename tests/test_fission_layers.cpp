@@ -27,6 +27,7 @@
 #include "deftnn/rng.h"
 #include "deftnn/tensor.h"
 #include "deftnn/zoo.h"
+#include "test_util.h"
 
 using namespace deftnn;
 
@@ -411,17 +412,7 @@ TEST_F(FissionLayer, SetModelFormatSelectsLayersAndSurvivesSaveLoad) {
 }
 
 namespace {
-int run_cli(const std::string& args, std::string* output) {
-  const std::string cmd = std::string(DEFTNN_CLI_PATH) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  std::string out;
-  char buf[512];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  const int rc = pclose(p);
-  *output = out;
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
+using test::run_cli;
 
 std::string slurp(const std::string& path) {
   std::ifstream f(path);

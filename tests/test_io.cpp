@@ -435,3 +435,38 @@ TEST(IoModel, AtomicSaveKeepsOldFileOnFailure) {
   }
   EXPECT_EQ(load_model_metadata(path).at("version"), "a");
 }
+
+// printable() keeps valid UTF-8 (1 to 4 bytes), newline and tab, and escapes everything else
+// byte by byte (hand-written expectations); the CLI prints errors through it, so a file name or
+// a node name with control bytes cannot reach the terminal raw.
+TEST(IoText, PrintableEscapesControlAndMalformedBytes) {
+  EXPECT_EQ(printable("conv1 'a.b'\n\tok"), "conv1 'a.b'\n\tok");
+  EXPECT_EQ(printable("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"), "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+  EXPECT_EQ(printable(std::string("a\0b", 3)), "a\\x00b");
+  EXPECT_EQ(printable("\x1b[31mred\x7f"), "\\x1B[31mred\\x7F");
+  EXPECT_EQ(printable("\xFF\xFE"), "\\xFF\\xFE");              // never valid in UTF-8
+  EXPECT_EQ(printable("\xC3"), "\\xC3");                        // truncated sequence
+  EXPECT_EQ(printable("\xC3(x"), "\\xC3(x");                    // bad continuation byte
+  EXPECT_EQ(printable("\xC0\xAF"), "\\xC0\\xAF");               // overlong '/'
+  EXPECT_EQ(printable("\xE0\x80\xAF"), "\\xE0\\x80\\xAF");      // overlong, 3 bytes
+  EXPECT_EQ(printable("\xED\xA0\x80"), "\\xED\\xA0\\x80");      // a UTF-16 surrogate
+  EXPECT_EQ(printable("\xF4\x90\x80\x80"), "\\xF4\\x90\\x80\\x80");   // above U+10FFFF
+  EXPECT_EQ(printable("\xF4\x8F\xBF\xBF"), "\xF4\x8F\xBF\xBF");   // U+10FFFF itself
+  EXPECT_EQ(printable(""), "");
+}
+
+TEST(IoText, CliErrorsNameBadFilesInPrintableText) {
+  std::string out;
+  const std::string dir = ::testing::TempDir();
+  const std::string name = dir + "/bad\x1b[2J\xFFname.deft";
+  {
+    std::ofstream f(name, std::ios::binary);
+    f << "not a model";
+  }
+  const int rc = test::run_cli("info '" + name + "'", &out);
+  std::remove(name.c_str());
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("bad\\x1B[2J\\xFFname.deft"), std::string::npos) << out;
+  EXPECT_EQ(out.find('\x1b'), std::string::npos);
+  EXPECT_EQ(out.find('\xFF'), std::string::npos);
+}

@@ -1,6 +1,10 @@
 // Small helpers shared by the test files.
 #pragma once
+#include <sys/wait.h>
+
 #include <cstdint>
+#include <cstdio>
+#include <string>
 #include <utility>
 
 #include "deftnn/gemm.h"
@@ -26,5 +30,21 @@ inline Tensor random_tensor(Shape s, uint64_t seed) {
   for (int64_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(r.normal());
   return t;
 }
+
+#ifdef DEFTNN_CLI_PATH
+// Runs the deftnn command with `args` (shell syntax), stdout and stderr into *output; returns
+// its exit status (-1: it did not exit normally, e.g. a crash).
+inline int run_cli(const std::string& args, std::string* output) {
+  const std::string cmd = std::string(DEFTNN_CLI_PATH) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return -1;
+  std::string out;
+  char buf[512];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int rc = pclose(p);
+  *output = out;
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+#endif
 
 }  // namespace deftnn::test

@@ -2,6 +2,7 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace deftnn {
 
@@ -16,5 +17,11 @@ class Error : public std::runtime_error {
 inline void check(bool cond, const std::string& msg) {
   if (!cond) throw Error(msg);
 }
+
+// Text safe to print on a terminal and to decode as UTF-8: valid UTF-8 sequences and newline /
+// tab kept, every other byte (control characters, DEL, bytes of malformed or overlong
+// sequences, surrogates) written as \xNN. Error messages quote names read from files (an ONNX
+// node's input, a model's layer); from a corrupt file those can be arbitrary bytes.
+std::string printable(std::string_view text);
 
 }  // namespace deftnn

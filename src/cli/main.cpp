@@ -436,10 +436,10 @@ int main(int argc, char** argv) {
       }
     }
   } catch (const Error& e) {
-    std::fprintf(stderr, "deftnn: error: %s\n", e.what());
+    std::fprintf(stderr, "deftnn: error: %s\n", printable(e.what()).c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "deftnn: error: %s\n", e.what());
+    std::fprintf(stderr, "deftnn: error: %s\n", printable(e.what()).c_str());
     return 1;
   }
   return 0;

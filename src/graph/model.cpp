@@ -425,7 +425,7 @@ std::string Model::summary(int64_t batch) const {
     int64_t f = n.layer->flops(in, shapes[i + 1]);
     total_p += p;
     total_f += f;
-    os << std::left << std::setw(12) << n.name << std::setw(10) << n.layer->type() << std::setw(22)
+    os << std::left << std::setw(12) << printable(n.name) << std::setw(10) << n.layer->type() << std::setw(22)
        << shape_str(shapes[i + 1]) << std::right << std::setw(12) << p << std::setw(14)
        << std::fixed << std::setprecision(2) << f / 1e6 << "  " << n.layer->attrs().str() << "\n";
   }

@@ -102,7 +102,7 @@ std::string format_profile(const ModelProfile& p) {
   for (const LayerTime& l : p.layers) {
     double gf = l.median_ms > 0 ? l.flops / (l.median_ms * 1e6) : 0;
     std::snprintf(line, sizeof line, "%-10s %-10s %-20s %10.3f %10.3f %9.1f %6.1f%%\n",
-                  l.name.c_str(), l.type.c_str(), shape_str(l.output).c_str(), l.median_ms,
+                  printable(l.name).c_str(), l.type.c_str(), shape_str(l.output).c_str(), l.median_ms,
                   l.min_ms, gf, sum > 0 ? 100.0 * l.median_ms / sum : 0.0);
     os << line;
   }
