@@ -3,6 +3,7 @@
 // output on every ISA path this CPU has equal to the portable path's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -80,6 +81,63 @@ TEST(PoolRows, Rows3K3S2EqualsTwoPassReferenceBitForBit) {
                                                   << " i=" << i;
         }
       }
+}
+
+// The 2x2 stride-2 kernel against the layer's scalar formula, bit for bit (NaN, -0 / +0
+// ties), on odd lengths; rows held in vectors of exactly 2n floats (reads stay inside).
+TEST(PoolRows, Rows2K2S2EqualsScalarFormulaBitForBit) {
+  Rng rng(7);
+  for (int64_t n : {1, 2, 7, 15, 16, 17, 31, 32, 33, 112, 255}) {
+    std::vector<std::vector<float>> r(2, std::vector<float>(static_cast<size_t>(2 * n)));
+    for (auto& row : r)
+      for (float& v : row) {
+        const uint64_t u = rng.below(10);
+        v = u == 0 ? std::numeric_limits<float>::quiet_NaN() : u == 1 ? -0.0f : u == 2 ? 0.0f
+                                                                 : static_cast<float>(rng.normal());
+      }
+    std::vector<float> want(static_cast<size_t>(n) + 1, 7.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      const float a = r[0][2 * i], b = r[0][2 * i + 1], c = r[1][2 * i], d = r[1][2 * i + 1];
+      want[i] = std::max(std::max(a, b), std::max(c, d));
+    }
+    std::vector<float> got = std::vector<float>(static_cast<size_t>(n) + 1, 7.0f);
+    ops::max_rows2_k2s2__portable(r[0].data(), r[1].data(), n, got.data());
+    for (int64_t i = 0; i <= n; ++i) ASSERT_EQ(bits(got[i]), bits(want[i])) << "n=" << n << " i=" << i;
+    if (detected_isa() < Isa::avx512) continue;
+    std::fill(got.begin(), got.end(), 7.0f);
+    ops::max_rows2_k2s2__avx512(r[0].data(), r[1].data(), n, got.data());
+    for (int64_t i = 0; i <= n; ++i)   // [n] untouched
+      ASSERT_EQ(bits(got[i]), bits(want[i])) << "avx512 n=" << n << " i=" << i;
+  }
+}
+
+// A 2x2 stride-2 maxpool in inference (the row kernels) equals the same layer in training (the
+// scalar loop that also records the argmax), on every ISA path, odd sizes, padding and ceil
+// mode's extra window included.
+TEST(PoolRows, Maxpool2x2InferenceEqualsTrainingEveryIsa) {
+  test::IsaGuard guard;
+  for (const Shape& s : {Shape{1, 3, 17, 17}, Shape{2, 5, 8, 255}, Shape{1, 1, 2, 2},
+                         Shape{1, 2, 56, 56}, Shape{1, 1, 3, 65}}) {
+    const Tensor x = test::random_tensor(s, 11);
+    for (int64_t pad : {0, 1}) {
+      Attrs a;
+      a.set("kernel", 2).set("stride", 2).set("pad", pad);
+      for (int i = 0; i <= static_cast<int>(detected_isa()); ++i) {
+        set_active_isa(static_cast<Isa>(i));
+        auto l = make_layer("maxpool", a);
+        l->infer({s});
+        Tensor want, got;
+        RunContext train;
+        train.training = true;
+        l->forward({&x}, want, train);
+        l->forward({&x}, got, RunContext{});
+        ASSERT_EQ(got.shape(), want.shape());
+        for (int64_t k = 0; k < got.numel(); ++k)
+          ASSERT_EQ(bits(got[k]), bits(want[k])) << shape_str(s) << " pad " << pad << " isa "
+                                                 << isa_name(static_cast<Isa>(i)) << " at " << k;
+      }
+    }
+  }
 }
 
 TEST(PoolRows, MaxpoolEveryIsaEqualsPortable) {

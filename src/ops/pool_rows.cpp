@@ -27,4 +27,9 @@ void max_rows3_k3s2__portable(const float* r0, const float* r1, const float* r2,
   }
 }
 
+void max_rows2_k2s2__portable(const float* r0, const float* r1, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = std::max(std::max(r0[2 * i], r0[2 * i + 1]), std::max(r1[2 * i], r1[2 * i + 1]));
+}
+
 }  // namespace deftnn::ops

@@ -79,4 +79,23 @@ void max_rows3_k3s2__avx512(const float* r0, const float* r1, const float* r2, i
     rows3_k3s2<true>(r0, r1, r2, n, w0, w1, y);
 }
 
+// 16 outputs per step from 32 columns of each row: evens and odds split by vpermt2ps;
+// std::max(a, b) = max_ps(b, a) bit for bit (NaN and signed zeros included).
+void max_rows2_k2s2__avx512(const float* r0, const float* r1, int64_t n, float* y) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const int64_t len = 2 * n;
+  for (int64_t i = 0; i < n; i += 16) {
+    const int64_t b = 2 * i;
+    const __mmask16 k0 = simd::tail_mask(len - b), k1 = simd::tail_mask(len - b - 16);
+    const __m512 a0 = _mm512_maskz_loadu_ps(k0, r0 + b), a1 = _mm512_maskz_loadu_ps(k1, r0 + b + 16);
+    const __m512 c0 = _mm512_maskz_loadu_ps(k0, r1 + b), c1 = _mm512_maskz_loadu_ps(k1, r1 + b + 16);
+    const __m512 ab = _mm512_max_ps(_mm512_permutex2var_ps(a0, odd, a1),
+                                    _mm512_permutex2var_ps(a0, even, a1));
+    const __m512 cd = _mm512_max_ps(_mm512_permutex2var_ps(c0, odd, c1),
+                                    _mm512_permutex2var_ps(c0, even, c1));
+    _mm512_mask_storeu_ps(y + i, simd::tail_mask(n - i), _mm512_max_ps(cd, ab));
+  }
+}
+
 }  // namespace deftnn::ops
