@@ -158,20 +158,10 @@ void tile(const W& w, int64_t K, const BA& b, float* c, int64_t ldc, int m, floa
       if constexpr (FULL) acc[u][j][1] = _mm512_fmadd_ps(h1, bj, acc[u][j][1]);
     }
   };
-  int64_t k = 0;
-  if constexpr (NRT <= 2 && W::kBytesPerK < 4 * MR) {   // a reduced-format GEMV stream
-    const char* pa = static_cast<const char*>(w.base());
-    if (g_gemv_prefetch)
-      for (; k + U <= K; k += U) {
-        simd::prefetch_ahead<W::kBytesPerK * U>(pa + k * W::kBytesPerK);
-#pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) step(u, k + u);
-      }
-  }
-  for (; k + U <= K; k += U) {
-#pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) step(u, k + u);
-  }
+  // A reduced-format GEMV stream is prefetched ahead (simd::prefetch_ahead).
+  int64_t k = simd::unrolled_steps<U, W::kBytesPerK>(
+      static_cast<const char*>(w.base()), K,
+      NRT <= 2 && W::kBytesPerK < 4 * MR && g_gemv_prefetch, step);
   for (; k < K; ++k) step(0, k);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12

@@ -112,20 +112,9 @@ void tile(int64_t K, const AL& al, const BA& b, float* c, int64_t ldc, int m,
       acc[u][j][1] = _mm512_dpbf16_ps(acc[u][j][1], a1, bj);
     }
   };
-  int64_t kp = 0;
-  if constexpr (NRT <= 2) {   // a GEMV stream: prefetched (see simd::prefetch_ahead)
-    const char* pa = static_cast<const char*>(al.base());
-    if (g_gemv_prefetch)
-      for (; kp + U <= KP; kp += U) {
-        simd::prefetch_ahead<AL::kBytesPerKP * U>(pa + kp * AL::kBytesPerKP);
-#pragma GCC unroll 4
-        for (int u = 0; u < U; ++u) step(u, kp + u);
-      }
-  }
-  for (; kp + U <= KP; kp += U) {
-#pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) step(u, kp + u);
-  }
+  // A GEMV stream (NRT <= 2) is prefetched ahead (simd::prefetch_ahead).
+  int64_t kp = simd::unrolled_steps<U, AL::kBytesPerKP>(static_cast<const char*>(al.base()), KP,
+                                                       NRT <= 2 && g_gemv_prefetch, step);
   for (; kp < KP; ++kp) step(0, kp);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12

@@ -22,6 +22,26 @@ inline void prefetch_ahead(const void* p) {
   for (int o = 0; o < bytes; o += 64) _mm_prefetch(q + o, _MM_HINT_T0);
 }
 
+// A tile's k loop unrolled by U: step(u, k + u) for u < U while k + U <= K, with the strip's
+// stream (bytes_per_k bytes per k from base) prefetched ahead when pf (the GEMV tiles). Returns
+// the first k not run; the caller runs the tail.
+template <int U, int bytes_per_k, class Step>
+__attribute__((always_inline)) inline int64_t unrolled_steps(const char* base, int64_t K, bool pf,
+                                                             Step&& step) {
+  int64_t k = 0;
+  if (pf)
+    for (; k + U <= K; k += U) {
+      prefetch_ahead<bytes_per_k * U>(base + k * bytes_per_k);
+#pragma GCC unroll 4
+      for (int u = 0; u < U; ++u) step(u, k + u);
+    }
+  for (; k + U <= K; k += U) {
+#pragma GCC unroll 4
+    for (int u = 0; u < U; ++u) step(u, k + u);
+  }
+  return k;
+}
+
 #if defined(__AVX2__)
 // Horizontal sum of the 8 lanes.
 inline float hsum(__m256 v) {
