@@ -9,9 +9,10 @@ namespace deftnn::simd {
 
 // Software prefetch for the weight stream of a GEMV tile (fc at batch 1: one strip of A read
 // once, k after k, with almost no arithmetic per byte in a reduced format). Zen 5's hardware
-// prefetchers leave a Deft-8 or Deft-16 stream short of DRAM bandwidth (fc6 Deft-8: 60 GB/s
-// of 72); prefetching 8 KiB ahead brings it to the roof (0.61 -> 0.52 ms). fp32 does not gain
-// (its stream is already at the roof) and is not prefetched. A prefetch past the end of the
+// prefetchers leave a Deft-8 or Deft-16 stream short of DRAM bandwidth; prefetching 8 KiB
+// ahead, fc6 Deft-8 went 0.60 -> 0.49 ms (one weight copy) and 0.77 -> 0.67 ms (four copies
+// cycled, cold), still short of the roof cold. fp32 does not gain (its stream is already at
+// the roof) and is not prefetched. A prefetch past the end of the
 // strip reads the next strip (or nothing: prefetches never fault).
 inline constexpr int64_t kGemvPrefetchBytes = 8192;
 // Prefetch the `bytes` (a multiple of 64) that lie kGemvPrefetchBytes past p.
