@@ -141,10 +141,7 @@ void tile(const W& w, int64_t K, const BA& b, float* c, int64_t ldc, int m, floa
     // streams from DRAM on its first chunk (ResNet-18's layer4 at batch 1, 9.4 MB of weights
     // per conv) left the tile waiting; layer4 convs 0.89 -> 0.82 ms, CaffeNet conv3-5 (fp32
     // and bf16) 2-8% faster, SqueezeNet batch 16 even (2 threads, same runs).
-    if (NRT > 2) {
-      _mm_prefetch(pa0 + kk * W::kBytesPerK + 8192, _MM_HINT_T0);
-      if constexpr (W::kBytesPerK > 64) _mm_prefetch(pa0 + kk * W::kBytesPerK + 8192 + 64, _MM_HINT_T0);
-    }
+    if (NRT > 2) simd::prefetch_ahead<W::kBytesPerK>(pa0 + kk * W::kBytesPerK);
     __m512 h0, h1;
     if constexpr (FULL)
       w.load(kk, h0, h1);
@@ -160,8 +157,7 @@ void tile(const W& w, int64_t K, const BA& b, float* c, int64_t ldc, int m, floa
   };
   // A reduced-format GEMV stream is prefetched ahead (simd::prefetch_ahead).
   int64_t k = simd::unrolled_steps<U, W::kBytesPerK>(
-      static_cast<const char*>(w.base()), K,
-      NRT <= 2 && W::kBytesPerK < 4 * MR && g_gemv_prefetch, step);
+      pa0, K, NRT <= 2 && W::kBytesPerK < 4 * MR && g_gemv_prefetch, step);
   for (; k < K; ++k) step(0, k);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12

@@ -98,10 +98,7 @@ void tile(int64_t K, const AL& al, const BA& b, float* c, int64_t ldc, int m,
   const char* pa0 = static_cast<const char*>(al.base());
   auto step = [&](int u, int64_t kk) __attribute__((always_inline)) {
     // The strip 8 KiB ahead (see the fp32 tile in fission_kernels_avx512.cpp).
-    if (NRT > 2) {
-      _mm_prefetch(pa0 + kk * AL::kBytesPerKP + 8192, _MM_HINT_T0);
-      if constexpr (AL::kBytesPerKP > 64) _mm_prefetch(pa0 + kk * AL::kBytesPerKP + 8192 + 64, _MM_HINT_T0);
-    }
+    if (NRT > 2) simd::prefetch_ahead<AL::kBytesPerKP>(pa0 + kk * AL::kBytesPerKP);
     __m512bh a0, a1;
     al.load(kk, a0, a1);
     const auto br = b.row(kk);
@@ -113,8 +110,8 @@ void tile(int64_t K, const AL& al, const BA& b, float* c, int64_t ldc, int m,
     }
   };
   // A GEMV stream (NRT <= 2) is prefetched ahead (simd::prefetch_ahead).
-  int64_t kp = simd::unrolled_steps<U, AL::kBytesPerKP>(static_cast<const char*>(al.base()), KP,
-                                                       NRT <= 2 && g_gemv_prefetch, step);
+  int64_t kp = simd::unrolled_steps<U, AL::kBytesPerKP>(pa0, KP, NRT <= 2 && g_gemv_prefetch,
+                                                       step);
   for (; kp < KP; ++kp) step(0, kp);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12

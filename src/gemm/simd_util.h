@@ -7,18 +7,19 @@
 
 namespace deftnn::simd {
 
-// Software prefetch for the weight stream of a GEMV tile (fc at batch 1: one strip of A read
-// once, k after k, with almost no arithmetic per byte in a reduced format). Zen 5's hardware
-// prefetchers leave a Deft-8 or Deft-16 stream short of DRAM bandwidth; prefetching 8 KiB
-// ahead, fc6 Deft-8 went 0.60 -> 0.49 ms (one weight copy) and 0.77 -> 0.67 ms (four copies
-// cycled, cold), still short of the roof cold. fp32 does not gain (its stream is already at
-// the roof) and is not prefetched. A prefetch past the end of the
-// strip reads the next strip (or nothing: prefetches never fault).
-inline constexpr int64_t kGemvPrefetchBytes = 8192;
-// Prefetch the `bytes` (a multiple of 64) that lie kGemvPrefetchBytes past p.
+// Software prefetch of a kernel's operand stream, kPrefetchAheadBytes ahead: the packed A
+// strip that GEMV tiles, fission tiles and sgemm micro-kernels read k after k. Zen 5's hardware
+// prefetchers leave such streams short of DRAM bandwidth. In the GEMV tiles (fc at batch 1,
+// reduced formats) fc6 Deft-8 went 0.60 -> 0.49 ms (one weight copy) and 0.77 -> 0.67 ms (four
+// copies cycled, cold), still short of the roof cold; fp32 GEMV does not gain (its stream is
+// already at the roof) and is not prefetched there. The other kernels quote their own figures.
+// A prefetch past the end of a strip reads the next strip (or nothing: prefetches never fault).
+inline constexpr int64_t kPrefetchAheadBytes = 8192;
+// Prefetch the lines holding the `bytes` bytes (one line per 64, at least one) that lie
+// kPrefetchAheadBytes past p.
 template <int bytes>
 inline void prefetch_ahead(const void* p) {
-  const char* q = static_cast<const char*>(p) + kGemvPrefetchBytes;
+  const char* q = static_cast<const char*>(p) + kPrefetchAheadBytes;
 #pragma GCC unroll 8
   for (int o = 0; o < bytes; o += 64) _mm_prefetch(q + o, _MM_HINT_T0);
 }

@@ -46,11 +46,11 @@ inline void tile(int64_t kc, const float* a, const float* b, int64_t ldb, float*
 #pragma GCC unroll 2
   for (int v = 0; v < NV; ++v) mask[v] = simd::tail_mask(n - 16 * v);
   for (int64_t k = 0; k < kc; ++k) {
-    // The packed A strip 8 KiB ahead (one line per k covers its 48 bytes). Where A streams
+    // The packed A strip ahead (simd::prefetch_ahead: one line per k covers its 48 bytes). Where A streams
     // from DRAM (fc weights packed once, few columns of B) the hardware prefetchers alone left
     // the kernel waiting on it: 4096 x 9216 weights, 2 threads, N = 8 / 16 / 32 / 64: 5.27 ->
     // 4.13, 5.8 -> 3.9, 8.99 -> 5.88, 15.3 -> 11.96 ms; 1024^3 (A in L2) 5.66 -> 5.50 ms.
-    if (APACKED) _mm_prefetch(reinterpret_cast<const char*>(a + k * MR + 2048), _MM_HINT_T0);
+    if (APACKED) simd::prefetch_ahead<MR * sizeof(float)>(a + k * MR);
     __m512 bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v)

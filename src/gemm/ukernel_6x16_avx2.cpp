@@ -3,6 +3,7 @@
 // Compiled with -mavx2 -mfma; only called after dispatch (config.cpp) checked the CPU.
 #include <immintrin.h>
 
+#include "gemm/simd_util.h"
 #include "gemm/ukernel.h"
 
 namespace deftnn::gemm {
@@ -21,8 +22,8 @@ inline void tile(int64_t kc, const float* a, const float* b, float* c, int64_t l
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm256_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
-    // The packed A strip 8 KiB ahead, as the AVX-512 kernel does (see ukernel_12x32_avx512).
-    _mm_prefetch(reinterpret_cast<const char*>(a + k * MR + 2048), _MM_HINT_T0);
+    // The packed A strip ahead, as the AVX-512 kernel does (see ukernel_12x32_avx512).
+    simd::prefetch_ahead<MR * sizeof(float)>(a + k * MR);
     __m256 bv[NV];
 #pragma GCC unroll 2
     for (int v = 0; v < NV; ++v) bv[v] = _mm256_load_ps(b + k * NR + 8 * v);
