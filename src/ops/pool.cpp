@@ -197,6 +197,13 @@ class Pool final : public Layer {
     hi = std::max(hi, lo);
   }
 
+  // Input rows [h0, h1) of the plane (clipped to the image) into L1, one prefetch per line.
+  static void prefetch_rows(const PoolGeom& g, const float* x, int64_t h0, int64_t h1) {
+    for (int64_t hh = std::max<int64_t>(h0, 0); hh < std::min(h1, g.H); ++hh)
+      for (int64_t w = 0; w < g.W; w += 16)
+        _mm_prefetch(reinterpret_cast<const char*>(x + hh * g.W + w), _MM_HINT_T0);
+  }
+
   static void max_plane(const PoolGeom& g, const float* x, float* y, int32_t* mask, Isa isa) {
     if (!mask && g.kh == 3 && g.kw == 3 && g.sw == 2) {
       // Inference, 3x3 stride 2 (AlexNet, SqueezeNet, ResNet, cifarnet): every output row,
@@ -206,10 +213,8 @@ class Pool final : public Layer {
       for (int64_t oh = 0; oh < g.OH; ++oh) {
         const int64_t h = oh * g.sh - g.pt, in = std::max<int64_t>(h, 0);
         // The rows four output rows ahead, one prefetch per cache line.
-        const int64_t ph0 = h + 2 + 4 * g.sh, ph1 = std::min(ph0 + g.sh, g.H);
-        for (int64_t hh = std::max<int64_t>(ph0, 0); hh < ph1; ++hh)
-          for (int64_t w = 0; w < g.W; w += 16)
-            _mm_prefetch(reinterpret_cast<const char*>(x + hh * g.W + w), _MM_HINT_T0);
+        const int64_t ph0 = h + 2 + 4 * g.sh;
+        prefetch_rows(g, x, ph0, ph0 + g.sh);
         const float* r[3];
         for (int64_t i = 0; i < 3; ++i) {
           const int64_t hh = h + i >= 0 && h + i < g.H ? h + i : in;
@@ -236,10 +241,7 @@ class Pool final : public Layer {
         // Inference, 2x2 stride 2 on wide rows (VGG's first pools): both passes in one kernel
         // call per row, with the rows four output rows ahead prefetched (one line each), as the
         // 3x3 path does. (Rows under 64 wide stay on the scalar loop: no gain measured there.)
-        const int64_t ph0 = h + 4 * g.sh, ph1 = std::min(ph0 + 2, g.H);
-        for (int64_t hh = std::max<int64_t>(ph0, 0); hh < ph1; ++hh)
-          for (int64_t w = 0; w < g.W; w += 16)
-            _mm_prefetch(reinterpret_cast<const char*>(x + hh * g.W + w), _MM_HINT_T0);
+        prefetch_rows(g, x, h + 4 * g.sh, h + 4 * g.sh + 2);
         const float* r0 = x + h * g.W + 2 * ow0 - g.pl;
         max_rows2_k2s2(isa, r0, r0 + g.W, ow1 - ow0, yr + ow0);
       } else if (k2s2) {
