@@ -5,6 +5,9 @@
 // measured in this run), time / roof, and the effective bytes moved per FLOP (weights in their
 // stored format + fp32 activations in + fp32 results out). fc at N = 1 is run hot (the same
 // weights every call) and cold (rotating through weight copies totalling > 2.5x the 32 MiB L3).
+// At N = 1 the read_* rows time a plain streaming read (a vector sum, all threads) of the same
+// packed weight bytes in 32-, 16- and 8-bit formats, hot and cold like the GEMVs: the bandwidth
+// a GEMV of that format could reach here, next to what it does reach.
 //   usage: bench_fission [--quick] [--threads T] [--json FILE] [--shapes conv1,fc6_1,...]
 #include <immintrin.h>
 #include <omp.h>
@@ -113,7 +116,8 @@ const LayerShape kShapes[] = {
 
 struct Variant {
   std::string name;
-  int kind;   // 0 fp32 sgemm_packed, 1 fp32 sgemm (GEMV path at N = 1), 2 fission
+  int kind;   // 0 fp32 sgemm_packed, 1 fp32 sgemm (GEMV path at N = 1), 2 fission,
+              // 3 streaming read of f's packed weights (N = 1 only; no GEMM)
   Format f = Format::f32;
   FissionMode mode = FissionMode::fission;
   Isa isa = Isa::avx512;
@@ -121,8 +125,31 @@ struct Variant {
 };
 
 double weight_bytes(const Variant& v, int64_t M, int64_t K) {
-  if (v.kind != 2) return 4.0 * M * K;
+  if (v.kind < 2) return 4.0 * M * K;
   return static_cast<double>(encoded_bytes(v.f, M * K));
+}
+
+// Sums `bytes` bytes (a multiple of 64) as floats with all threads: a plain streaming read.
+__attribute__((target("avx512f"))) double stream_read(const uint8_t* p, int64_t bytes) {
+  const int64_t lines = bytes / 64;
+  double total = 0;
+#pragma omp parallel reduction(+ : total)
+  {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    const float* f = reinterpret_cast<const float*>(p);
+    int64_t i = 0;
+#pragma omp for schedule(static) nowait
+    for (i = 0; i < lines / 4; ++i) {
+      s0 = _mm512_add_ps(s0, _mm512_loadu_ps(f + 64 * i));
+      s1 = _mm512_add_ps(s1, _mm512_loadu_ps(f + 64 * i + 16));
+      s2 = _mm512_add_ps(s2, _mm512_loadu_ps(f + 64 * i + 32));
+      s3 = _mm512_add_ps(s3, _mm512_loadu_ps(f + 64 * i + 48));
+    }
+    total += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+  }
+  for (int64_t l = lines / 4 * 4; l < lines; ++l)
+    total += reinterpret_cast<const float*>(p)[16 * l];
+  return total;
 }
 
 double median(std::vector<double> v) {
@@ -187,6 +214,9 @@ int main(int argc, char** argv) {
   vars.push_back({"off_deft16", 2, Format::deft16, FissionMode::offchip});
   vars.push_back({"off_bf16", 2, Format::bf16, FissionMode::offchip, top});
   vars.push_back({"off_deft8_e4", 2, Format::deft8_e4, FissionMode::offchip});
+  vars.push_back({"read_32bit", 3, Format::f32});
+  vars.push_back({"read_16bit", 3, Format::bf16});
+  vars.push_back({"read_8bit", 3, Format::deft8_e4});
 
   std::vector<Result> results;
   const double budget = quick ? 0.05 : 0.25;   // seconds per (shape, variant)
@@ -207,7 +237,7 @@ int main(int argc, char** argv) {
       std::printf("  %-14s %9s %9s %9s %9s %8s %8s %7s\n", "variant", "med_ms", "min_ms",
                   "GFLOP/s", "roof_ms", "t/roof", "B/FLOP", "vs_fp32");
       for (const Variant& v : vars) {
-        if (v.kind == 1 && N != 1) continue;   // sgemm == sgemm_packed + packing A otherwise
+        if ((v.kind == 1 || v.kind == 3) && N != 1) continue;   // sgemm == sgemm_packed + packing A otherwise
         if (!v.prefetch && N != 1) continue;   // the prefetch is a GEMV-only change
         const double wb = weight_bytes(v, M, K);
         const int copies = cold ? std::max(2, static_cast<int>(80e6 / wb) + 1) : 1;
@@ -216,7 +246,7 @@ int main(int argc, char** argv) {
         std::vector<FissionPackedA> fk;
         for (int c = 0; c < copies; ++c) {
           if (v.kind == 0) pk.emplace_back(false, M, K, A.data(), K);
-          if (v.kind == 2) fk.emplace_back(v.f, Rounding::nearest_even, false, M, K, A.data(), K);
+          if (v.kind >= 2) fk.emplace_back(v.f, Rounding::nearest_even, false, M, K, A.data(), K);
         }
         std::vector<std::vector<float>> Acopies;
         if (v.kind == 1)
@@ -227,6 +257,7 @@ int main(int argc, char** argv) {
           else if (v.kind == 1)
             sgemm(false, false, M, N, K, 1.0f, Acopies[c].data(), K, B.data(), N, 0.0f,
                   C.data(), N);
+          else if (v.kind == 3) g_sink = g_sink + stream_read(fk[c].strip(0), fk[c].bytes());
           else fission_gemm(fk[c], false, N, 1.0f, B.data(), N, 0.0f, C.data(), N, v.mode);
         };
         set_fission_gemv_prefetch(v.prefetch);
