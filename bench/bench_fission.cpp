@@ -79,6 +79,21 @@ double measure_peak(bool bf16, int threads) {
   const double flops = 12.0 * 16 * 2 * (bf16 ? 2 : 1) * iters * threads;
   return flops / runs[0] / 1e9;   // best of 3: the machine's capability
 }
+// A plain streaming read of f[0, n) (64-byte aligned) by `threads` threads: the library's DRAM
+// probe on each thread's share (a multiple of 64 floats), the few floats left summed here.
+double stream_read(const float* f, int64_t n, int threads) {
+  double total = 0;
+  int64_t covered = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : total)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t chunk = n / nt / 64 * 64;
+    if (t == 0) covered = chunk * nt;
+    total += gemm::read_sum__avx512(f + t * chunk, chunk);   // the library's probe
+  }
+  for (int64_t i = covered; i < n; ++i) total += f[i];
+  return total;
+}
 double measure_bw(int threads) {
   const int64_t n = int64_t{64} << 20;   // 256 MiB
   float* p = aligned_alloc_floats(n);
@@ -88,14 +103,7 @@ double measure_bw(int threads) {
   double sink = 0;
   for (int rep = 0; rep < 5; ++rep) {
     const double t0 = now();
-#pragma omp parallel num_threads(threads)
-    {
-      const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-      const int64_t chunk = n / nt / 64 * 64;
-      const double v = gemm::read_sum__avx512(p + t * chunk, chunk);   // the library's probe
-#pragma omp atomic
-      sink += v;
-    }
+    sink += stream_read(p, n, threads);
     runs.push_back(now() - t0);
   }
   g_sink = sink;
@@ -127,23 +135,6 @@ struct Variant {
 double weight_bytes(const Variant& v, int64_t M, int64_t K) {
   if (v.kind < 2) return 4.0 * M * K;
   return static_cast<double>(encoded_bytes(v.f, M * K));
-}
-
-// A plain streaming read of `bytes` bytes at p (64-byte aligned, a multiple of 64): the
-// library's DRAM probe (as measure_bw) on each thread's share, the last few lines summed here.
-double stream_read(const uint8_t* p, int64_t bytes) {
-  const float* f = reinterpret_cast<const float*>(p);
-  const int64_t n = bytes / 4;
-  double total = 0;
-#pragma omp parallel reduction(+ : total)
-  {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t chunk = n / nt / 64 * 64;
-    total += gemm::read_sum__avx512(f + t * chunk, chunk);
-  }
-  for (int64_t i = n / omp_get_max_threads() / 64 * 64 * omp_get_max_threads(); i < n; ++i)
-    total += f[i];
-  return total;
 }
 
 double median(std::vector<double> v) {
@@ -252,7 +243,8 @@ int main(int argc, char** argv) {
           else if (v.kind == 1)
             sgemm(false, false, M, N, K, 1.0f, Acopies[c].data(), K, B.data(), N, 0.0f,
                   C.data(), N);
-          else if (v.kind == 3) g_sink = g_sink + stream_read(fk[c].strip(0), fk[c].bytes());
+          else if (v.kind == 3) g_sink = g_sink + stream_read(reinterpret_cast<const float*>(fk[c].strip(0)),
+                                                            fk[c].bytes() / 4, threads);
           else fission_gemm(fk[c], false, N, 1.0f, B.data(), N, 0.0f, C.data(), N, v.mode);
         };
         set_fission_gemv_prefetch(v.prefetch);
