@@ -176,33 +176,23 @@ void tile(const W& w, int64_t K, const float* b, float* c, int64_t ldc, int m, f
   for (int u = 0; u < U; ++u)
 #pragma GCC unroll 6
     for (int j = 0; j < NRT; ++j) acc[u][j][0] = acc[u][j][1] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + U <= K; k += U) {
-    // A reduced-format GEMV stream: prefetched (see simd::prefetch_ahead).
-    if constexpr (NRT <= 2 && W::kBytesPerK < 4 * MR)
-      if (g_gemv_prefetch) simd::prefetch_ahead<W::kBytesPerK * U>(static_cast<const char*>(w.base()) + k * W::kBytesPerK);
-#pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) {
-      __m256 h0, h1;
-      w.load(k + u, h0, h1);
-#pragma GCC unroll 6
-      for (int j = 0; j < NRT; ++j) {
-        const __m256 bj = _mm256_broadcast_ss(b + (k + u) * NRT + j);
-        acc[u][j][0] = _mm256_fmadd_ps(h0, bj, acc[u][j][0]);
-        acc[u][j][1] = _mm256_fmadd_ps(h1, bj, acc[u][j][1]);
-      }
-    }
-  }
-  for (; k < K; ++k) {
+  auto step = [&](int u, int64_t kk) __attribute__((always_inline)) {
     __m256 h0, h1;
-    w.load(k, h0, h1);
+    w.load(kk, h0, h1);
 #pragma GCC unroll 6
     for (int j = 0; j < NRT; ++j) {
-      const __m256 bj = _mm256_broadcast_ss(b + k * NRT + j);
-      acc[0][j][0] = _mm256_fmadd_ps(h0, bj, acc[0][j][0]);
-      acc[0][j][1] = _mm256_fmadd_ps(h1, bj, acc[0][j][1]);
+      const __m256 bj = _mm256_broadcast_ss(b + kk * NRT + j);
+      acc[u][j][0] = _mm256_fmadd_ps(h0, bj, acc[u][j][0]);
+      acc[u][j][1] = _mm256_fmadd_ps(h1, bj, acc[u][j][1]);
     }
-  }
+  };
+  // A GEMV (NRT <= 2) reads its strip as U streams (simd::split_steps), a reduced-format one
+  // prefetched ahead.
+  int64_t k = NRT <= 2 ? simd::split_steps<U, W::kBytesPerK>(
+                             static_cast<const char*>(w.base()), K,
+                             W::kBytesPerK < 4 * MR && g_gemv_prefetch, step)
+                       : simd::unrolled_steps<U>(K, step);
+  for (; k < K; ++k) step(0, k);
   __m256 s0[NRT], s1[NRT];
 #pragma GCC unroll 6
   for (int j = 0; j < NRT; ++j) {

@@ -155,9 +155,11 @@ void tile(const W& w, int64_t K, const BA& b, float* c, int64_t ldc, int m, floa
       if constexpr (FULL) acc[u][j][1] = _mm512_fmadd_ps(h1, bj, acc[u][j][1]);
     }
   };
-  // A reduced-format GEMV stream is prefetched ahead (simd::prefetch_ahead).
-  int64_t k = simd::unrolled_steps<U, W::kBytesPerK>(
-      pa0, K, NRT <= 2 && W::kBytesPerK < 4 * MR && g_gemv_prefetch, step);
+  // A GEMV (NRT <= 2) reads its strip as U streams (simd::split_steps), a reduced-format one
+  // prefetched ahead.
+  int64_t k = NRT <= 2 ? simd::split_steps<U, W::kBytesPerK>(
+                             pa0, K, W::kBytesPerK < 4 * MR && g_gemv_prefetch, step)
+                       : simd::unrolled_steps<U>(K, step);
   for (; k < K; ++k) step(0, k);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12

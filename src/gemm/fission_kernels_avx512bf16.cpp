@@ -109,9 +109,9 @@ void tile(int64_t K, const AL& al, const BA& b, float* c, int64_t ldc, int m,
       acc[u][j][1] = _mm512_dpbf16_ps(acc[u][j][1], a1, bj);
     }
   };
-  // A GEMV stream (NRT <= 2) is prefetched ahead (simd::prefetch_ahead).
-  int64_t kp = simd::unrolled_steps<U, AL::kBytesPerKP>(pa0, KP, NRT <= 2 && g_gemv_prefetch,
-                                                       step);
+  // A GEMV (NRT <= 2) reads its strip as U prefetched streams (simd::split_steps).
+  int64_t kp = NRT <= 2 ? simd::split_steps<U, AL::kBytesPerKP>(pa0, KP, g_gemv_prefetch, step)
+                        : simd::unrolled_steps<U>(KP, step);
   for (; kp < KP; ++kp) step(0, kp);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12
