@@ -401,8 +401,7 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
     }
     int64_t cached = -1;   // the strip this thread last decoded (off-chip / portable)
     float* sbuf = decode_a ? static_cast<float*>(t_strip.get(strip_floats * 4)) : nullptr;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t it = 0; it < items; ++it) {
+    auto body = [&](int64_t it) {
       if (!bpack) {
         bpack = static_cast<uint8_t*>(t_bpack.get(P * panel_stride));
         for (int64_t q = 0; q < P; ++q) pack_panel(q, bpack + q * panel_stride);
@@ -420,6 +419,14 @@ void drive(const FissionPackedA& a, int64_t N, float alpha, float beta, float* C
         }
         run_tile(s, q, astrip, bpack + q * panel_stride);
       }
+    };
+    // A GEMV (N <= 2, the streaming tiles of simd::split_steps): contiguous strips per thread,
+    // so that each strip's prefetches run on into the strip the same thread reads next.
+    if (N <= 2) {
+      for (int64_t it = items * tid / team; it < items * (tid + 1) / team; ++it) body(it);
+    } else {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < items; ++it) body(it);
     }
   }
 }

@@ -37,20 +37,28 @@ __attribute__((always_inline)) inline int64_t unrolled_steps(int64_t K, Step&& s
 }
 
 // A GEMV tile's k loop (NRT <= 2: fc at batch 1 and 2) as U streams: step(u, u * S + k) for
-// k < S = K / U, so the strip is read at U places at once, each prefetched ahead when pf.
-// Returns U * S, the first k not run; the caller runs the tail with u = 0. Against
-// unrolled_steps (one stream, U consecutive k per step), alternated in one process on CaffeNet
-// batch 1 (2 threads, Zen 5): fc6 bf16 1.45 -> 1.25 ms, Deft-8 (bf16_dot) 0.83 -> 0.74 ms,
-// Deft-8 (fp32 fission) 0.96 -> 0.79 ms; fp32 even. Two streams did as well as four; eight and
-// sixteen were slower than one.
+// k < S = K / U, so the strip is read at U places at once, each prefetched ahead when pf. A
+// stream's prefetch that would run into the next segment (already being read) goes to the same
+// place in the next strip instead, the one this thread reads next (the driver gives a GEMV's
+// strips to its threads in contiguous ranges; strips lie K * bytes_per_k bytes apart, rounded
+// up to 64). Returns U * S, the first k not run; the caller runs the tail with u = 0.
+// Against one stream (U consecutive k per step), alternated in one process on CaffeNet batch 1
+// (2 threads, Zen 5): fc6 bf16 1.45 -> 1.25 ms, Deft-8 (bf16_dot) 0.83 -> 0.74 ms, Deft-8 (fp32
+// fission) 0.96 -> 0.79 ms, fp32 even; two streams did as well as four, eight and sixteen worse
+// than one. Prefetching into the next strip, with the strips split statically: Deft-8 fc6 0.70
+// -> 0.60 ms, fc7 0.40 -> 0.30 ms (each alone: no gain or less).
 template <int U, int bytes_per_k, class Step>
 __attribute__((always_inline)) inline int64_t split_steps(const char* base, int64_t K, bool pf,
                                                           Step&& step) {
   const int64_t S = K / U;
+  const int64_t seg = S * bytes_per_k, jump = (K * bytes_per_k + 63) / 64 * 64 - seg;
   for (int64_t k = 0; k < S; ++k) {
-    if (pf && (k * bytes_per_k) % 64 < bytes_per_k)   // once per line of each stream
+    if (pf && (k * bytes_per_k) % 64 < bytes_per_k) {   // once per line of each stream
+      const int64_t o = k * bytes_per_k;
+      const int64_t to = o + (o + kPrefetchAheadBytes >= seg ? jump : 0);
 #pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) prefetch_ahead<bytes_per_k>(base + (u * S + k) * bytes_per_k);
+      for (int u = 0; u < U; ++u) prefetch_ahead<bytes_per_k>(base + u * seg + to);
+    }
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) step(u, u * S + k);
   }
