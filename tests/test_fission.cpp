@@ -166,10 +166,13 @@ void run_case(Format f, Rounding r, FissionMode mode, Isa isa, const Shape& sh, 
 }
 
 // Every one of 1, 7, 17, 63, 255 appears as M, as N and as K (odd K for the bf16 pairs).
-// Plus deeper K (769 odd: a padded bf16 pair at the end; 1000).
-const std::vector<Shape> kShapes = {{1, 1, 1},    {7, 17, 63},  {17, 7, 255}, {63, 255, 7},
-                                    {255, 1, 17}, {255, 63, 1}, {1, 255, 255}, {63, 13, 64},
-                                    {33, 13, 769}, {17, 29, 1000}};
+// Plus deeper K (769 odd: a padded bf16 pair at the end; 1000), and GEMVs (N = 1, 2: the tiles
+// that read each strip as several streams, simd::split_steps, with a K tail after them and
+// contiguous strip ranges per thread; K = 3 is all tail).
+const std::vector<Shape> kShapes = {{1, 1, 1},     {7, 17, 63},    {17, 7, 255}, {63, 255, 7},
+                                    {255, 1, 17},  {255, 63, 1},   {1, 255, 255}, {63, 13, 64},
+                                    {33, 13, 769}, {17, 29, 1000}, {97, 2, 385},  {200, 1, 257},
+                                    {130, 1, 3}};
 
 TEST_F(FissionTest, EqualsNaiveOnWidenedOperandsEveryIsaFormatMode) {
   for (Isa isa : supported_isas()) {
