@@ -561,6 +561,89 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
   EXPECT_THROW(fission_conv(p, g, x.data(), 1.0f, 0.0f, c.data(), 9), Error);   // K 8 != 9
 }
 
+// One case of the pair tests below: the packed weights mapped back to the natural (c, tap)
+// order, fission_conv against the naive double-accumulating convolution on the bf16-rounded
+// operands, the output pass bit for bit, and the images written in place.
+void check_pair_conv(bool taps_paired, const ConvCase& cc, Isa isa, int threads, uint32_t seed) {
+  omp_set_num_threads(threads);
+  const FissionConvShape g = conv_shape(cc, cc.C * cc.H * cc.W + 3);
+  const int64_t M = cc.M, taps = cc.kh * cc.kw, K = cc.C * taps, P = g.OH * g.OW;
+  const int64_t N = cc.images * P, ldc = N + 1;
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  std::vector<float> A(M * K), X(cc.images * g.image_stride), C0(M * ldc);
+  for (auto& v : A) v = dist(gen);
+  for (auto& v : X) v = dist(gen);
+  for (auto& v : C0) v = dist(gen);
+  const FissionPackedA pa =
+      taps_paired ? FissionPackedA::conv_tap_pairs(Format::bf16, Rounding::nearest_even, M,
+                                                   cc.C, cc.kh, cc.kw, A.data())
+                  : FissionPackedA::conv_channel_pairs(Format::bf16, Rounding::nearest_even, M,
+                                                       cc.C, taps, A.data());
+  const std::string what = std::string(taps_paired ? "tap" : "channel") + " pairs isa=" +
+                           isa_name(isa) + " M=" + std::to_string(M) + " C=" + std::to_string(cc.C) + " kernel " +
+                           std::to_string(cc.kh) + " images " + std::to_string(cc.images) +
+                           " threads " + std::to_string(threads);
+  const bool native = isa == Isa::avx512_bf16;
+  ASSERT_EQ(pa.channel_pair_taps() > 0, native) << what;
+  const int64_t kwp = (cc.kw + 1) / 2;
+  const int64_t Kp = taps_paired ? 2 * cc.C * cc.kh * kwp : 2 * ((cc.C + 1) / 2) * taps;
+  ASSERT_EQ(pa.depth(), native ? Kp : K) << what;
+  ASSERT_EQ(pa.tap_pair_kw(), native && taps_paired ? cc.kw : 0) << what;
+  // Where natural row (c, t = i * kw + j) lies in the packed order.
+  auto packed_row = [&](int64_t c, int64_t t) {
+    return taps_paired ? ((c * cc.kh + t / cc.kw) * kwp + t % cc.kw / 2) * 2 + t % cc.kw % 2
+                       : ((c / 2) * taps + t) * 2 + c % 2;
+  };
+  // A as the kernel multiplies it, in the natural order.
+  const std::vector<float> Wd = pa.widened();
+  std::vector<float> Aw(M * K);
+  for (int64_t o = 0; o < M; ++o)
+    for (int64_t c = 0; c < cc.C; ++c)
+      for (int64_t t = 0; t < taps; ++t)
+        Aw[o * K + c * taps + t] =
+            native ? Wd[o * pa.depth() + packed_row(c, t)] : Wd[o * K + c * taps + t];
+  if (native && !taps_paired) {   // the pad channel's weights are zero
+    for (int64_t o = 0; o < M && cc.C % 2; ++o)
+      for (int64_t t = 0; t < taps; ++t)
+        ASSERT_EQ(Wd[o * pa.depth() + ((cc.C / 2) * taps + t) * 2 + 1], 0.0f) << what;
+  }
+  if (native && taps_paired) {   // the pad tap's weights are zero
+    for (int64_t o = 0; o < M && cc.kw % 2; ++o)
+      for (int64_t r = 0; r < cc.C * cc.kh; ++r)
+        ASSERT_EQ(Wd[o * pa.depth() + (r * kwp + kwp - 1) * 2 + 1], 0.0f) << what;
+  }
+  const std::vector<float> Bw = naive_columns(cc, g, X, [](float v) {
+    return bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
+  });
+  const float alpha = (seed + 1) % 2 ? 1.0f : 0.5f, beta = (seed + 1) % 3 ? 0.0f : 0.25f;
+  std::vector<float> got = C0;
+  fission_conv(pa, g, X.data(), alpha, beta, got.data(), ldc);
+  expect_near_widened(Aw, Bw, C0, got.data(), M, N, K, ldc, alpha, beta, what);
+  if (::testing::Test::HasFatalFailure()) return;
+  // The output pass in the tile's store: bias + residual + ReLU, bit for bit.
+  std::vector<float> bias(M), res(M * N);
+  for (auto& v : bias) v = dist(gen);
+  for (auto& v : res) v = dist(gen);
+  TileEpilogue epi;
+  epi.bias = bias.data();
+  epi.res = res.data();
+  epi.ldr = N;
+  epi.relu = true;
+  std::vector<float> fused = C0;
+  fission_conv(pa, g, X.data(), alpha, beta, fused.data(), ldc, FissionMode::fission,
+               nullptr, &epi);
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j) {
+      float v = got[i * ldc + j] + bias[i];
+      v += res[i * N + j];
+      v = v > 0.0f ? v : 0.0f * v;
+      ASSERT_EQ(fused[i * ldc + j], v) << what << " output pass at " << i << "," << j;
+    }
+  expect_images_in_place(pa, g, X, alpha, beta, C0, ldc, got, FissionMode::fission, gen,
+                         what);
+}
+
 // Native bf16 with channel-pair weights (FissionPackedA::conv_channel_pairs): K reordered so
 // each pair is channels (2cp, 2cp + 1) at one tap, B read from a channel-pair copy of the
 // image (or, several images of short rows, packed into K-pair panels in that order). Against the naive double-accumulating convolution on the bf16-rounded operands (A as
@@ -585,68 +668,7 @@ TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
     uint32_t seed = 101;
     for (const ConvCase& cc : cases)
       for (int threads : {1, 2}) {
-        omp_set_num_threads(threads);
-        const FissionConvShape g = conv_shape(cc, cc.C * cc.H * cc.W + 3);
-        const int64_t M = cc.M, taps = cc.kh * cc.kw, K = cc.C * taps, P = g.OH * g.OW;
-        const int64_t N = cc.images * P, ldc = N + 1;
-        std::mt19937 gen(seed++);
-        std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
-        std::vector<float> A(M * K), X(cc.images * g.image_stride), C0(M * ldc);
-        for (auto& v : A) v = dist(gen);
-        for (auto& v : X) v = dist(gen);
-        for (auto& v : C0) v = dist(gen);
-        const FissionPackedA pa = FissionPackedA::conv_channel_pairs(
-            Format::bf16, Rounding::nearest_even, M, cc.C, taps, A.data());
-        const std::string what = std::string("isa=") + isa_name(isa) + " M=" +
-                                 std::to_string(M) + " C=" + std::to_string(cc.C) + " kernel " +
-                                 std::to_string(cc.kh) + " images " + std::to_string(cc.images) +
-                                 " threads " + std::to_string(threads);
-        const bool native = isa == Isa::avx512_bf16;
-        ASSERT_EQ(pa.channel_pair_taps() > 0, native) << what;
-        ASSERT_EQ(pa.depth(), native ? 2 * ((cc.C + 1) / 2) * taps : K) << what;
-        // A as the kernel multiplies it, in the natural order.
-        const std::vector<float> Wd = pa.widened();
-        std::vector<float> Aw(M * K);
-        for (int64_t o = 0; o < M; ++o)
-          for (int64_t c = 0; c < cc.C; ++c)
-            for (int64_t t = 0; t < taps; ++t)
-              Aw[o * K + c * taps + t] =
-                  native ? Wd[o * pa.depth() + ((c / 2) * taps + t) * 2 + c % 2]
-                         : Wd[o * K + c * taps + t];
-        if (native) {   // the pad channel's weights are zero
-          for (int64_t o = 0; o < M && cc.C % 2; ++o)
-            for (int64_t t = 0; t < taps; ++t)
-              ASSERT_EQ(Wd[o * pa.depth() + ((cc.C / 2) * taps + t) * 2 + 1], 0.0f) << what;
-        }
-        const std::vector<float> Bw = naive_columns(cc, g, X, [](float v) {
-          return bf16_to_float(bf16_from_float(v, Rounding::nearest_even));
-        });
-        const float alpha = seed % 2 ? 1.0f : 0.5f, beta = seed % 3 ? 0.0f : 0.25f;
-        std::vector<float> got = C0;
-        fission_conv(pa, g, X.data(), alpha, beta, got.data(), ldc);
-        expect_near_widened(Aw, Bw, C0, got.data(), M, N, K, ldc, alpha, beta, what);
-        if (HasFatalFailure()) return;
-        // The output pass in the tile's store: bias + residual + ReLU, bit for bit.
-        std::vector<float> bias(M), res(M * N);
-        for (auto& v : bias) v = dist(gen);
-        for (auto& v : res) v = dist(gen);
-        TileEpilogue epi;
-        epi.bias = bias.data();
-        epi.res = res.data();
-        epi.ldr = N;
-        epi.relu = true;
-        std::vector<float> fused = C0;
-        fission_conv(pa, g, X.data(), alpha, beta, fused.data(), ldc, FissionMode::fission,
-                     nullptr, &epi);
-        for (int64_t i = 0; i < M; ++i)
-          for (int64_t j = 0; j < N; ++j) {
-            float v = got[i * ldc + j] + bias[i];
-            v += res[i * N + j];
-            v = v > 0.0f ? v : 0.0f * v;
-            ASSERT_EQ(fused[i * ldc + j], v) << what << " output pass at " << i << "," << j;
-          }
-        expect_images_in_place(pa, g, X, alpha, beta, C0, ldc, got, FissionMode::fission, gen,
-                               what);
+        check_pair_conv(false, cc, isa, threads, seed++);
         if (HasFatalFailure()) return;
       }
   }
@@ -665,6 +687,49 @@ TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
                  Error);
     g.kh = g.kw = 1; g.OH = g.OW = 4;
     EXPECT_THROW(fission_conv(p, g, x.data(), 1.0f, 0.0f, c.data(), 16), Error);
+  }
+}
+
+// Native bf16 with tap-pair weights (FissionPackedA::conv_tap_pairs, an image's first layer):
+// each K pair is taps (i, 2jp) and (i, 2jp + 1) of one channel, B read from a copy of the image
+// pairing each element with its right neighbour (or, several images of short rows, K-pair
+// panels). Odd kw (a zero pad tap, reading the element past the last tap), kw = 1 and 2,
+// strides below, at and above kw, padding, several images, 1 and 2 threads, the output pass;
+// the same checks as the channel pairs. A dilated geometry is refused.
+TEST_F(FissionTest, ConvTapPairsMatchNaiveOnBf16Operands) {
+  //                      M   C   H   W kh kw sh sw pt pb pl pr dh dw images
+  const std::vector<ConvCase> cases = {
+      {1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1},          // kw = 1: one pair, high tap pad
+      {33, 3, 27, 27, 11, 11, 4, 4, 0, 0, 0, 0, 1, 1, 1},     // conv1-like: 11x11, stride 4
+      {20, 1, 12, 12, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 2},       // LeNet-like, C = 1, 2 images
+      {17, 3, 15, 15, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1},       // ResNet-like 7x7 s2, padded
+      {40, 3, 11, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},       // 3x3, stride 1, padded
+      {9, 2, 9, 10, 2, 4, 3, 5, 0, 1, 2, 1, 2, 1, 1},         // stride 5 > kw, even kw, dh 2
+      {24, 3, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},         // short rows, 3 images: panels
+  };
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    uint32_t seed = 301;
+    for (const ConvCase& cc : cases)
+      for (int threads : {1, 2}) {
+        check_pair_conv(true, cc, isa, threads, seed++);
+        if (HasFatalFailure()) return;
+      }
+  }
+  set_active_isa(Isa::avx512_bf16);
+  if (active_isa() == Isa::avx512_bf16) {   // dilation 2 along the row: refused, named
+    std::vector<float> w(4 * 9, 0.5f), x(36), c(4 * 4);
+    const FissionPackedA p = FissionPackedA::conv_tap_pairs(Format::bf16, Rounding::nearest_even,
+                                                            4, 1, 3, 3, w.data());
+    FissionConvShape g;
+    g.C = 1; g.H = g.W = 6; g.kh = g.kw = 3; g.dw = 2; g.OH = 4; g.OW = 2;
+    try {
+      fission_conv(p, g, x.data(), 1.0f, 0.0f, c.data(), 8);
+      ADD_FAILURE() << "a dilated tap-pair conv was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("tap-pair"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("dilation 1"), std::string::npos) << e.what();
+    }
   }
 }
 

@@ -102,8 +102,18 @@ class FissionPackedA {
   static FissionPackedA conv_channel_pairs(Format format, Rounding rounding, int64_t M, int64_t C,
                                            int64_t taps, const float* W, uint64_t seed = 0,
                                            FissionMode mode = FissionMode::fission);
+  // The same for a small odd C (an image's first layer: C = 1 or 3) in tap pairs instead: K
+  // reordered to (c, i, jp, j % 2) for tap (i, j = 2jp + j % 2), kw padded to even with zero
+  // weights, so that each K pair is two horizontally adjacent taps of one channel and the tile
+  // reads B's K-pair words from a copy of the image that pairs each element with its right
+  // neighbour. Dilation 1 only (fission_conv checks). CaffeNet's conv1 (C = 3, 11x11): K 363 ->
+  // 396, against 484 in channel pairs. depth() is 2 * C * kh * ceil(kw / 2).
+  static FissionPackedA conv_tap_pairs(Format format, Rounding rounding, int64_t M, int64_t C,
+                                       int64_t kh, int64_t kw, const float* W, uint64_t seed = 0,
+                                       FissionMode mode = FissionMode::fission);
   int64_t channel_pair_taps() const { return pair_taps_; }   // 0: natural K order
   int64_t channel_pair_c() const { return pair_c_; }         // C before padding
+  int64_t tap_pair_kw() const { return pair_kw_; }           // tap pairs: kw; channel pairs: 0
 
  private:
   Format format_ = Format::f32;
@@ -112,7 +122,7 @@ class FissionPackedA {
   int64_t m_ = 0, k_ = 0, strips_ = 0, strip_bytes_ = 0;
   int mr_ = 8;
   bool pairs_ = false;
-  int64_t pair_taps_ = 0, pair_c_ = 0;
+  int64_t pair_taps_ = 0, pair_c_ = 0, pair_kw_ = 0;
   std::shared_ptr<uint8_t> data_;
 };
 

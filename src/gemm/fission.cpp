@@ -209,6 +209,31 @@ FissionPackedA FissionPackedA::conv_channel_pairs(Format format, Rounding roundi
   return p;
 }
 
+FissionPackedA FissionPackedA::conv_tap_pairs(Format format, Rounding rounding, int64_t M,
+                                              int64_t C, int64_t kh, int64_t kw, const float* W,
+                                              uint64_t seed, FissionMode mode) {
+  check(M > 0 && C > 0 && kh > 0 && kw > 0, "FissionPackedA::conv_tap_pairs: empty M=" +
+                                                std::to_string(M) + " C=" + std::to_string(C) +
+                                                " kernel " + std::to_string(kh) + "x" +
+                                                std::to_string(kw));
+  const int64_t taps = kh * kw, K = C * taps;
+  if (!(format == Format::bf16 && active_isa() == Isa::avx512_bf16))
+    return FissionPackedA(format, rounding, false, M, K, W, K, seed, mode);
+  const int64_t kwp = (kw + 1) / 2, Kp = 2 * C * kh * kwp;
+  std::vector<float> w(static_cast<size_t>(M * Kp), 0.0f);
+  for (int64_t o = 0; o < M; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t i = 0; i < kh; ++i)
+        for (int64_t j = 0; j < kw; ++j)
+          w[static_cast<size_t>(o * Kp + ((c * kh + i) * kwp + j / 2) * 2 + j % 2)] =
+              W[o * K + c * taps + i * kw + j];
+  FissionPackedA p(format, rounding, false, M, Kp, w.data(), Kp, seed);
+  p.pair_taps_ = taps;
+  p.pair_c_ = C;
+  p.pair_kw_ = kw;
+  return p;
+}
+
 std::vector<float> FissionPackedA::widened() const {
   check(!empty(), "FissionPackedA::widened: empty");
   std::vector<float> out(m_ * k_);
@@ -598,17 +623,21 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
         (g.images == 1 || g.image_stride >= g.C * g.H * g.W)))
     check(false, "fission_conv: bad geometry" + shape());
   const int64_t Kfull = g.C * g.kh * g.kw;
-  // Channel-pair weights (FissionPackedA::conv_channel_pairs): K is (cp, tap, c % 2).
+  // Channel-pair weights (FissionPackedA::conv_channel_pairs): K is (cp, tap, c % 2). Tap
+  // pairs (conv_tap_pairs): K is (c, i, jp, j % 2), horizontally adjacent taps j = 2jp, 2jp + 1.
   const bool paired = a.channel_pair_taps() > 0;
-  const int64_t Cp = (g.C + 1) / 2;
+  const bool tap_pairs = paired && a.tap_pair_kw() > 0;
+  const int64_t Cp = (g.C + 1) / 2, kwp = (g.kw + 1) / 2;
   if (paired) {
+    const int64_t want = tap_pairs ? 2 * g.C * g.kh * kwp : 2 * Cp * g.kh * g.kw;
     if (kept_rows || a.channel_pair_taps() != g.kh * g.kw || a.channel_pair_c() != g.C ||
-        K != 2 * Cp * g.kh * g.kw || !a.native_bf16() || mode == FissionMode::offchip)
-      check(false, "fission_conv: channel-pair weights of C=" +
-                       std::to_string(a.channel_pair_c()) + " x " +
+        K != want || !a.native_bf16() || mode == FissionMode::offchip ||
+        (tap_pairs && (a.tap_pair_kw() != g.kw || g.dw != 1)))
+      check(false, std::string("fission_conv: ") + (tap_pairs ? "tap" : "channel") +
+                       "-pair weights of C=" + std::to_string(a.channel_pair_c()) + " x " +
                        std::to_string(a.channel_pair_taps()) +
-                       " taps need this geometry, no retained rows and the native bf16 kernel" +
-                       shape());
+                       " taps need this geometry" + (tap_pairs ? " (dilation 1)" : "") +
+                       ", no retained rows and the native bf16 kernel" + shape());
   } else if (kept_rows) {
     if (static_cast<int64_t>(kept_rows->size()) != K)
       check(false, "fission_conv: " + std::to_string(kept_rows->size()) +
@@ -680,8 +709,9 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   const gemm::ConvPath path = gemm::conv_path(a, g, mode);
   // Channels of the copy: C floats, or (channel pairs read directly) ceil(C / 2) K-pair words
   // of channels 2cp, 2cp + 1.
+  // (Tap pairs: C channels of words pairing each element with its right neighbour.)
   const bool pair_words = path == gemm::ConvPath::direct_pairs;
-  const int64_t CH = pair_words ? Cp : g.C;
+  const int64_t CH = pair_words && !tap_pairs ? Cp : g.C;
   const int64_t img = CH * Hp * sw * Wp;
   // Deft-8: the image copy below is prescaled (exact), so every panel is.
   const float bscale = gemm::deft8_prescale(a, mode, x, g.images, g.C * g.H * g.W,
@@ -708,7 +738,13 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
   for (int64_t i = 0; i < g.kh; ++i)
     for (int64_t j = 0; j < g.kw; ++j)
       tap[i * g.kw + j] = (i * g.dh * sw + (j * g.dw) % sw) * Wp + (j * g.dw) / sw;
-  if (pair_words) {
+  if (tap_pairs) {   // words (row p); fp32 panels (row 2p + h; the pad tap reads j = kw - 1)
+    for (int64_t c = 0, p = 0; c < g.C; ++c)
+      for (int64_t i = 0; i < g.kh; ++i)
+        for (int64_t jp = 0; jp < kwp; ++jp)
+          for (int64_t h = 0; h < (pair_words ? 1 : 2); ++h, ++p)
+            rowoff[p] = c * chan + tap[i * g.kw + std::min(2 * jp + h, g.kw - 1)];
+  } else if (pair_words) {
     for (int64_t c = 0, p = 0; c < Cp; ++c)
       for (int64_t q = 0; q < taps; ++q, ++p) rowoff[p] = c * chan + tap[q];
   } else if (paired) {
@@ -811,6 +847,18 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
       return;
     }
     uint32_t* xw = reinterpret_cast<uint32_t*>(base);
+    if (tap_pairs) {
+      // Word (ph, m) pairs padded element m * sw + ph with its right neighbour: phase ph + 1 at
+      // m, or for the last phase phase 0 at m + 1 (zero past the copy).
+      float* lo = static_cast<float*>(gemm::t_tmp.get(2 * sw * Wp * 4));
+      float* hi = lo + sw * Wp;
+      fill_row(t, c, ihp, lo, true);
+      std::copy(lo + Wp, lo + sw * Wp, hi);
+      std::copy(lo + 1, lo + Wp, hi + (sw - 1) * Wp);
+      hi[sw * Wp - 1] = 0.0f;
+      gemm::pair_words__avx512bf16(lo, hi, sw * Wp, xw + at);
+      return;
+    }
     const bool has_hi = 2 * c + 1 < g.C;
     if (sw == 1) {   // pair words only run on avx512_bf16
       const int64_t ih = ihp - g.pt;

@@ -142,9 +142,19 @@ const Tensor& Conv::weight_checked(const ConvGeom& g) {
 
 // Native bf16 weights in channel pairs (FissionPackedA::conv_channel_pairs) for a dense conv
 // whose odd channel count, if any, pads little: CaffeNet's conv1 (C = 3, a third more K) ran
-// 0.38-0.43 ms with K-pair panels against 0.40-0.45 ms in pairs (same run).
+// 0.38-0.43 ms with K-pair panels against 0.40-0.45 ms in pairs (same run). A small odd C with
+// a kernel at least 5 wide (dilation 1) goes in tap pairs instead (pair_tap_kw), which pad kw
+// to even: a seventh or less of K at kw >= 7. Hot, 2 threads, one image, against K-pair
+// panels (channel pairs): CaffeNet conv1 (11x11 s4) 0.352 against 0.362 (0.40) ms, ResNet's
+// 7x7 s2 0.433 against 0.461 (0.499), cifarnet's 5x5 (C = 3, 32x32) 0.033 against 0.039
+// (0.034), LeNet's (C = 1) 0.0088 against 0.0113 (0.0087). At kw = 3 (a third more K) the
+// panels stay: VGG's 3x3 at 224 1.55 ms against 1.83 in tap pairs.
 int64_t Conv::pair_channels(const ConvGeom& g) const {
-  return !eliminated() && (g.C % 2 == 0 || g.C >= 16) ? g.C : 0;
+  return !eliminated() && (g.C % 2 == 0 || g.C >= 16 || pair_tap_kw(g) > 0) ? g.C : 0;
+}
+
+int64_t Conv::pair_tap_kw(const ConvGeom& g) const {
+  return !eliminated() && g.C % 2 == 1 && g.C < 16 && g.kw >= 5 && g.dw == 1 ? g.kw : 0;
 }
 
 int Conv::plan_threads(int64_t N, double flops_per_image) const {
@@ -236,7 +246,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   if (ctx.training) packed_.invalidate();
   const std::vector<FissionPackedA>* pa =
       fis ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g), pair_channels(g),
-                         g.kh * g.kw)
+                         g.kh * g.kw, pair_tap_kw(g))
           : nullptr;
   // Dense fp32 inference runs the same direct kernels with fp32 weights: no im2col pass
   // (1.2-1.5x faster than im2col + sgemm on CaffeNet's convs and LeNet's conv2, one thread).
@@ -296,8 +306,11 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
                                  " image(s) per GEMM)";
     if (pa)
       last_kernel_ = std::string("fission_conv, no im2col: ") +
-                     format_name((*pa)[0].format()) + " weights, " +
-                     fission_conv_kernel_name((*pa)[0], fission_conv_shape(g, 1, C * HW),
+                     format_name((*pa)[0].format()) + " weights" +
+                     ((*pa)[0].tap_pair_kw() > 0       ? " in tap pairs"
+                      : (*pa)[0].channel_pair_taps() > 0 ? " in channel pairs"
+                                                         : "") +
+                     ", " + fission_conv_kernel_name((*pa)[0], fission_conv_shape(g, 1, C * HW),
                                               fission_.mode) +
                      chunking;
     else

@@ -42,6 +42,7 @@ class Conv final : public Layer {
   // GEMM depth per group: K' when eliminated, else g.rows().
   int64_t depth(const ConvGeom& g) const { return eliminated() ? kept_ : g.rows(); }
   int64_t pair_channels(const ConvGeom& g) const;
+  int64_t pair_tap_kw(const ConvGeom& g) const;
 
  private:
   // Runs fn(n0, n1, thread) over chunks of `chunk` images, in parallel over the chunks when

@@ -66,18 +66,23 @@ FissionSetting parse_fission_attrs(const Attrs& a, const std::string& type) {
 const std::vector<FissionPackedA>& FissionWeightCache::get(const FissionSetting& s, const float* w,
                                                            int64_t groups, int64_t rows,
                                                            int64_t K, int64_t conv_c,
-                                                           int64_t conv_taps) {
-  const bool pairs = conv_c > 0 && conv_c * conv_taps == K && s.mode != FissionMode::offchip;
-  if (!pairs) conv_c = conv_taps = 0;
+                                                           int64_t conv_taps, int64_t tap_kw) {
+  const bool pairs = conv_c > 0 && conv_c * conv_taps == K && s.mode != FissionMode::offchip &&
+                     (tap_kw == 0 || (tap_kw > 0 && conv_taps % tap_kw == 0));
+  if (!pairs) conv_c = conv_taps = tap_kw = 0;
   const bool same = key_ == w && groups_ == groups && rows_ == rows && k_ == K &&
-                    conv_c_ == conv_c && conv_taps_ == conv_taps &&
+                    conv_c_ == conv_c && conv_taps_ == conv_taps && tap_kw_ == tap_kw &&
                     setting_.format == s.format && setting_.rounding == s.rounding &&
                     setting_.mode == s.mode && static_cast<int64_t>(packed_.size()) == groups;
   if (same) return packed_;
   packed_.clear();
   packed_.reserve(static_cast<size_t>(groups));
   for (int64_t g = 0; g < groups; ++g) {
-    if (pairs)
+    if (pairs && tap_kw > 0)
+      packed_.push_back(FissionPackedA::conv_tap_pairs(s.format, s.rounding, rows, conv_c,
+                                                       conv_taps / tap_kw, tap_kw,
+                                                       w + g * rows * K, 0, s.mode));
+    else if (pairs)
       packed_.push_back(FissionPackedA::conv_channel_pairs(s.format, s.rounding, rows, conv_c,
                                                            conv_taps, w + g * rows * K, 0,
                                                            s.mode));
@@ -90,6 +95,7 @@ const std::vector<FissionPackedA>& FissionWeightCache::get(const FissionSetting&
   k_ = K;
   conv_c_ = conv_c;
   conv_taps_ = conv_taps;
+  tap_kw_ = tap_kw;
   setting_ = s;
   return packed_;
 }

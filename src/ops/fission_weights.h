@@ -48,16 +48,17 @@ FissionSetting parse_fission_attrs(const Attrs& a, const std::string& type);
 class FissionWeightCache {
  public:
   // conv_c / conv_taps (a dense convolution's K = conv_c * conv_taps, else 0): native bf16 is
-  // packed in channel pairs (FissionPackedA::conv_channel_pairs) when the setting is fission.
+  // packed in channel pairs (FissionPackedA::conv_channel_pairs) when the setting is fission,
+  // or with tap_kw > 0 (the kernel's width) in tap pairs (FissionPackedA::conv_tap_pairs).
   const std::vector<FissionPackedA>& get(const FissionSetting& s, const float* w, int64_t groups,
                                          int64_t rows, int64_t K, int64_t conv_c = 0,
-                                         int64_t conv_taps = 0);
+                                         int64_t conv_taps = 0, int64_t tap_kw = 0);
   void invalidate() { packed_.clear(); key_ = nullptr; }
 
  private:
   std::vector<FissionPackedA> packed_;
   const float* key_ = nullptr;
-  int64_t groups_ = 0, rows_ = 0, k_ = 0, conv_c_ = 0, conv_taps_ = 0;
+  int64_t groups_ = 0, rows_ = 0, k_ = 0, conv_c_ = 0, conv_taps_ = 0, tap_kw_ = 0;
   FissionSetting setting_;
 };
 
