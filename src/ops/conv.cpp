@@ -140,18 +140,17 @@ const Tensor& Conv::weight_checked(const ConvGeom& g) {
   return w->value;
 }
 
-// Native bf16 weights in channel pairs (FissionPackedA::conv_channel_pairs) for a dense conv
-// whose odd channel count, if any, pads little: CaffeNet's conv1 (C = 3, a third more K) ran
-// 0.38-0.43 ms with K-pair panels against 0.40-0.45 ms in pairs (same run). A small odd C with
-// a kernel at least 5 wide (dilation 1) goes in tap pairs instead (pair_tap_kw), which pad kw
-// to even: a seventh or less of K at kw >= 7. Hot, 2 threads, one image, against K-pair
-// panels (channel pairs): CaffeNet conv1 (11x11 s4) 0.352 against 0.362 (0.40) ms, ResNet's
-// 7x7 s2 0.433 against 0.461 (0.499), cifarnet's 5x5 (C = 3, 32x32) 0.033 against 0.039
-// (0.034), LeNet's (C = 1) 0.0088 against 0.0113 (0.0087). At kw = 3 (a third more K) the
-// panels stay: VGG's 3x3 at 224 1.55 ms against 1.83 in tap pairs.
-int64_t Conv::pair_channels(const ConvGeom& g) const {
-  return !eliminated() && (g.C % 2 == 0 || g.C >= 16 || pair_tap_kw(g) > 0) ? g.C : 0;
-}
+// Native bf16 weights of a dense conv in K pairs read from a pair copy of the image: channel
+// pairs (FissionPackedA::conv_channel_pairs), or for a small odd C with a kernel at least 5
+// wide (dilation 1) tap pairs (conv_tap_pairs, pair_tap_kw), which pad kw to even (a seventh
+// or less of K at kw >= 7) where channel pairs would pad C by a third. Hot, 2 threads, one
+// image (K-pair panels packed from the image per call / channel pairs / tap pairs): CaffeNet
+// conv1 (11x11 s4) 0.362 / 0.40 / 0.352 ms, in the network 0.56 against 0.37-0.42 in tap
+// pairs; ResNet's 7x7 s2 0.461 / 0.499 / 0.433; cifarnet's 5x5 (32x32) 0.039 / 0.034 / 0.033;
+// LeNet's (C = 1) 0.0113 / 0.0087 / 0.0088. At kw = 3 channel pairs beat the panels (224 -> 112,
+// stride 2: 0.22 against 0.15 ms; 112 wide 0.21 against 0.13; caches flushed 1.4x), except
+// VGG's 224-wide stride-1 first layer hot (1.49 against 1.62 ms; flushed, even).
+int64_t Conv::pair_channels(const ConvGeom& g) const { return eliminated() ? 0 : g.C; }
 
 int64_t Conv::pair_tap_kw(const ConvGeom& g) const {
   return !eliminated() && g.C % 2 == 1 && g.C < 16 && g.kw >= 5 && g.dw == 1 ? g.kw : 0;
