@@ -46,18 +46,24 @@ __attribute__((always_inline)) inline int64_t unrolled_steps(int64_t K, Step&& s
 // (2 threads, Zen 5): fc6 bf16 1.45 -> 1.25 ms, Deft-8 (bf16_dot) 0.83 -> 0.74 ms, Deft-8 (fp32
 // fission) 0.96 -> 0.79 ms, fp32 even; two streams did as well as four, eight and sixteen worse
 // than one. Prefetching into the next strip, with the strips split statically: Deft-8 fc6 0.70
-// -> 0.60 ms, fc7 0.40 -> 0.30 ms (each alone: no gain or less).
+// -> 0.60 ms, fc7 0.40 -> 0.30 ms (each alone: no gain or less). Each stream prefetches
+// kPrefetchAheadBytes / U ahead, so that the strip has as many bytes in flight as one stream
+// had: per stream 512 / 1K / 2K / 8K, alternated (fc6 ms): bf16 1.24 / 1.08 / 1.21 / 1.22,
+// Deft-8 0.67 / 0.58 / 0.53 / 0.59, AVX2 Deft-16Q 1.29 / 1.17 / 1.10 / 1.24.
 template <int U, int bytes_per_k, class Step>
 __attribute__((always_inline)) inline int64_t split_steps(const char* base, int64_t K, bool pf,
                                                           Step&& step) {
+  constexpr int64_t D = kPrefetchAheadBytes / U;   // per stream: the same bytes ahead in all
   const int64_t S = K / U;
   const int64_t seg = S * bytes_per_k, jump = (K * bytes_per_k + 63) / 64 * 64 - seg;
   for (int64_t k = 0; k < S; ++k) {
     if (pf && (k * bytes_per_k) % 64 < bytes_per_k) {   // once per line of each stream
-      const int64_t o = k * bytes_per_k;
-      const int64_t to = o + (o + kPrefetchAheadBytes >= seg ? jump : 0);
+      const int64_t o = k * bytes_per_k + D;
+      const char* q = base + o + (o >= seg ? jump : 0);
 #pragma GCC unroll 4
-      for (int u = 0; u < U; ++u) prefetch_ahead<bytes_per_k>(base + u * seg + to);
+      for (int u = 0; u < U; ++u)
+#pragma GCC unroll 8
+        for (int b = 0; b < bytes_per_k; b += 64) _mm_prefetch(q + u * seg + b, _MM_HINT_T0);
     }
 #pragma GCC unroll 4
     for (int u = 0; u < U; ++u) step(u, u * S + k);
