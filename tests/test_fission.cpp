@@ -328,6 +328,19 @@ struct ConvCase {
   int64_t M, C, H, W, kh, kw, sh, sw, pt, pb, pl, pr, dh, dw, images;
 };
 
+// A (a elements), the images X (x) and C0 (c) of a conv case, uniform in [-2, 2), drawn from
+// gen in that order.
+struct ConvOperands {
+  std::vector<float> A, X, C0;
+};
+ConvOperands random_conv_operands(int64_t a, int64_t x, int64_t c, std::mt19937& gen) {
+  std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
+  ConvOperands o{std::vector<float>(a), std::vector<float>(x), std::vector<float>(c)};
+  for (auto* v : {&o.A, &o.X, &o.C0})
+    for (float& e : *v) e = dist(gen);
+  return o;
+}
+
 // The fission_conv geometry of a case, images image_stride floats apart.
 FissionConvShape conv_shape(const ConvCase& cc, int64_t image_stride) {
   FissionConvShape g;
@@ -428,10 +441,7 @@ void run_conv_case(Format f, FissionMode mode, Isa isa, const ConvCase& cc, floa
   const int64_t ldc = N + 2;
   std::mt19937 gen(seed);
   std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
-  std::vector<float> A(M * K), X(cc.images * g.image_stride), C0(M * ldc);
-  for (auto& v : A) v = dist(gen);
-  for (auto& v : X) v = dist(gen);
-  for (auto& v : C0) v = dist(gen);
+  auto [A, X, C0] = random_conv_operands(M * K, cc.images * g.image_stride, M * ldc, gen);
   const std::vector<float> B = naive_columns(cc, g, X, [](float v) { return v; });
   const FissionPackedA pa(f, Rounding::nearest_even, false, M, K, A.data(), K, 0, mode);
   std::vector<float> want = C0, got = C0;
@@ -571,10 +581,7 @@ void check_pair_conv(bool taps_paired, const ConvCase& cc, Isa isa, int threads,
   const int64_t N = cc.images * P, ldc = N + 1;
   std::mt19937 gen(seed);
   std::uniform_real_distribution<float> dist(-2.0f, 2.0f);
-  std::vector<float> A(M * K), X(cc.images * g.image_stride), C0(M * ldc);
-  for (auto& v : A) v = dist(gen);
-  for (auto& v : X) v = dist(gen);
-  for (auto& v : C0) v = dist(gen);
+  auto [A, X, C0] = random_conv_operands(M * K, cc.images * g.image_stride, M * ldc, gen);
   const FissionPackedA pa =
       taps_paired ? FissionPackedA::conv_tap_pairs(Format::bf16, Rounding::nearest_even, M,
                                                    cc.C, cc.kh, cc.kw, A.data())
@@ -644,6 +651,18 @@ void check_pair_conv(bool taps_paired, const ConvCase& cc, Isa isa, int threads,
                          what);
 }
 
+// Every case on every ISA path, 1 and 2 threads (seeds from seed on).
+void check_pair_convs(bool taps_paired, const std::vector<ConvCase>& cases, uint32_t seed) {
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (const ConvCase& cc : cases)
+      for (int threads : {1, 2}) {
+        check_pair_conv(taps_paired, cc, isa, threads, seed++);
+        if (::testing::Test::HasFatalFailure()) return;
+      }
+  }
+}
+
 // Native bf16 with channel-pair weights (FissionPackedA::conv_channel_pairs): K reordered so
 // each pair is channels (2cp, 2cp + 1) at one tap, B read from a channel-pair copy of the
 // image (or, several images of short rows, packed into K-pair panels in that order). Against the naive double-accumulating convolution on the bf16-rounded operands (A as
@@ -663,15 +682,8 @@ TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
       {20, 6, 7, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},        // one image, 9-wide rows: the
                                                              // column-shifted pair copies
   };
-  for (Isa isa : supported_isas()) {
-    set_active_isa(isa);
-    uint32_t seed = 101;
-    for (const ConvCase& cc : cases)
-      for (int threads : {1, 2}) {
-        check_pair_conv(false, cc, isa, threads, seed++);
-        if (HasFatalFailure()) return;
-      }
-  }
+  check_pair_convs(false, cases, 101);
+  if (HasFatalFailure()) return;
   // Channel pairs with retained rows or another geometry are refused, naming the problem.
   set_active_isa(Isa::avx512_bf16);
   if (active_isa() == Isa::avx512_bf16) {
@@ -707,15 +719,8 @@ TEST_F(FissionTest, ConvTapPairsMatchNaiveOnBf16Operands) {
       {9, 2, 9, 10, 2, 4, 3, 5, 0, 1, 2, 1, 2, 1, 1},         // stride 5 > kw, even kw, dh 2
       {24, 3, 6, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},         // short rows, 3 images: panels
   };
-  for (Isa isa : supported_isas()) {
-    set_active_isa(isa);
-    uint32_t seed = 301;
-    for (const ConvCase& cc : cases)
-      for (int threads : {1, 2}) {
-        check_pair_conv(true, cc, isa, threads, seed++);
-        if (HasFatalFailure()) return;
-      }
-  }
+  check_pair_convs(true, cases, 301);
+  if (HasFatalFailure()) return;
   set_active_isa(Isa::avx512_bf16);
   if (active_isa() == Isa::avx512_bf16) {   // dilation 2 along the row: refused, named
     std::vector<float> w(4 * 9, 0.5f), x(36), c(4 * 4);
