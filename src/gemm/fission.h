@@ -22,8 +22,8 @@ namespace deftnn::gemm {
 using FissionTile = void (*)(Format f, int64_t K, const void* a, const void* b, float* c,
                              int64_t ldc, int m, int n, float alpha, float beta);
 
-// Whether the GEMV tiles (n <= 2) of a reduced format prefetch their weight stream ahead
-// (simd::prefetch_ahead). On by default; set_fission_gemv_prefetch turns it off for
+// Whether the GEMV tiles (n <= 2) of a reduced format prefetch their weight streams ahead
+// (simd::split_steps). On by default; set_fission_gemv_prefetch turns it off for
 // before/after benchmarks.
 extern bool g_gemv_prefetch;
 

@@ -12,7 +12,8 @@ namespace deftnn::simd {
 // prefetchers leave such streams short of DRAM bandwidth. In the GEMV tiles (fc at batch 1,
 // reduced formats) fc6 Deft-8 went 0.60 -> 0.49 ms (one weight copy) and 0.77 -> 0.67 ms (four
 // copies cycled, cold), still short of the roof cold; fp32 GEMV does not gain (its stream is
-// already at the roof) and is not prefetched there. The other kernels quote their own figures.
+// already at the roof) and is not prefetched there. The GEMV tiles now share this distance among
+// their streams (split_steps). The other kernels quote their own figures.
 // A prefetch past the end of a strip reads the next strip (or nothing: prefetches never fault).
 inline constexpr int64_t kPrefetchAheadBytes = 8192;
 // Prefetch the lines holding the `bytes` bytes (one line per 64, at least one) that lie
