@@ -588,9 +588,10 @@ void check_pair_conv(bool taps_paired, const ConvCase& cc, Isa isa, int threads,
                   : FissionPackedA::conv_channel_pairs(Format::bf16, Rounding::nearest_even, M,
                                                        cc.C, taps, A.data());
   const std::string what = std::string(taps_paired ? "tap" : "channel") + " pairs isa=" +
-                           isa_name(isa) + " M=" + std::to_string(M) + " C=" + std::to_string(cc.C) + " kernel " +
-                           std::to_string(cc.kh) + " images " + std::to_string(cc.images) +
-                           " threads " + std::to_string(threads);
+                           isa_name(isa) + " M=" + std::to_string(M) + " C=" +
+                           std::to_string(cc.C) + " kernel " + std::to_string(cc.kh) +
+                           " images " + std::to_string(cc.images) + " threads " +
+                           std::to_string(threads);
   const bool native = isa == Isa::avx512_bf16;
   ASSERT_EQ(pa.channel_pair_taps() > 0, native) << what;
   const int64_t kwp = (cc.kw + 1) / 2;
@@ -665,10 +666,11 @@ void check_pair_convs(bool taps_paired, const std::vector<ConvCase>& cases, uint
 
 // Native bf16 with channel-pair weights (FissionPackedA::conv_channel_pairs): K reordered so
 // each pair is channels (2cp, 2cp + 1) at one tap, B read from a channel-pair copy of the
-// image (or, several images of short rows, packed into K-pair panels in that order). Against the naive double-accumulating convolution on the bf16-rounded operands (A as
-// packed, mapped back to the natural (c, tap) order; B rounded to nearest even like
-// vcvtne2ps2bf16), odd C (a zero pad channel), strides, dilation, several images, 1 and 2
-// threads, with and without the output pass. Elsewhere the factory packs as usual.
+// image (or, several images of short rows, packed into K-pair panels in that order). Against
+// the naive double-accumulating convolution on the bf16-rounded operands (A as packed, mapped
+// back to the natural (c, tap) order; B rounded to nearest even like vcvtne2ps2bf16), odd C (a
+// zero pad channel), strides, dilation, several images, 1 and 2 threads, with and without the
+// output pass. Elsewhere the factory packs as usual.
 TEST_F(FissionTest, ConvChannelPairsMatchNaiveOnBf16Operands) {
   //                      M   C   H   W kh kw sh sw pt pb pl pr dh dw images
   const std::vector<ConvCase> cases = {
