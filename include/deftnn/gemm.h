@@ -25,6 +25,18 @@ Isa resolve_isa(const char* env_value, Isa detected, std::string* why);
 // Name of the micro-kernel / GEMV kernel the active ISA uses (for logs and benchmarks).
 const char* active_gemm_kernel();
 
+// Winograd F(2x2, 3x3) for dense fp32 3x3 stride-1 convolutions at inference of a frozen model
+// (src/gemm/winograd.h): `automatic` (the default) where the ISA has vectorised transforms and
+// the layer has enough output tiles to pay for them; `off` (the direct kernels: what synapse
+// elimination and the reduced formats are measured against, kernel for kernel); `on` (every
+// eligible layer, on any ISA: tests). DEFTNN_WINOGRAD=auto|off|on sets the starting policy; a bad
+// value is an error naming it. Not thread-safe against running inference; set it before.
+enum class WinogradPolicy : int { automatic = 0, off = 1, on = 2 };
+WinogradPolicy winograd_policy();
+void set_winograd_policy(WinogradPolicy p);
+WinogradPolicy winograd_policy_from_name(const std::string& name);   // throws Error naming it
+const char* winograd_policy_name(WinogradPolicy p);
+
 // Row-major C[M x N] = alpha * op(A)[M x K] * op(B)[K x N] + beta * C.
 // op(A) = A (lda >= K) or A^T (A stored K x M, lda >= M); same for B (ldb >= N, or ldb >= K when
 // transposed). beta == 0 means C is write-only (NaNs in C are not propagated). Multi-threaded

@@ -99,6 +99,11 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "deftnn 0.1.0");
   int threads = 0;
   app.add_option("--threads", threads, "worker threads (default: all cores)")->check(CLI::Range(1, 1024));
+  std::string winograd;
+  app.add_option("--winograd", winograd,
+                 "Winograd F(2x2,3x3) for dense fp32 3x3 stride-1 convs at inference: auto (default: "
+                 "where it pays), off (direct kernels only), on (every such conv); also DEFTNN_WINOGRAD")
+      ->check(CLI::IsMember({"auto", "off", "on"}));
 
   // train
   auto* c_train = app.add_subcommand("train", "train a network on Fashion-MNIST and save it");
@@ -214,6 +219,8 @@ int main(int argc, char** argv) {
 
   try {
     if (threads > 0) omp_set_num_threads(threads);
+    winograd_policy();   // a bad DEFTNN_WINOGRAD is reported here, not by the first conv
+    if (!winograd.empty()) set_winograd_policy(winograd_policy_from_name(winograd));
 
     bool handled = false;
     for (auto& [cmd, run] : registry.commands)

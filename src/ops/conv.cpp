@@ -59,7 +59,7 @@ Conv::Conv(const Attrs& a) : Layer(a) {
 void Conv::attrs_changed(const std::string& key) {
   if (!is_fission_attr(key)) Layer::attrs_changed(key);
   fission_ = parse_fission_attrs(attrs_, type());
-  packed_.invalidate();
+  drop_packed();
 }
 
 ConvGeom Conv::geometry(const Shape& s) const {
@@ -126,7 +126,7 @@ Shape Conv::infer(const std::vector<Shape>& inputs) {
   }
   ensure_param(*this, "weight", weight_shape(g), true, 1.0f, 1.0f, why);
   if (bias_ || param("bias")) ensure_param(*this, "bias", {out_}, true, 2.0f, 0.0f, "");
-  packed_.invalidate();
+  drop_packed();
   return {inputs[0][0], out_, g.OH, g.OW};
 }
 
@@ -236,13 +236,31 @@ void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float*
     columns(g, ident, xg, col, ld);
 }
 
+// Output tiles (2 x 2 pixels, all images) below which automatic Winograd is not used: the
+// transformed weights are 16/9 the size of the direct ones and the GEMMs get narrow.
+constexpr int64_t kWinogradMinTiles = 32;
+
+bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
+  const WinogradPolicy p = winograd_policy();
+  if (p == WinogradPolicy::off || groups_ != 1 || eliminated() || g.kh != 3 || g.kw != 3 ||
+      g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1)
+    return false;
+  if (p == WinogradPolicy::on) return true;
+  const int64_t tiles = N * ((g.OH + 1) / 2) * ((g.OW + 1) / 2);
+  return gemm::winograd_fast(active_isa()) && g.C >= 16 && out_ >= 16 &&
+         tiles >= kWinogradMinTiles;
+}
+
 void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
   const Tensor& x = input(type(), in, 0);
   const ConvGeom g = geometry(x.shape());
   const float* w = weight_checked(g).data();
   // Reduced-format weights at inference only; training drops them (the weights will change).
   const bool fis = fission_.active() && !ctx.training;
-  if (ctx.training) packed_.invalidate();
+  if (ctx.training) drop_packed();
+  // Dense fp32 3x3 stride-1 inference of a frozen model: Winograd F(2x2, 3x3) where the policy
+  // picks it (src/gemm/winograd.h); the weights are transformed once, like the packed ones.
+  const bool wino = !fis && !ctx.training && ctx.frozen && use_winograd(g, x.dim(0));
   const std::vector<FissionPackedA>* pa =
       fis ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g), pair_channels(g),
                          g.kh * g.kw, pair_tap_kw(g))
@@ -251,7 +269,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // (1.2-1.5x faster than im2col + sgemm on CaffeNet's convs and LeNet's conv2, one thread).
   // The packed weights are kept while the model is frozen (Model::freeze), else packed per call
   // (as sgemm packs A per call).
-  if (!fis && !ctx.training) {
+  if (!fis && !ctx.training && !wino) {
     if (!ctx.frozen) packed_.invalidate();
     pa = &packed_.get(FissionSetting{}, w, groups_, out_ / groups_, depth(g));
   }
@@ -289,6 +307,23 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
     y = out.data();
   }
   const float* xd = x.data();
+  if (wino) {
+    const Isa isa = active_isa();
+    if (wino_.empty() || wino_key_ != w || wino_.isa() != isa) {
+      wino_ = gemm::WinogradWeights(isa, w, O, C);
+      wino_key_ = w;
+    }
+    if (kernel_report_enabled()) {
+      last_kernel_ = std::string("winograd F(2x2,3x3): 16 GEMMs of ") + active_gemm_kernel() +
+                     ", transforms " + (gemm::winograd_fast(isa) ? isa_name(isa) : "portable");
+      if (fo)
+        last_kernel_ += std::string(", fused") + (res ? " + residual" : "") +
+                        (relu ? " + relu" : "") + (fo->dst ? " into a concat slice" : "");
+    }
+    gemm::winograd_conv3x3(wino_, {N, g.H, g.W, g.pt, g.pl, g.OH, g.OW, C * HW, ystride}, xd, y,
+                           {b, res, O * P, relu});
+    return;
+  }
   const bool ident = !eliminated() && g.identity();
   // Packed weights (fp32 or a reduced format): fission_conv, the column matrix never
   // materialised in fp32 - B read from the image by the tile (AVX-512) or built into packed B

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "deftnn/layer.h"
+#include "gemm/winograd.h"
 #include "ops/common.h"
 #include "ops/fission_weights.h"
 #include "ops/im2col.h"
@@ -30,7 +31,7 @@ class Conv final : public Layer {
                 const std::vector<Tensor*>& din, const RunContext& ctx) override;
   void init_params(Rng& rng) override;
   int64_t flops(const std::vector<Shape>& inputs, const Shape& output) const override;
-  void invalidate() override { packed_.invalidate(); }
+  void invalidate() override { drop_packed(); }
   bool accepts_fused_output() const override { return true; }
   const FissionSetting& fission() const { return fission_; }
 
@@ -74,6 +75,16 @@ class Conv final : public Layer {
   std::vector<Scratch> col_, dcol_, dw_, ybuf_;   // per thread
   FissionSetting fission_;          // inference weight format (f32: plain sgemm)
   FissionWeightCache packed_;       // one FissionPackedA per group
+  // Dense fp32 3x3 stride-1 inference of a frozen model: Winograd F(2x2, 3x3) where
+  // winograd_policy() picks it for this geometry and batch (see use_winograd).
+  bool use_winograd(const ConvGeom& g, int64_t N) const;
+  gemm::WinogradWeights wino_;      // the transformed weights, built on first use
+  const float* wino_key_ = nullptr; // the weight data they were built from
+  void drop_packed() {
+    packed_.invalidate();
+    wino_ = gemm::WinogradWeights();
+    wino_key_ = nullptr;
+  }
 
  protected:
   void attrs_changed(const std::string& key) override;

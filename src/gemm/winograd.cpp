@@ -1,0 +1,264 @@
+// Winograd F(2x2, 3x3) convolution: weight transform, driver and the portable transforms (see
+// winograd.h for the algorithm and the layouts).
+#include "gemm/winograd.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "deftnn/error.h"
+#include "deftnn/tensor.h"
+#include "gemm/pack.h"
+#include "gemm/ukernel.h"
+
+namespace deftnn::gemm {
+
+WinogradWeights::WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C)
+    : isa_(isa), O_(O), C_(C) {
+  check(O > 0 && C > 0, "WinogradWeights: empty convolution");
+  mr_ = gemm_config(isa).mr;
+  xi_stride_ = strips() * mr_ * C_;
+  data_ = aligned_alloc_floats(16 * xi_stride_);
+  // U_xi [O x C] row-major, then packed into MR strips.
+  std::vector<float> u(static_cast<size_t>(16 * O * C));
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < C; ++c) {
+      const float* g = w + (o * C + c) * 9;
+      float t[4][3];   // G g
+      for (int j = 0; j < 3; ++j) {
+        t[0][j] = g[j];
+        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+        t[3][j] = g[6 + j];
+      }
+      for (int i = 0; i < 4; ++i) {   // (G g) G^T
+        const float r[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]),
+                            0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+        for (int j = 0; j < 4; ++j) u[static_cast<size_t>(((i * 4 + j) * O + o) * C + c)] = r[j];
+      }
+    }
+  for (int xi = 0; xi < 16; ++xi)
+    pack_a(false, O, C, u.data() + static_cast<size_t>(xi) * O * C, C, mr_,
+           data_ + xi * xi_stride_);
+}
+
+WinogradWeights::WinogradWeights(WinogradWeights&& o) noexcept { *this = std::move(o); }
+
+WinogradWeights& WinogradWeights::operator=(WinogradWeights&& o) noexcept {
+  if (this != &o) {
+    aligned_free(data_);
+    isa_ = o.isa_;
+    O_ = o.O_;
+    C_ = o.C_;
+    xi_stride_ = o.xi_stride_;
+    mr_ = o.mr_;
+    data_ = std::exchange(o.data_, nullptr);
+  }
+  return *this;
+}
+
+WinogradWeights::~WinogradWeights() { aligned_free(data_); }
+
+namespace {
+WinogradPolicy initial_policy() {
+  const char* e = std::getenv("DEFTNN_WINOGRAD");
+  return e && *e ? winograd_policy_from_name(e) : WinogradPolicy::automatic;
+}
+WinogradPolicy& policy() {
+  static WinogradPolicy p = initial_policy();
+  return p;
+}
+}  // namespace
+
+bool winograd_fast(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_bf16; }
+
+// ---- portable transforms (the reference of the vectorised ones) -----------------------------
+
+void wino_in__portable(const WinoInSeg& s) {
+  for (int64_t c = 0; c < s.C; ++c) {
+    const float* plane = s.x + c * s.H * s.W;
+    for (int l = 0; l < s.len; ++l) {
+      float d[4][4];
+      for (int k = 0; k < 4; ++k) {
+        const int64_t r = 2 * s.ty - s.pad_h + k;
+        for (int q = 0; q < 4; ++q) {
+          const int64_t col = 2 * (s.tx0 + l) - s.pad_w + q;
+          d[k][q] = r >= 0 && r < s.H && col >= 0 && col < s.W ? plane[r * s.W + col] : 0.0f;
+        }
+      }
+      float t[4][4];   // B^T d
+      for (int q = 0; q < 4; ++q) {
+        t[0][q] = d[0][q] - d[2][q];
+        t[1][q] = d[1][q] + d[2][q];
+        t[2][q] = d[2][q] - d[1][q];
+        t[3][q] = d[1][q] - d[3][q];
+      }
+      for (int k = 0; k < 4; ++k) {   // (B^T d) B
+        const float v[4] = {t[k][0] - t[k][2], t[k][1] + t[k][2], t[k][2] - t[k][1],
+                            t[k][1] - t[k][3]};
+        for (int q = 0; q < 4; ++q) s.v[(k * 4 + q) * s.xi_stride + c * s.nr + s.j0 + l] = v[q];
+      }
+    }
+  }
+}
+
+void wino_out__portable(const WinoOutSeg& s) {
+  const int64_t plane = s.OH * s.OW;
+  for (int i = 0; i < s.m; ++i)
+    for (int l = 0; l < s.len; ++l) {
+      float m[16];
+      for (int xi = 0; xi < 16; ++xi) m[xi] = s.mbuf[(xi * s.mr + i) * s.ldm + s.j0 + l];
+      float t[2][4];   // A^T m
+      for (int q = 0; q < 4; ++q) {
+        t[0][q] = m[q] + m[4 + q] + m[8 + q];
+        t[1][q] = m[4 + q] - m[8 + q] - m[12 + q];
+      }
+      for (int iy = 0; iy < 2; ++iy) {
+        const int64_t row = 2 * s.ty + iy;
+        if (row >= s.OH) break;
+        const float yv[2] = {t[iy][0] + t[iy][1] + t[iy][2], t[iy][1] - t[iy][2] - t[iy][3]};
+        for (int ix = 0; ix < 2; ++ix) {
+          const int64_t col = 2 * (s.tx0 + l) + ix;
+          if (col >= s.OW) break;
+          const int64_t at = i * plane + row * s.OW + col;
+          float v = yv[ix];
+          if (s.bias) v += s.bias[i];
+          if (s.res) v += s.res[at];
+          if (s.relu) v = v > 0.0f ? v : 0.0f * v;
+          s.y[at] = v;
+        }
+      }
+    }
+}
+
+// ---- driver ----------------------------------------------------------------------------------
+
+namespace {
+
+struct Buf {
+  float* p = nullptr;
+  int64_t cap = 0;
+  ~Buf() { aligned_free(p); }
+  float* get(int64_t n) {
+    if (n > cap) {
+      aligned_free(p);
+      p = aligned_alloc_floats(n);
+      cap = n;
+    }
+    return p;
+  }
+};
+thread_local Buf t_v;   // a thread's transformed input block (packed B panels, 16 of them)
+thread_local Buf t_m;   // a thread's GEMM output for one strip (16 x MR x block)
+
+// One run of tiles: within one tile row of one image and one NR panel, at most 16.
+struct Seg {
+  int64_t n, ty, tx0;
+  int len, j;   // j: slot within the block
+};
+
+}  // namespace
+
+void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const float* x, float* y,
+                      const WinogradEpilogue& epi) {
+  check(!w.empty(), "winograd_conv3x3: no weights");
+  // (Any OH, OW: taps outside the plane read zeros, whatever the bottom / right padding.)
+  check(s.OH >= 1 && s.OW >= 1 && s.H >= 1 && s.W >= 1 && s.pad_h >= 0 && s.pad_w >= 0,
+        "winograd_conv3x3: inconsistent shape");
+  const Isa isa = w.isa();
+  const GemmConfig& cfg = gemm_config(isa);
+  const int mr = w.mr(), nr = cfg.nr;
+  const int64_t O = w.out_channels(), C = w.in_channels(), S = w.strips();
+  const int64_t th = (s.OH + 1) / 2, tw = (s.OW + 1) / 2, per_image = th * tw;
+  const int64_t T = s.images * per_image;
+  const bool fast = winograd_fast(isa);
+  void (*in_seg)(const WinoInSeg&) = fast ? wino_in__avx512 : wino_in__portable;
+  void (*out_seg)(const WinoOutSeg&) = fast ? wino_out__avx512 : wino_out__portable;
+  // Tiles per block: the block's 16 transformed input matrices (16 * C * NB floats) within
+  // ~256 KiB of L2, at least one panel, at most what there is.
+  int64_t NB = std::max<int64_t>(nr, (int64_t{65536} / (16 * C)) / nr * nr);
+  NB = std::min(NB, (T + nr - 1) / nr * nr);
+  const int64_t nblocks = (T + NB - 1) / NB;
+  const double flops = 2.0 * 16 * O * C * static_cast<double>(T);
+  const int nt = omp_in_parallel() || flops < 2e5 ? 1 : omp_get_max_threads();
+  // Few blocks (a small image): the strips of a block are split between threads too, each
+  // transforming the block's input itself.
+  const int64_t G = nblocks >= 2 * nt ? 1 : std::min<int64_t>(S, (2 * nt + nblocks - 1) / nblocks);
+  const int64_t items = nblocks * G;
+  const int64_t plane = s.OH * s.OW;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
+    float* V = t_v.get(16 * C * NB);
+    float* M = t_m.get(16 * mr * NB);
+    const int64_t xs = NB * C;   // floats between the 16 input matrices of a block
+    std::vector<Seg> segs;
+    int64_t cached = -1;
+    // Contiguous items per thread, so that a block's input is transformed once per thread.
+    for (int64_t it = items * tid / team; it < items * (tid + 1) / team; ++it) {
+      const int64_t b = it / G, g = it % G;
+      const int64_t b0 = b * NB, b1 = std::min(T, b0 + NB);
+      if (b != cached) {
+        segs.clear();
+        for (int64_t t = b0; t < b1;) {
+          const int64_t n = t / per_image, r = t % per_image, ty = r / tw, tx = r % tw;
+          const int64_t j = t - b0;
+          const int len = static_cast<int>(
+              std::min({int64_t{16}, tw - tx, nr - j % nr, b1 - t}));
+          segs.push_back({n, ty, tx, len, static_cast<int>(j)});
+          t += len;
+        }
+        for (const Seg& q : segs)
+          in_seg({x + q.n * s.x_image_stride, C, s.H, s.W, s.pad_h, s.pad_w, q.ty, q.tx0, q.len,
+                  V + (q.j / nr) * C * nr, xs, nr, q.j % nr});
+        cached = b;
+      }
+      const int64_t cols = b1 - b0, panels = (cols + nr - 1) / nr;
+      for (int64_t st = S * g / G; st < S * (g + 1) / G; ++st) {
+        const int m = static_cast<int>(std::min<int64_t>(mr, O - st * mr));
+        for (int xi = 0; xi < 16; ++xi)
+          for (int64_t p = 0; p < panels; ++p)
+            cfg.ukernel(C, w.strip(xi, st), V + xi * xs + p * C * nr, M + xi * mr * NB + p * nr,
+                        NB, m, static_cast<int>(std::min<int64_t>(nr, cols - p * nr)), 1.0f,
+                        0.0f);
+        for (const Seg& q : segs) {
+          const int64_t o0 = st * mr;
+          out_seg({M, NB, mr, m, q.j, q.len, q.ty, q.tx0, s.OH, s.OW,
+                   y + q.n * s.y_image_stride + o0 * plane,
+                   epi.res ? epi.res + q.n * epi.res_image_stride + o0 * plane : nullptr,
+                   epi.bias ? epi.bias + o0 : nullptr, epi.relu});
+        }
+      }
+    }
+  }
+}
+
+}  // namespace deftnn::gemm
+
+namespace deftnn {
+
+WinogradPolicy winograd_policy() { return gemm::policy(); }
+void set_winograd_policy(WinogradPolicy p) { gemm::policy() = p; }
+
+WinogradPolicy winograd_policy_from_name(const std::string& name) {
+  if (name == "auto") return WinogradPolicy::automatic;
+  if (name == "off") return WinogradPolicy::off;
+  if (name == "on") return WinogradPolicy::on;
+  throw Error("DEFTNN_WINOGRAD / --winograd: unknown policy '" + name +
+              "' (expected auto, off or on)");
+}
+
+const char* winograd_policy_name(WinogradPolicy p) {
+  switch (p) {
+    case WinogradPolicy::automatic: return "auto";
+    case WinogradPolicy::off: return "off";
+    case WinogradPolicy::on: return "on";
+  }
+  return "auto";
+}
+
+}  // namespace deftnn

@@ -1,0 +1,114 @@
+// deftnn Winograd convolution F(2x2, 3x3) (Lavin & Gray, "Fast Algorithms for Convolutional
+// Neural Networks", 2016): a dense fp32 3x3 stride-1 convolution as 16 GEMMs of a quarter of
+// the depth-times-pixels work, 2.25x fewer multiplies than the direct kernel. Used at inference
+// by Conv for frozen dense fp32 layers (the weights are transformed once, like packed weights);
+// never with synapse elimination or a reduced format (those keep their own kernels).
+//
+// With U = G g G^T (4 x 4 per output channel o and input channel c), V = B^T d B (4 x 4 per
+// input tile d of 4 x 4 pixels, tiles 2 pixels apart), the 16 products M_xi = U_xi * V_xi (GEMMs
+// [O x C] * [C x tiles], xi = 0..15) give each 2 x 2 output tile Y = A^T M A, with
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+//   A^T = [1 1 1 0; 0 1 -1 -1].
+// The transforms only add, subtract and halve, so the result differs from the direct sum by a
+// few ulps of the operands' magnitudes (the tests bound it against the naive conv).
+//
+// Work goes in blocks of tiles: a thread transforms a block's input straight into the packed B
+// panels the sgemm micro-kernel reads (ukernel.h; no separate packing pass), runs the 16 GEMMs
+// one strip of MR output channels at a time into a small buffer, and transforms that strip's
+// output at once, adding bias and residual and applying ReLU as it stores (fused, as the direct
+// tiles do). The input transform of a block never leaves L2; the GEMM tiles never leave L1.
+#pragma once
+#include <cstdint>
+
+#include "deftnn/gemm.h"
+
+namespace deftnn::gemm {
+
+// The transformed, packed weights of one 3x3 convolution: for each xi, U_xi [O x C] packed as
+// the micro-kernel's A strips (pack_a with the ISA's MR).
+class WinogradWeights {
+ public:
+  WinogradWeights() = default;
+  // w: [O, C, 3, 3] row-major fp32.
+  WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C);
+  WinogradWeights(WinogradWeights&&) noexcept;
+  WinogradWeights& operator=(WinogradWeights&&) noexcept;
+  WinogradWeights(const WinogradWeights&) = delete;
+  WinogradWeights& operator=(const WinogradWeights&) = delete;
+  ~WinogradWeights();
+
+  bool empty() const { return data_ == nullptr; }
+  Isa isa() const { return isa_; }
+  int64_t out_channels() const { return O_; }
+  int64_t in_channels() const { return C_; }
+  int mr() const { return mr_; }
+  int64_t strips() const { return (O_ + mr_ - 1) / mr_; }
+  // Strip s of U_xi: MR x C, element (i, c) at [c * MR + i].
+  const float* strip(int xi, int64_t s) const { return data_ + xi * xi_stride_ + s * mr_ * C_; }
+
+ private:
+  Isa isa_ = Isa::portable;
+  int64_t O_ = 0, C_ = 0, xi_stride_ = 0;
+  int mr_ = 0;
+  float* data_ = nullptr;
+};
+
+// One image layout of a Winograd conv call.
+struct WinogradShape {
+  int64_t images = 1;
+  int64_t H = 0, W = 0;            // input plane
+  int64_t pad_h = 0, pad_w = 0;    // top / left zero padding (bottom / right follow from OH, OW)
+  int64_t OH = 0, OW = 0;          // output plane (OH <= H + 2 pad_h - 2, same for OW)
+  int64_t x_image_stride = 0;      // floats between images of x (>= C * H * W)
+  int64_t y_image_stride = 0;      // floats between images of y (>= O * OH * OW)
+};
+
+// The conv output pass, applied to every output element as it is stored: + bias[o] (non-null),
+// + res (non-null; laid out like y but res_image_stride floats between images), then ReLU as
+// v > 0 ? v : 0 * v (relu).
+struct WinogradEpilogue {
+  const float* bias = nullptr;
+  const float* res = nullptr;
+  int64_t res_image_stride = 0;
+  bool relu = false;
+};
+
+// y[n, o, i, j] = sum_{c, u, v} w[o, c, u, v] * x[n, c, i + u - pad_h, j + v - pad_w] (zeros
+// outside the plane), then the epilogue; runs on the calling thread's OpenMP team.
+void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const float* x, float* y,
+                      const WinogradEpilogue& epi);
+
+// Whether the ISA has vectorised transforms (others run the portable ones: correct, slower).
+bool winograd_fast(Isa isa);
+
+// Per ISA: transform the input of a run of len <= 16 tiles of one tile row (tile row ty, tiles
+// tx0 .. tx0 + len - 1) of one image x (C planes of H x W) into the packed panels: channel c of
+// tile l goes to v[xi * xi_stride + c * nr + j0 + l] (j0 + len <= nr, the panel's columns).
+struct WinoInSeg {
+  const float* x;
+  int64_t C, H, W, pad_h, pad_w;
+  int64_t ty, tx0;
+  int len;
+  float* v;
+  int64_t xi_stride;
+  int nr, j0;
+};
+// Per ISA: transform the output of the same run for rows o < m of a strip: m_xi(i, l) at
+// mbuf[(xi * mr + i) * ldm + j0 + l]; output row i of the strip is image plane y + i * OH * OW
+// (channel strip offset already applied), residual likewise (res_plane floats per channel).
+struct WinoOutSeg {
+  const float* mbuf;
+  int64_t ldm;
+  int mr, m, j0, len;
+  int64_t ty, tx0, OH, OW;
+  float* y;
+  const float* res;    // null: none
+  const float* bias;   // null: none; else bias of row 0 of the strip
+  bool relu;
+};
+void wino_in__portable(const WinoInSeg& s);
+void wino_out__portable(const WinoOutSeg& s);
+void wino_in__avx512(const WinoInSeg& s);
+void wino_out__avx512(const WinoOutSeg& s);
+
+}  // namespace deftnn::gemm

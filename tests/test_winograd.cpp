@@ -1,0 +1,226 @@
+// Winograd F(2x2, 3x3) convolution (src/gemm/winograd.h) against a naive double-precision
+// convolution: odd channel counts and planes (1, 2, 3, 7, 17 ...), asymmetric padding, several
+// images, bias / residual / ReLU, 1 and 2 threads, on every ISA path (the portable transforms on
+// portable and AVX2, the vectorised ones on AVX-512); and the Conv layer's use of it.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "deftnn/error.h"
+#include "deftnn/gemm.h"
+#include "deftnn/model.h"
+#include "gemm/winograd.h"
+#include "test_util.h"
+
+using namespace deftnn;
+
+namespace {
+
+using test::IsaGuard;
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> v;
+  for (int i = 0; i <= static_cast<int>(detected_isa()); ++i) v.push_back(static_cast<Isa>(i));
+  return v;
+}
+
+struct Case {
+  int64_t images, C, O, H, W, pt, pl, OH, OW;
+};
+
+std::vector<float> randoms(size_t n, uint64_t seed) {
+  Rng r(seed);
+  std::vector<float> v(n);
+  for (float& f : v) f = static_cast<float>(r.normal());
+  return v;
+}
+
+// Runs the case with the given epilogue parts and compares with the naive sum: each output within
+// 1e-5 of the sum of the magnitudes of its terms (Winograd's transforms add and subtract up to
+// 16 products per output; fp32 rounding stays far below that bound, a wrong index far above).
+void check_case(const Case& c, bool bias, bool res, bool relu, const std::string& where) {
+  const std::vector<float> w = randoms(static_cast<size_t>(c.O * c.C * 9), 1);
+  const std::vector<float> x = randoms(static_cast<size_t>(c.images * c.C * c.H * c.W), 2);
+  const std::vector<float> bv = randoms(static_cast<size_t>(c.O), 3);
+  const int64_t plane = c.OH * c.OW, ystride = c.O * plane + 5;   // images apart, with a gap
+  const std::vector<float> rv = randoms(static_cast<size_t>(c.images * c.O * plane), 4);
+  std::vector<float> y(static_cast<size_t>(c.images * ystride), 1234.0f);
+  const gemm::WinogradWeights ww(active_isa(), w.data(), c.O, c.C);
+  gemm::winograd_conv3x3(ww, {c.images, c.H, c.W, c.pt, c.pl, c.OH, c.OW, c.C * c.H * c.W, ystride},
+                         x.data(), y.data(),
+                         {bias ? bv.data() : nullptr, res ? rv.data() : nullptr, c.O * plane, relu});
+  for (int64_t n = 0; n < c.images; ++n) {
+    for (int64_t o = 0; o < c.O; ++o)
+      for (int64_t i = 0; i < c.OH; ++i)
+        for (int64_t j = 0; j < c.OW; ++j) {
+          double acc = 0, mag = 0;
+          for (int64_t ci = 0; ci < c.C; ++ci)
+            for (int u = 0; u < 3; ++u)
+              for (int v = 0; v < 3; ++v) {
+                const int64_t r = i + u - c.pt, q = j + v - c.pl;
+                if (r < 0 || r >= c.H || q < 0 || q >= c.W) continue;
+                const double t = static_cast<double>(w[(o * c.C + ci) * 9 + u * 3 + v]) *
+                                 x[((n * c.C + ci) * c.H + r) * c.W + q];
+                acc += t;
+                mag += std::fabs(t);
+              }
+          if (bias) acc += bv[o];
+          if (res) acc += rv[(n * c.O + o) * plane + i * c.OW + j];
+          if (relu) acc = acc > 0 ? acc : 0;
+          const float got = y[n * ystride + o * plane + i * c.OW + j];
+          ASSERT_NEAR(got, acc, 1e-5 * (1 + mag))
+              << where << ": image " << n << " channel " << o << " at (" << i << ", " << j << ")";
+        }
+    for (int64_t k = c.O * plane; k < ystride; ++k)   // the gap between images is not written
+      ASSERT_EQ(y[n * ystride + k], 1234.0f) << where << ": wrote past image " << n;
+  }
+}
+
+TEST(Winograd, MatchesNaiveConvOnOddShapesEveryIsaAndThreadCount) {
+  IsaGuard guard;
+  const int saved = omp_get_max_threads();
+  // images, C, O, H, W, pad top, pad left, OH, OW ("same" padding unless noted)
+  const std::vector<Case> cases = {
+      {1, 1, 1, 1, 1, 1, 1, 1, 1},      {1, 7, 5, 7, 7, 1, 1, 7, 7},
+      {1, 3, 13, 2, 3, 1, 1, 2, 3},     {2, 17, 33, 9, 17, 1, 1, 9, 17},
+      {1, 16, 12, 5, 5, 0, 0, 3, 3},    // valid conv, no padding
+      {1, 9, 7, 11, 6, 2, 1, 13, 6},    // asymmetric: 2 on top, 1 left, 2 at the bottom
+      {3, 5, 25, 17, 3, 1, 1, 17, 3},   // tile rows of 2 tiles, several images per block
+      {1, 32, 40, 31, 40, 1, 1, 31, 40}, // rows of 20 tiles: runs cut at 16 and at panels
+  };
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      for (size_t k = 0; k < cases.size(); ++k) {
+        const std::string where = std::string(isa_name(isa)) + ", " + std::to_string(threads) +
+                                  " thread(s), case " + std::to_string(k);
+        check_case(cases[k], k % 2 == 0, k % 3 == 0, k % 2 == 1, where);
+      }
+    }
+  }
+  omp_set_num_threads(saved);
+}
+
+TEST(Winograd, EpilogueCombinations) {
+  IsaGuard guard;
+  const Case c{2, 6, 14, 7, 9, 1, 1, 7, 9};
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int e = 0; e < 8; ++e)
+      check_case(c, e & 1, e & 2, e & 4,
+                 std::string(isa_name(isa)) + ", epilogue " + std::to_string(e));
+  }
+}
+
+TEST(Winograd, ReluKeepsNaN) {
+  const std::vector<float> w(9, 0.0f);
+  std::vector<float> x(16, 1.0f);
+  x[5] = NAN;
+  std::vector<float> y(16, 0.0f);
+  const gemm::WinogradWeights ww(active_isa(), w.data(), 1, 1);
+  gemm::winograd_conv3x3(ww, {1, 4, 4, 1, 1, 4, 4, 16, 16}, x.data(), y.data(),
+                         {nullptr, nullptr, 0, true});
+  EXPECT_TRUE(std::isnan(y[0]));   // 0 * NaN is NaN: ReLU as v > 0 ? v : 0 * v passes it on
+}
+
+TEST(Winograd, PolicyNames) {
+  EXPECT_EQ(winograd_policy_from_name("auto"), WinogradPolicy::automatic);
+  EXPECT_EQ(winograd_policy_from_name("off"), WinogradPolicy::off);
+  EXPECT_EQ(winograd_policy_from_name("on"), WinogradPolicy::on);
+  EXPECT_STREQ(winograd_policy_name(WinogradPolicy::off), "off");
+  try {
+    winograd_policy_from_name("fast");
+    FAIL() << "no error for an unknown policy";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("'fast'"), std::string::npos) << e.what();
+  }
+}
+
+// Restores the Winograd policy when a test ends.
+class PolicyGuard {
+ public:
+  PolicyGuard() : saved_(winograd_policy()) {}
+  ~PolicyGuard() { set_winograd_policy(saved_); }
+
+ private:
+  WinogradPolicy saved_;
+};
+
+Attrs conv3(int out, int pad, int stride = 1, int groups = 1) {
+  return Attrs().set("out_channels", out).set("kernel", 3).set("stride", stride).set("pad", pad)
+      .set("groups", groups);
+}
+
+// The frozen model's output under a policy (the weights transformed afresh).
+Tensor frozen_output(Model& m, const Tensor& x, WinogradPolicy p) {
+  set_winograd_policy(p);
+  m.freeze(false);
+  m.freeze(true);
+  Tensor y = m.forward(x).clone();
+  m.freeze(false);
+  return y;
+}
+
+// A frozen model with Winograd on gives the direct kernels' output within rounding, with the
+// fused residual + ReLU and the outputs written into a concat slice, on every ISA path.
+TEST(Winograd, ConvLayerMatchesDirectInAFrozenModel) {
+  IsaGuard isa_guard;
+  PolicyGuard guard;
+  Model m({20, 15, 13});
+  int a = m.add("a", "conv", conv3(24, 1));
+  int ar = m.add("a_relu", "relu", Attrs(), {a});
+  int b = m.add("b", "conv", conv3(20, 1), {ar});
+  int s = m.add("add", "add", Attrs(), {b, 0});
+  int r = m.add("relu", "relu", Attrs(), {s});
+  int e = m.add("e", "conv", conv3(8, 0), {r});   // valid padding, into the concat
+  int f = m.add("f", "conv", conv3(8, 0), {r});
+  m.add("cat", "concat", Attrs().set("axis", 1), {e, f});
+  m.init_params(7);
+  const Tensor x = test::random_tensor({2, 20, 15, 13}, 9);
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    const Tensor direct = frozen_output(m, x, WinogradPolicy::off);
+    const Tensor wino = frozen_output(m, x, WinogradPolicy::on);
+    ASSERT_EQ(wino.shape(), direct.shape());
+    double diff = 0;
+    for (int64_t i = 0; i < wino.numel(); ++i) {
+      ASSERT_NEAR(wino[i], direct[i], 1e-4 * (1 + std::fabs(direct[i])))
+          << isa_name(isa) << " at " << i;
+      diff = std::max(diff, static_cast<double>(std::fabs(wino[i] - direct[i])));
+    }
+    EXPECT_GT(diff, 0.0) << isa_name(isa) << ": identical to the direct kernels, so not run";
+  }
+}
+
+// Layers Winograd does not cover (stride 2, groups, 5x5, dilation) and training forwards run the
+// direct kernels whatever the policy: bit for bit the same output.
+TEST(Winograd, IneligibleLayersAndTrainingAreUnchanged) {
+  IsaGuard isa_guard;
+  PolicyGuard guard;
+  const std::vector<Attrs> layers = {conv3(16, 1, 2), conv3(16, 1, 1, 2),
+                                     Attrs().set("out_channels", 16).set("kernel", 5).set("pad", 2),
+                                     conv3(16, 2).set("dilation", 2)};
+  const Tensor x = test::random_tensor({2, 20, 15, 13}, 9);
+  for (size_t k = 0; k < layers.size(); ++k) {
+    Model m({20, 15, 13});
+    m.add("c", "conv", layers[k]);
+    m.init_params(3);
+    const Tensor off = frozen_output(m, x, WinogradPolicy::off);
+    const Tensor on = frozen_output(m, x, WinogradPolicy::on);
+    for (int64_t i = 0; i < on.numel(); ++i) ASSERT_EQ(on[i], off[i]) << "layer " << k << " at " << i;
+  }
+  Model m({20, 15, 13});
+  m.add("c", "conv", conv3(16, 1));
+  m.init_params(3);
+  set_winograd_policy(WinogradPolicy::on);
+  const Tensor t1 = m.forward(x, true).clone();
+  set_winograd_policy(WinogradPolicy::off);
+  const Tensor t2 = m.forward(x, true).clone();
+  for (int64_t i = 0; i < t1.numel(); ++i) ASSERT_EQ(t1[i], t2[i]) << "training at " << i;
+}
+
+}  // namespace
