@@ -178,28 +178,36 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
   const bool fast = winograd_fast(isa);
   void (*in_seg)(const WinoInSeg&) = fast ? wino_in__avx512 : wino_in__portable;
   void (*out_seg)(const WinoOutSeg&) = fast ? wino_out__avx512 : wino_out__portable;
-  // Tiles per block: the block's 16 transformed input matrices (16 * C * NB floats) within
-  // ~256 KiB of L2, at least one panel, at most what there is.
-  int64_t NB = std::max<int64_t>(nr, (int64_t{65536} / (16 * C)) / nr * nr);
-  NB = std::min(NB, (T + nr - 1) / nr * nr);
-  const int64_t nblocks = (T + NB - 1) / NB;
   const double flops = 2.0 * 16 * O * C * static_cast<double>(T);
   const int nt = omp_in_parallel() || flops < 2e5 ? 1 : omp_get_max_threads();
-  // Few blocks (a small image): the strips of a block are split between threads too, each
-  // transforming the block's input itself.
+  // Tiles per block: the block's 16 transformed input matrices (16 * C * NB floats) within
+  // ~256 KiB of L2, the strip's GEMM output (16 * MR * NB) within ~96 KiB, at least one panel.
+  int64_t NB = std::clamp<int64_t>((int64_t{65536} / (16 * C)) / nr * nr, nr, 128);
+  int64_t nblocks = (T + NB - 1) / NB;
+  // Few blocks: equal ones, a multiple of the team (4 blocks of 256, 256, 256 and 16 tiles
+  // left one of two threads waiting a third of the time).
+  if (nblocks < 4 * nt) {
+    nblocks = (nblocks + nt - 1) / nt * nt;
+    NB = (T + nblocks - 1) / nblocks;
+    nblocks = (T + NB - 1) / NB;
+  }
+  // Fewer blocks than two per thread (a small image): the strips of a block are split between
+  // threads too, each transforming the block's input itself.
   const int64_t G = nblocks >= 2 * nt ? 1 : std::min<int64_t>(S, (2 * nt + nblocks - 1) / nblocks);
   const int64_t items = nblocks * G;
   const int64_t plane = s.OH * s.OW;
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
-    float* V = t_v.get(16 * C * NB);
+    const int64_t NBp = (NB + nr - 1) / nr * nr;   // whole panels
+    float* V = t_v.get(16 * C * NBp);
     float* M = t_m.get(16 * mr * NB);
-    const int64_t xs = NB * C;   // floats between the 16 input matrices of a block
+    const int64_t xs = NBp * C;   // floats between the 16 input matrices of a block
     std::vector<Seg> segs;
     int64_t cached = -1;
-    // Contiguous items per thread, so that a block's input is transformed once per thread.
-    for (int64_t it = items * tid / team; it < items * (tid + 1) / team; ++it) {
+    // Blocks taken dynamically; where strips are split (G > 1), contiguous items per thread,
+    // so that a block's input is transformed once per thread.
+    auto item = [&](int64_t it) {
       const int64_t b = it / G, g = it % G;
       const int64_t b0 = b * NB, b1 = std::min(T, b0 + NB);
       if (b != cached) {
@@ -233,6 +241,12 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
                    epi.bias ? epi.bias + o0 : nullptr, epi.relu});
         }
       }
+    };
+    if (G == 1) {
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t it = 0; it < items; ++it) item(it);
+    } else {
+      for (int64_t it = items * tid / team; it < items * (tid + 1) / team; ++it) item(it);
     }
   }
 }
