@@ -8,6 +8,9 @@
 //                straight from the padded image copy, which the dense layer makes too)
 //   vs copy    = (full im2col + copying the retained rows into a new buffer) / im2col of only the
 //                retained rows: how much faster the in-kernel reorganisation is (paper: >= 1.4x)
+//   wino ms    = the dense layer as Winograd F(2x2, 3x3) where it applies (3x3, no groups: conv3),
+//                alternated with the others; "vs best" = elim / the faster dense. The dense
+//                column is the direct kernel, the one elimination truncates (the paper's baseline).
 // Dense and eliminated run alternately in rounds; medians of the rounds are reported.
 // Both layers run as in an inference session (Model::freeze: weights packed once, as the Plan
 // of the design packs them offline); --per-call-packing re-packs the weights on every call, as
@@ -119,8 +122,8 @@ int main(int argc, char** argv) {
               g_cputime ? (omp_get_max_threads() == 1 ? "thread CPU time" : "process CPU time (all threads)")
                         : "wall time",
               frozen ? "weights packed once (frozen)" : "weights packed per call", load);
-  std::printf("%-6s %5s %6s %6s %10s %10s %7s %8s %8s\n", "layer", "batch", "K", "K'", "dense ms",
-              "elim ms", "ratio", "reorg %", "vs copy");
+  std::printf("%-6s %5s %6s %6s %10s %10s %7s %8s %8s %9s %8s\n", "layer", "batch", "K", "K'",
+              "dense ms", "elim ms", "ratio", "reorg %", "vs copy", "wino ms", "vs best");
   std::string js = "{\"clock\": \"" + std::string(g_cputime ? (omp_get_max_threads() == 1 ? "thread_cputime" : "process_cputime") : "wall") + "\", \"load\": " +
                    std::to_string(load) + ", \"threads\": " + std::to_string(omp_get_max_threads()) + ", \"kernel\": \"" +
                    active_gemm_kernel() + "\", \"keep\": " + std::to_string(keep_frac) +
@@ -170,7 +173,13 @@ int main(int argc, char** argv) {
       const std::vector<const Tensor*> xin{&x};
       dense->forward(xin, y, ctx);
       elim->forward(xin, y, ctx);
-      std::vector<double> td, te, tr, tc;
+      std::vector<double> td, te, tr, tc, tw;
+      const bool wino = s.conv && s.k == 3 && s.groups == 1;
+      if (wino) {   // the Winograd weights transformed before timing
+        set_winograd_policy(WinogradPolicy::on);
+        dense->forward(xin, y, ctx);
+      }
+      set_winograd_policy(WinogradPolicy::off);
       // The reorganisation alone, per call of the layer: conv, im2col of the retained rows of
       // every image and group; fc, the gather of X's retained columns.
       const int64_t P = g.cols();
@@ -198,24 +207,34 @@ int main(int argc, char** argv) {
       };
       for (int rd = 0; rd < rounds; ++rd) {
         td.push_back(time_ms([&] { dense->forward(xin, y, ctx); }, iters));
+        if (wino) {
+          set_winograd_policy(WinogradPolicy::on);
+          tw.push_back(time_ms([&] { dense->forward(xin, y, ctx); }, iters));
+          set_winograd_policy(WinogradPolicy::off);
+        }
         te.push_back(time_ms([&] { elim->forward(xin, y, ctx); }, iters));
         tr.push_back(time_ms(reorg, iters));
         if (s.conv) tc.push_back(time_ms(copy_rows, iters));
       }
       const double md = median(td), me = median(te), mr = median(tr), mc = s.conv ? median(tc) : 0;
-      char vs[32] = "-";
+      const double mw = wino ? median(tw) : 0;
+      char vs[32] = "-", ws[32] = "-", vb[32] = "-";
       if (s.conv) std::snprintf(vs, sizeof vs, "%.2fx", mc / mr);
-      std::printf("%-6s %5lld %6lld %6lld %10.3f %10.3f %7.3f %7.1f%% %8s\n", s.name,
+      if (wino) {
+        std::snprintf(ws, sizeof ws, "%.3f", mw);
+        std::snprintf(vb, sizeof vb, "%.3f", me / std::min(md, mw));
+      }
+      std::printf("%-6s %5lld %6lld %6lld %10.3f %10.3f %7.3f %7.1f%% %8s %9s %8s\n", s.name,
                   static_cast<long long>(N), static_cast<long long>(K), static_cast<long long>(keep), md,
-                  me, me / md, 100 * mr / me, vs);
+                  me, me / md, 100 * mr / me, vs, ws, vb);
       std::fflush(stdout);
       char line[512];
       std::snprintf(line, sizeof line,
                     "%s\n  {\"layer\": \"%s\", \"batch\": %lld, \"K\": %lld, \"kept\": %lld, \"dense_ms\": %.6f, "
                     "\"elim_ms\": %.6f, \"ratio\": %.6f, \"reorg_ms\": %.6f, \"reorg_share\": %.6f, "
-                    "\"copy_ms\": %.6f}",
+                    "\"copy_ms\": %.6f, \"winograd_ms\": %.6f}",
                     first ? "" : ",", s.name, static_cast<long long>(N), static_cast<long long>(K),
-                    static_cast<long long>(keep), md, me, me / md, mr, mr / me, mc);
+                    static_cast<long long>(keep), md, me, me / md, mr, mr / me, mc, mw);
       js += line;
       first = false;
     }
