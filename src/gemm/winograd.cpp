@@ -79,28 +79,34 @@ bool winograd_fast(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_bf
 // ---- portable transforms (the reference of the vectorised ones) -----------------------------
 
 void wino_in__portable(const WinoInSeg& s) {
-  for (int64_t c = 0; c < s.C; ++c) {
-    const float* plane = s.x + c * s.H * s.W;
-    for (int l = 0; l < s.len; ++l) {
-      float d[4][4];
-      for (int k = 0; k < 4; ++k) {
-        const int64_t r = 2 * s.ty - s.pad_h + k;
-        for (int q = 0; q < 4; ++q) {
-          const int64_t col = 2 * (s.tx0 + l) - s.pad_w + q;
-          d[k][q] = r >= 0 && r < s.H && col >= 0 && col < s.W ? plane[r * s.W + col] : 0.0f;
+  for (int pi = 0; pi < s.nparts; ++pi) {
+    const WinoPart& p = s.parts[pi];
+    const float* img = s.x + p.n * s.x_image_stride;
+    for (int l = p.a; l < p.b; ++l) {
+      const int64_t tx = p.tx0 + (l - p.a), slot = s.j + l;
+      float* v = s.v + (slot / s.nr) * s.C * s.nr + slot % s.nr;
+      for (int64_t c = 0; c < s.C; ++c) {
+        const float* plane = img + c * s.H * s.W;
+        float d[4][4];
+        for (int k = 0; k < 4; ++k) {
+          const int64_t r = 2 * p.ty - s.pad_h + k;
+          for (int q = 0; q < 4; ++q) {
+            const int64_t col = 2 * tx - s.pad_w + q;
+            d[k][q] = r >= 0 && r < s.H && col >= 0 && col < s.W ? plane[r * s.W + col] : 0.0f;
+          }
         }
-      }
-      float t[4][4];   // B^T d
-      for (int q = 0; q < 4; ++q) {
-        t[0][q] = d[0][q] - d[2][q];
-        t[1][q] = d[1][q] + d[2][q];
-        t[2][q] = d[2][q] - d[1][q];
-        t[3][q] = d[1][q] - d[3][q];
-      }
-      for (int k = 0; k < 4; ++k) {   // (B^T d) B
-        const float v[4] = {t[k][0] - t[k][2], t[k][1] + t[k][2], t[k][2] - t[k][1],
-                            t[k][1] - t[k][3]};
-        for (int q = 0; q < 4; ++q) s.v[(k * 4 + q) * s.xi_stride + c * s.nr + s.j0 + l] = v[q];
+        float t[4][4];   // B^T d
+        for (int q = 0; q < 4; ++q) {
+          t[0][q] = d[0][q] - d[2][q];
+          t[1][q] = d[1][q] + d[2][q];
+          t[2][q] = d[2][q] - d[1][q];
+          t[3][q] = d[1][q] - d[3][q];
+        }
+        for (int k = 0; k < 4; ++k) {   // (B^T d) B
+          const float u[4] = {t[k][0] - t[k][2], t[k][1] + t[k][2], t[k][2] - t[k][1],
+                              t[k][1] - t[k][3]};
+          for (int q = 0; q < 4; ++q) v[(k * 4 + q) * s.xi_stride + c * s.nr] = u[q];
+        }
       }
     }
   }
@@ -108,31 +114,35 @@ void wino_in__portable(const WinoInSeg& s) {
 
 void wino_out__portable(const WinoOutSeg& s) {
   const int64_t plane = s.OH * s.OW;
-  for (int i = 0; i < s.m; ++i)
-    for (int l = 0; l < s.len; ++l) {
-      float m[16];
-      for (int xi = 0; xi < 16; ++xi) m[xi] = s.mbuf[(xi * s.mr + i) * s.ldm + s.j0 + l];
-      float t[2][4];   // A^T m
-      for (int q = 0; q < 4; ++q) {
-        t[0][q] = m[q] + m[4 + q] + m[8 + q];
-        t[1][q] = m[4 + q] - m[8 + q] - m[12 + q];
-      }
-      for (int iy = 0; iy < 2; ++iy) {
-        const int64_t row = 2 * s.ty + iy;
-        if (row >= s.OH) break;
-        const float yv[2] = {t[iy][0] + t[iy][1] + t[iy][2], t[iy][1] - t[iy][2] - t[iy][3]};
-        for (int ix = 0; ix < 2; ++ix) {
-          const int64_t col = 2 * (s.tx0 + l) + ix;
-          if (col >= s.OW) break;
-          const int64_t at = i * plane + row * s.OW + col;
-          float v = yv[ix];
-          if (s.bias) v += s.bias[i];
-          if (s.res) v += s.res[at];
-          if (s.relu) v = v > 0.0f ? v : 0.0f * v;
-          s.y[at] = v;
+  for (int pi = 0; pi < s.nparts; ++pi) {
+    const WinoPart& p = s.parts[pi];
+    for (int i = 0; i < s.m; ++i)
+      for (int l = p.a; l < p.b; ++l) {
+        const int64_t tx = p.tx0 + (l - p.a);
+        float m[16];
+        for (int xi = 0; xi < 16; ++xi) m[xi] = s.mbuf[(xi * s.mr + i) * s.ldm + s.j + l];
+        float t[2][4];   // A^T m
+        for (int q = 0; q < 4; ++q) {
+          t[0][q] = m[q] + m[4 + q] + m[8 + q];
+          t[1][q] = m[4 + q] - m[8 + q] - m[12 + q];
+        }
+        for (int iy = 0; iy < 2; ++iy) {
+          const int64_t row = 2 * p.ty + iy;
+          if (row >= s.OH) break;
+          const float yv[2] = {t[iy][0] + t[iy][1] + t[iy][2], t[iy][1] - t[iy][2] - t[iy][3]};
+          for (int ix = 0; ix < 2; ++ix) {
+            const int64_t col = 2 * tx + ix;
+            if (col >= s.OW) break;
+            const int64_t at = i * plane + row * s.OW + col;
+            float v = yv[ix];
+            if (s.bias) v += s.bias[i];
+            if (s.res) v += s.res[p.n * s.res_image_stride + at];
+            if (s.relu) v = v > 0.0f ? v : 0.0f * v;
+            s.y[p.n * s.y_image_stride + at] = v;
+          }
         }
       }
-    }
+  }
 }
 
 // ---- driver ----------------------------------------------------------------------------------
@@ -155,10 +165,10 @@ struct Buf {
 thread_local Buf t_v;   // a thread's transformed input block (packed B panels, 16 of them)
 thread_local Buf t_m;   // a thread's GEMM output for one strip (16 x MR x block)
 
-// One run of tiles: within one tile row of one image and one NR panel, at most 16.
-struct Seg {
-  int64_t n, ty, tx0;
-  int len, j;   // j: slot within the block
+// A group of up to 16 consecutive tiles (one per lane) and its parts.
+struct Group {
+  int64_t j;   // first tile, counted from the block's start
+  int len, part0, nparts;
 };
 
 }  // namespace
@@ -203,26 +213,31 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
     float* V = t_v.get(16 * C * NBp);
     float* M = t_m.get(16 * mr * NB);
     const int64_t xs = NBp * C;   // floats between the 16 input matrices of a block
-    std::vector<Seg> segs;
+    std::vector<Group> groups;
+    std::vector<WinoPart> parts;
     int64_t cached = -1;
-    // Blocks taken dynamically; where strips are split (G > 1), contiguous items per thread,
-    // so that a block's input is transformed once per thread.
     auto item = [&](int64_t it) {
       const int64_t b = it / G, g = it % G;
       const int64_t b0 = b * NB, b1 = std::min(T, b0 + NB);
       if (b != cached) {
-        segs.clear();
-        for (int64_t t = b0; t < b1;) {
-          const int64_t n = t / per_image, r = t % per_image, ty = r / tw, tx = r % tw;
-          const int64_t j = t - b0;
-          const int len = static_cast<int>(
-              std::min({int64_t{16}, tw - tx, nr - j % nr, b1 - t}));
-          segs.push_back({n, ty, tx, len, static_cast<int>(j)});
-          t += len;
+        groups.clear();
+        parts.clear();
+        for (int64_t t0 = b0; t0 < b1; t0 += 16) {
+          const int len = static_cast<int>(std::min<int64_t>(16, b1 - t0));
+          Group q{t0 - b0, len, static_cast<int>(parts.size()), 0};
+          for (int l = 0; l < len;) {   // parts: runs within one tile row
+            const int64_t t = t0 + l, n = t / per_image, r = t % per_image;
+            const int64_t ty = r / tw, tx = r % tw;
+            const int e = static_cast<int>(std::min<int64_t>(len, l + (tw - tx)));
+            parts.push_back({n, ty, tx, l, e});
+            l = e;
+          }
+          q.nparts = static_cast<int>(parts.size()) - q.part0;
+          groups.push_back(q);
         }
-        for (const Seg& q : segs)
-          in_seg({x + q.n * s.x_image_stride, C, s.H, s.W, s.pad_h, s.pad_w, q.ty, q.tx0, q.len,
-                  V + (q.j / nr) * C * nr, xs, nr, q.j % nr});
+        for (const Group& q : groups)
+          in_seg({x, s.x_image_stride, C, s.H, s.W, s.pad_h, s.pad_w, parts.data() + q.part0,
+                  q.nparts, q.len, V, xs, nr, q.j});
         cached = b;
       }
       const int64_t cols = b1 - b0, panels = (cols + nr - 1) / nr;
@@ -233,13 +248,11 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
             cfg.ukernel(C, w.strip(xi, st), V + xi * xs + p * C * nr, M + xi * mr * NB + p * nr,
                         NB, m, static_cast<int>(std::min<int64_t>(nr, cols - p * nr)), 1.0f,
                         0.0f);
-        for (const Seg& q : segs) {
-          const int64_t o0 = st * mr;
-          out_seg({M, NB, mr, m, q.j, q.len, q.ty, q.tx0, s.OH, s.OW,
-                   y + q.n * s.y_image_stride + o0 * plane,
-                   epi.res ? epi.res + q.n * epi.res_image_stride + o0 * plane : nullptr,
-                   epi.bias ? epi.bias + o0 : nullptr, epi.relu});
-        }
+        const int64_t o0 = st * mr;
+        for (const Group& q : groups)
+          out_seg({M, NB, mr, m, q.j, q.len, parts.data() + q.part0, q.nparts, s.OH, s.OW,
+                   y + o0 * plane, s.y_image_stride, epi.res ? epi.res + o0 * plane : nullptr,
+                   epi.res_image_stride, epi.bias ? epi.bias + o0 : nullptr, epi.relu});
       }
     };
     if (G == 1) {

@@ -81,29 +81,44 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
 // Whether the ISA has vectorised transforms (others run the portable ones: correct, slower).
 bool winograd_fast(Isa isa);
 
-// Per ISA: transform the input of a run of len <= 16 tiles of one tile row (tile row ty, tiles
-// tx0 .. tx0 + len - 1) of one image x (C planes of H x W) into the packed panels: channel c of
-// tile l goes to v[xi * xi_stride + c * nr + j0 + l] (j0 + len <= nr, the panel's columns).
-struct WinoInSeg {
-  const float* x;
-  int64_t C, H, W, pad_h, pad_w;
-  int64_t ty, tx0;
-  int len;
-  float* v;
-  int64_t xi_stride;
-  int nr, j0;
+// The transforms work on groups of up to 16 consecutive tiles (tile t of the call: image
+// t / (th * tw), tile row (t / tw) % th, column t % tw; th x tw tiles of 2 x 2 output pixels per
+// image), one tile per vector lane. A group may run over several tile rows and images: it is cut
+// into parts, each lanes [a, b) holding tiles tx0 .. tx0 + b - a - 1 of one tile row.
+struct WinoPart {
+  int64_t n, ty, tx0;
+  int a, b;
 };
-// Per ISA: transform the output of the same run for rows o < m of a strip: m_xi(i, l) at
-// mbuf[(xi * mr + i) * ldm + j0 + l]; output row i of the strip is image plane y + i * OH * OW
-// (channel strip offset already applied), residual likewise (res_plane floats per channel).
+// Input: channel c of lane l (tile j + l of the block) goes to the packed panels at
+// v[xi * xi_stride + ((j + l) / nr) * C * nr + c * nr + (j + l) % nr] (the AVX-512 transform
+// needs j % nr + len <= nr).
+struct WinoInSeg {
+  const float* x;           // image 0; image n at x + n * x_image_stride, channel c planes H * W
+  int64_t x_image_stride, C, H, W, pad_h, pad_w;
+  const WinoPart* parts;
+  int nparts, len;
+  float* v;                 // the block's panels
+  int64_t xi_stride;
+  int nr;
+  int64_t j;
+};
+// Output: rows i < m of a strip, m_xi(i, l) at mbuf[(xi * mr + i) * ldm + j + l]; row i of the
+// strip is channel plane y + n * y_image_stride + i * OH * OW of lane l's image n (the strip's
+// first channel already applied to y, res and bias), likewise res (null: none).
 struct WinoOutSeg {
   const float* mbuf;
   int64_t ldm;
-  int mr, m, j0, len;
-  int64_t ty, tx0, OH, OW;
+  int mr, m;
+  int64_t j;
+  int len;
+  const WinoPart* parts;
+  int nparts;
+  int64_t OH, OW;
   float* y;
-  const float* res;    // null: none
-  const float* bias;   // null: none; else bias of row 0 of the strip
+  int64_t y_image_stride;
+  const float* res;
+  int64_t res_image_stride;
+  const float* bias;        // null: none; else the bias of the strip's row 0
   bool relu;
 };
 void wino_in__portable(const WinoInSeg& s);
