@@ -20,6 +20,7 @@
 namespace deftnn {
 namespace gemm {
 bool g_gemv_prefetch = true;   // set_fission_gemv_prefetch (declared in gemm/fission.h)
+bool g_side_prefetch = true;
 
 namespace {
 
@@ -518,6 +519,26 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
                                   q1 < nchunks ? chunks[q1].col : N);
       for (int64_t q = q0; q < q1; ++q)
         for (int64_t s = 0; s < S; ++s) run_tile(s, chunks[q], own);
+    } else if (g_side_prefetch && S >= 2 * nt && nchunks >= 3 && a.strip_bytes() >= (int64_t{128} << 10)) {
+      // Big strips streamed from memory: each thread its contiguous strips, all chunks of one
+      // before the next; while chunks 1.. run from L2, the tiles prefetch the thread's next
+      // strip into L2 (t_side), so that its first chunk does not wait on DRAM.
+      prep();
+      const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
+      const int64_t s0 = S * tid / team, s1 = S * (tid + 1) / team;
+      const int64_t sb = a.strip_bytes();
+      for (int64_t s = s0; s < s1; ++s)
+        for (int64_t q = 0; q < nchunks; ++q) {
+          if (q >= 1 && s + 1 < s1) {
+            const char* nx = reinterpret_cast<const char*>(a.strip(s + 1));
+            t_side.p = nx + sb * (q - 1) / (nchunks - 1);
+            t_side.e = nx + sb * q / (nchunks - 1);
+          } else {
+            t_side = {};
+          }
+          run_tile(s, chunks[q], nullptr);
+        }
+      t_side = {};
     } else {
       prep();
       const int64_t per_item = S >= 4 * nt ? nchunks : 1;

@@ -33,6 +33,17 @@ extern bool g_gemv_prefetch;
 // + res[i * ldr + j] (res non-null), then ReLU as v > 0 ? v : 0 * v (relu). Pointers are the
 // tile's own (row 0, column 0). apply_tile_rows is the reference (and the fallback of kernels
 // without it).
+// Lines of another strip that the AVX-512 fission tiles of 3 or more columns prefetch into L2
+// as they run, one line per k (simd::side_prefetched_steps), consuming the range: drive_direct
+// sets it to the strip the thread reads next. Per thread; empty: nothing.
+struct SideRange {
+  const char* p = nullptr;
+  const char* e = nullptr;
+};
+extern thread_local SideRange t_side;
+// drive_direct's next-strip prefetch (default on; off for before/after benchmarks).
+extern bool g_side_prefetch;
+
 struct TileRows {
   const float* bias;
   const float* res;

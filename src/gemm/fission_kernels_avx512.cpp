@@ -14,6 +14,7 @@
 #include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
+thread_local SideRange t_side;
 namespace {
 
 constexpr int MR = 32;
@@ -156,10 +157,10 @@ void tile(const W& w, int64_t K, const BA& b, float* c, int64_t ldc, int m, floa
     }
   };
   // A GEMV (NRT <= 2) reads its strip as U streams (simd::split_steps), a reduced-format one
-  // prefetched ahead.
+  // prefetched ahead; a wider tile may bring the thread's next strip into L2 (t_side).
   int64_t k = NRT <= 2 ? simd::split_steps<U, W::kBytesPerK>(
                              pa0, K, W::kBytesPerK < 4 * MR && g_gemv_prefetch, step)
-                       : simd::unrolled_steps<U>(K, step);
+                       : simd::side_prefetched_steps(t_side.p, t_side.e, K, step);
   for (; k < K; ++k) step(0, k);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12

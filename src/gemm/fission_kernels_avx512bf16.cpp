@@ -109,9 +109,10 @@ void tile(int64_t K, const AL& al, const BA& b, float* c, int64_t ldc, int m,
       acc[u][j][1] = _mm512_dpbf16_ps(acc[u][j][1], a1, bj);
     }
   };
-  // A GEMV (NRT <= 2) reads its strip as U prefetched streams (simd::split_steps).
+  // A GEMV (NRT <= 2) reads its strip as U prefetched streams (simd::split_steps); a wider tile
+  // may bring the thread's next strip into L2 (t_side, see the fp32 tile).
   int64_t kp = NRT <= 2 ? simd::split_steps<U, AL::kBytesPerKP>(pa0, KP, g_gemv_prefetch, step)
-                        : simd::unrolled_steps<U>(KP, step);
+                        : simd::side_prefetched_steps(t_side.p, t_side.e, KP, step);
   for (; kp < KP; ++kp) step(0, kp);
   __m512 s0[NRT], s1[NRT];
 #pragma GCC unroll 12

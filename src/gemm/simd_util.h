@@ -25,6 +25,23 @@ inline void prefetch_ahead(const void* p) {
   for (int o = 0; o < bytes; o += 64) _mm_prefetch(q + o, _MM_HINT_T0);
 }
 
+// The first k steps of a tile with the lines [p, e) of another operand prefetched into L2 (T1)
+// as it runs, one line per k step, 64 at a time, until the range is done (p advances): step(0, k)
+// for k < the returned count; the caller runs the rest.
+template <class Step>
+__attribute__((always_inline)) inline int64_t side_prefetched_steps(const char*& p,
+                                                                    const char* e, int64_t K,
+                                                                    Step&& step) {
+  int64_t k = 0;
+  while (k + 64 <= K && p < e) {
+#pragma GCC unroll 8
+    for (int l = 0; l < 64; ++l) _mm_prefetch(p + 64 * l, _MM_HINT_T1);
+    p += 64 * 64;
+    for (const int64_t end = k + 64; k < end; ++k) step(0, k);
+  }
+  return k;
+}
+
 // A tile's k loop unrolled by U: step(u, k + u) for u < U while k + U <= K. Returns the first k
 // not run; the caller runs the tail.
 template <int U, class Step>
