@@ -20,9 +20,12 @@ build/bench/bench_gemm --samples 11 --json "$OUT/gemm.json"
 step "CaffeNet end to end, deftnn vs PyTorch"
 $PY bench/peers/e2e_caffenet.py --threads "$THREADS" --batch 1 32 --json "$OUT/e2e_caffenet.json"
 
-step "CaffeNet weight formats (data fission), batch 1 and 32"
+step "CaffeNet weight formats (data fission), batch 1 and 32, against the fastest dense fp32 (Winograd conv3)"
 build/deftnn bench caffenet --batch 1 32 --iters 15 \
   --formats f32,half,deft16,deft16q,bf16,deft8_e4,conv:bf16+fc:deft8_e4 --json "$OUT/formats.json"
+step "CaffeNet weight formats, kernel for kernel (--winograd off: fp32 on the same direct kernels, the paper's comparison)"
+build/deftnn --winograd off bench caffenet --batch 1 32 --iters 15 \
+  --formats f32,bf16,conv:bf16+fc:deft8_e4 --json "$OUT/formats_direct.json"
 step "CaffeNet Deft-8 on the bf16 unit (bf16_dot: Deft-8H with bf16 activations), batch 1 and 32"
 build/deftnn bench caffenet --batch 1 32 --iters 15 --formats bf16,conv:bf16+fc:deft8_e4 \
   --fission-mode bf16_dot --json "$OUT/formats_bf16_dot.json"
