@@ -17,6 +17,9 @@ step() { echo; echo "=== $* ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/
 step "GEMM: ours vs OpenBLAS vs oneDNN, CaffeNet shapes, K halved"
 build/bench/bench_gemm --samples 11 --json "$OUT/gemm.json"
 
+step "Winograd F(2x2,3x3) vs the direct kernels, 3x3 convs of ResNet-18, VGG-11, CaffeNet, SqueezeNet"
+build/bench/bench_winograd --json "$OUT/winograd.json"
+
 step "CaffeNet end to end, deftnn vs PyTorch"
 $PY bench/peers/e2e_caffenet.py --threads "$THREADS" --batch 1 32 --json "$OUT/e2e_caffenet.json"
 

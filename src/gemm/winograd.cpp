@@ -76,6 +76,21 @@ WinogradPolicy& policy() {
 
 bool winograd_fast(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_bf16; }
 
+// Where automatic Winograd pays (in-network, alternated against the direct kernels, 2 threads,
+// Zen 5): from 64 input channels with at least 64 output tiles of 2 x 2 (ResNet-18's 56x56 and
+// 28x28 3x3 convs 0.65-0.69 -> 0.45-0.46 ms), or from 128 channels with 32 tiles (its 14x14
+// ones 0.69 -> 0.53-0.55 ms). Below, the transforms and the 16/9 larger weights cost what the
+// multiplies save: SqueezeNet's 13x13 expand convs (48 and 64 channels, 49 tiles) ran 6-9%
+// slower, its 16- and 32-channel ones even to 10% slower; ResNet-18's 7x7 ones (16 tiles, 16 MB
+// of transformed weights per layer from DRAM) 1.4-1.5x slower. With many tiles (batch 16) the
+// small-channel ones pay again: the direct kernels' output rows stream to DRAM, Winograd's blocks
+// stay in L2 (bench_winograd, hot: SqueezeNet's 16- and 32-channel expand convs 0.69x).
+
+bool winograd_pays(Isa isa, int64_t C, int64_t O, int64_t tiles) {
+  return winograd_fast(isa) && O >= 16 &&
+         ((C >= 64 && tiles >= 64) || (C >= 128 && tiles >= 32) || (C >= 16 && tiles >= 2048));
+}
+
 // ---- portable transforms (the reference of the vectorised ones) -----------------------------
 
 void wino_in__portable(const WinoInSeg& s) {

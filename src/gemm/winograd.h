@@ -80,6 +80,9 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
 
 // Whether the ISA has vectorised transforms (others run the portable ones: correct, slower).
 bool winograd_fast(Isa isa);
+// Whether WinogradPolicy::automatic runs a conv of C input and O output channels with this many
+// 2 x 2 output tiles (all images) as Winograd: measured where it pays (winograd.cpp).
+bool winograd_pays(Isa isa, int64_t C, int64_t O, int64_t tiles);
 
 // The transforms work on groups of up to 16 consecutive tiles (tile t of the call: image
 // t / (th * tw), tile row (t / tw) % th, column t % tw; th x tw tiles of 2 x 2 output pixels per

@@ -236,25 +236,13 @@ void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float*
     columns(g, ident, xg, col, ld);
 }
 
-// Where automatic Winograd pays (in-network, alternated against the direct kernels, 2 threads,
-// Zen 5): from 64 input channels with at least 64 output tiles of 2 x 2 (ResNet-18's 56x56 and
-// 28x28 3x3 convs 0.65-0.69 -> 0.45-0.46 ms), or from 128 channels with 32 tiles (its 14x14
-// ones 0.69 -> 0.53-0.55 ms). Below, the transforms and the 16/9 larger weights cost what the
-// multiplies save: SqueezeNet's 13x13 expand convs (48 and 64 channels, 49 tiles) ran 6-9%
-// slower, its 16- and 32-channel ones even to 10% slower; ResNet-18's 7x7 ones (16 tiles) even.
-constexpr int64_t kWinogradMinC = 64, kWinogradMinTiles = 64;
-constexpr int64_t kWinogradWideC = 128, kWinogradWideMinTiles = 32;
-
 bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
   const WinogradPolicy p = winograd_policy();
   if (p == WinogradPolicy::off || groups_ != 1 || eliminated() || g.kh != 3 || g.kw != 3 ||
       g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1)
     return false;
   if (p == WinogradPolicy::on) return true;
-  const int64_t tiles = N * ((g.OH + 1) / 2) * ((g.OW + 1) / 2);
-  return gemm::winograd_fast(active_isa()) && out_ >= 16 &&
-         ((g.C >= kWinogradMinC && tiles >= kWinogradMinTiles) ||
-          (g.C >= kWinogradWideC && tiles >= kWinogradWideMinTiles));
+  return gemm::winograd_pays(active_isa(), g.C, out_, N * ((g.OH + 1) / 2) * ((g.OW + 1) / 2));
 }
 
 void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
