@@ -224,3 +224,26 @@ TEST(Winograd, IneligibleLayersAndTrainingAreUnchanged) {
 }
 
 }  // namespace
+
+#ifdef DEFTNN_CLI_PATH
+namespace {
+
+// The command takes the policy from --winograd or DEFTNN_WINOGRAD and refuses a bad one with a
+// message naming it and a non-zero exit.
+TEST(Winograd, CommandLinePolicy) {
+  std::string out;
+  EXPECT_EQ(test::run_cli("--winograd off info lenet", &out), 0) << out;
+  EXPECT_NE(test::run_cli("--winograd fast info lenet", &out), 0);
+  EXPECT_NE(out.find("fast"), std::string::npos) << out;
+  const char* saved = std::getenv("DEFTNN_WINOGRAD");
+  const std::string keep = saved ? saved : "";
+  setenv("DEFTNN_WINOGRAD", "sometimes", 1);
+  const int rc = test::run_cli("info lenet", &out);
+  if (saved) setenv("DEFTNN_WINOGRAD", keep.c_str(), 1); else unsetenv("DEFTNN_WINOGRAD");
+  EXPECT_NE(rc, 0);
+  EXPECT_NE(out.find("DEFTNN_WINOGRAD"), std::string::npos) << out;
+  EXPECT_NE(out.find("'sometimes'"), std::string::npos) << out;
+}
+
+}  // namespace
+#endif
