@@ -106,12 +106,8 @@ void expect_fused_equals_unfused(Model& m, int expect_skipped, const std::string
   // The frozen model may run a 3x3 conv as Winograd (not bit-exact against the direct kernels
   // the unfrozen forward runs); fusion is checked on the direct kernels, Winograd's fused
   // output pass in test_winograd.cpp.
-  const WinogradPolicy policy = winograd_policy();
+  test::WinogradPolicyGuard policy;
   set_winograd_policy(WinogradPolicy::off);
-  struct Restore {
-    WinogradPolicy p;
-    ~Restore() { set_winograd_policy(p); }
-  } restore{policy};
   for (Isa isa : isas) {
     set_active_isa(isa);
     for (int64_t batch : {1, 2, 5}) {

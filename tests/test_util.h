@@ -23,6 +23,16 @@ class IsaGuard {
   Isa saved_;
 };
 
+// Restores the Winograd policy (deftnn/gemm.h) when a test that sets one ends.
+class WinogradPolicyGuard {
+ public:
+  WinogradPolicyGuard() : saved_(winograd_policy()) {}
+  ~WinogradPolicyGuard() { set_winograd_policy(saved_); }
+
+ private:
+  WinogradPolicy saved_;
+};
+
 // A tensor of the given shape filled with standard normal values from a seeded generator.
 inline Tensor random_tensor(Shape s, uint64_t seed) {
   Tensor t(std::move(s));

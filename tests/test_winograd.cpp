@@ -140,16 +140,6 @@ TEST(Winograd, PolicyNames) {
   }
 }
 
-// Restores the Winograd policy when a test ends.
-class PolicyGuard {
- public:
-  PolicyGuard() : saved_(winograd_policy()) {}
-  ~PolicyGuard() { set_winograd_policy(saved_); }
-
- private:
-  WinogradPolicy saved_;
-};
-
 Attrs conv3(int out, int pad, int stride = 1, int groups = 1) {
   return Attrs().set("out_channels", out).set("kernel", 3).set("stride", stride).set("pad", pad)
       .set("groups", groups);
@@ -169,7 +159,7 @@ Tensor frozen_output(Model& m, const Tensor& x, WinogradPolicy p) {
 // fused residual + ReLU and the outputs written into a concat slice, on every ISA path.
 TEST(Winograd, ConvLayerMatchesDirectInAFrozenModel) {
   IsaGuard isa_guard;
-  PolicyGuard guard;
+  test::WinogradPolicyGuard guard;
   Model m({20, 15, 13});
   int a = m.add("a", "conv", conv3(24, 1));
   int ar = m.add("a_relu", "relu", Attrs(), {a});
@@ -200,7 +190,7 @@ TEST(Winograd, ConvLayerMatchesDirectInAFrozenModel) {
 // direct kernels whatever the policy: bit for bit the same output.
 TEST(Winograd, IneligibleLayersAndTrainingAreUnchanged) {
   IsaGuard isa_guard;
-  PolicyGuard guard;
+  test::WinogradPolicyGuard guard;
   const std::vector<Attrs> layers = {conv3(16, 1, 2), conv3(16, 1, 1, 2),
                                      Attrs().set("out_channels", 16).set("kernel", 5).set("pad", 2),
                                      conv3(16, 2).set("dilation", 2)};

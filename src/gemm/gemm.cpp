@@ -9,6 +9,7 @@
 #include "deftnn/error.h"
 #include "deftnn/gemm.h"
 #include "deftnn/tensor.h"
+#include "gemm/buffer.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 
@@ -21,21 +22,7 @@ int64_t g_kc_override = 0, g_mc_override = 0, g_nc_override = 0;
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
-// A grow-only, 64-byte aligned buffer. One per thread (thread_local) for packed A and for
-// packed B, so buffers are allocated on the first call and reused by every later one.
-struct Buffer {
-  float* p = nullptr;
-  int64_t cap = 0;
-  ~Buffer() { aligned_free(p); }
-  float* get(int64_t n) {
-    if (n > cap) {
-      aligned_free(p);
-      p = aligned_alloc_floats(n);
-      cap = n;
-    }
-    return p;
-  }
-};
+// Per-thread buffers (gemm/buffer.h) for packed A and packed B.
 thread_local Buffer t_pack_a;           // a thread's whole copy of op(A) (columns split)
 thread_local Buffer t_pack_b;           // a thread's whole copy of op(B)'s block (rows split)
 thread_local Buffer t_pack_a_private;   // a thread's own rows of op(A) (rows split)

@@ -12,6 +12,7 @@
 
 #include "deftnn/error.h"
 #include "deftnn/tensor.h"
+#include "gemm/buffer.h"
 #include "gemm/pack.h"
 #include "gemm/ukernel.h"
 
@@ -164,21 +165,8 @@ void wino_out__portable(const WinoOutSeg& s) {
 
 namespace {
 
-struct Buf {
-  float* p = nullptr;
-  int64_t cap = 0;
-  ~Buf() { aligned_free(p); }
-  float* get(int64_t n) {
-    if (n > cap) {
-      aligned_free(p);
-      p = aligned_alloc_floats(n);
-      cap = n;
-    }
-    return p;
-  }
-};
-thread_local Buf t_v;   // a thread's transformed input block (packed B panels, 16 of them)
-thread_local Buf t_m;   // a thread's GEMM output for one strip (16 x MR x block)
+thread_local Buffer t_v;   // a thread's transformed input block (packed B panels, 16 of them)
+thread_local Buffer t_m;   // a thread's GEMM output for one strip (16 x MR x block)
 
 // A group of up to 16 consecutive tiles (one per lane) and its parts.
 struct Group {
