@@ -301,6 +301,12 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
     y = out.data();
   }
   const float* xd = x.data();
+  // The kernel report's note of the fused output pass (DEFTNN_VERBOSE).
+  auto fused_report = [&]() -> std::string {
+    if (!fo) return "";
+    return std::string(", fused") + (res ? " + residual" : "") + (relu ? " + relu" : "") +
+           (fo->dst ? " into a concat slice" : "");
+  };
   if (wino) {
     const Isa isa = active_isa();
     if (wino_.empty() || wino_key_ != w || wino_.isa() != isa) {
@@ -310,9 +316,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
     if (kernel_report_enabled()) {
       last_kernel_ = std::string("winograd F(2x2,3x3): 16 GEMMs of ") + active_gemm_kernel() +
                      ", transforms " + (gemm::winograd_fast(isa) ? isa_name(isa) : "portable");
-      if (fo)
-        last_kernel_ += std::string(", fused") + (res ? " + residual" : "") +
-                        (relu ? " + relu" : "") + (fo->dst ? " into a concat slice" : "");
+      last_kernel_ += fused_report();
     }
     gemm::winograd_conv3x3(wino_, {N, g.H, g.W, g.pt, g.pl, g.OH, g.OW, C * HW, ystride}, xd, y,
                            {b, res, O * P, relu});
@@ -348,9 +352,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
                                  : ident       ? "1x1, no im2col: sgemm "
                                                : "im2col + sgemm ") +
                      active_gemm_kernel() + chunking;
-    if (fo)
-      last_kernel_ += std::string(", fused") + (res ? " + residual" : "") + (relu ? " + relu" : "") +
-                      (fo->dst ? " into a concat slice" : "");
+    last_kernel_ += fused_report();
   }
 
   const int used = plan_threads(N, 2.0 * O * P * K);
