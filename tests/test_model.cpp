@@ -55,6 +55,27 @@ Model small_net(int classes = 3) {
 
 }  // namespace
 
+// Buffers of 2 MiB and more are 2 MiB aligned (huge-page advised), smaller ones 64-byte aligned;
+// both hold what is written to their last element.
+TEST(Tensor, LargeBuffersAreHugePageAligned) {
+  for (int64_t n : {int64_t{1}, int64_t{1000}, int64_t{(1 << 19) - 1}, int64_t{1} << 19,
+                    (int64_t{5} << 19) + 3}) {
+    float* p = aligned_alloc_floats(n);
+    const auto addr = reinterpret_cast<uintptr_t>(p);
+    EXPECT_EQ(addr % 64, 0u) << n;
+    if (n * 4 >= (int64_t{2} << 20) && !std::getenv("DEFTNN_HUGEPAGES")) {
+      EXPECT_EQ(addr % (uintptr_t{2} << 20), 0u) << n;
+    }
+    for (int64_t i = 0; i < n; i += 4096) p[i] = static_cast<float>(i);
+    p[n - 1] = 7.0f;
+    EXPECT_EQ(p[n - 1], 7.0f);
+    if (n > 4096) {
+      EXPECT_EQ(p[4096], 4096.0f);
+    }
+    aligned_free(p);
+  }
+}
+
 TEST(Model, CaffeNetShapesMatchCaffe) {
   Model m = build_zoo("caffenet");
   auto s = m.value_shapes(1);

@@ -47,7 +47,8 @@ class Tensor {
   std::shared_ptr<float> data_;
 };
 
-// 64-byte aligned allocation helpers shared by tensors and GEMM packing buffers.
+// 64-byte aligned allocation helpers shared by tensors and GEMM packing buffers; 2 MiB and
+// larger are 2 MiB aligned and advised for transparent huge pages (DEFTNN_HUGEPAGES=0: not).
 float* aligned_alloc_floats(int64_t n);
 void aligned_free(void* p);
 

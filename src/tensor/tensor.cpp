@@ -1,5 +1,7 @@
 #include "deftnn/tensor.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -30,12 +32,34 @@ int64_t shape_numel(const Shape& s) {
   return n;
 }
 
+namespace {
+// Buffers of 2 MiB and more are aligned to 2 MiB and advised for transparent huge pages (THP is
+// "madvise" on Debian's default kernels): weights, activations and packed panels are walked
+// in long strides (a conv's input rows, a GEMM's B rows 12 KiB apart) and missed the 4 KiB
+// DTLB. In back-to-back runs, 2 threads: CaffeNet 7.43-7.55 -> 7.15-7.40 ms at batch 1,
+// 120-131 -> 119 ms at batch 32, SqueezeNet at batch 16 38-39.5 -> 37.1-37.4 ms, ResNet-18 at
+// batch 1 even. DEFTNN_HUGEPAGES=0 turns it off.
+constexpr size_t kHugePage = size_t{2} << 20;
+bool huge_pages() {
+  static const bool on = [] {
+    const char* e = std::getenv("DEFTNN_HUGEPAGES");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+}  // namespace
+
 float* aligned_alloc_floats(int64_t n) {
   if (n <= 0) n = 1;
   size_t bytes = static_cast<size_t>(n) * sizeof(float);
   bytes = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
+  const bool huge = bytes >= kHugePage && huge_pages();
+  if (huge) bytes = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(huge ? kHugePage : 64, bytes);
   if (!p) throw Error("out of memory allocating " + std::to_string(bytes) + " bytes");
+#ifdef MADV_HUGEPAGE
+  if (huge) madvise(p, bytes, MADV_HUGEPAGE);   // advice only: failure changes nothing
+#endif
   return static_cast<float*>(p);
 }
 
