@@ -156,7 +156,8 @@ Tensor frozen_output(Model& m, const Tensor& x, WinogradPolicy p) {
 }
 
 // A frozen model with Winograd on gives the direct kernels' output within rounding, with the
-// fused residual + ReLU and the outputs written into a concat slice, on every ISA path.
+// fused residual + ReLU, a grouped conv and the outputs written into a concat slice, on every
+// ISA path.
 TEST(Winograd, ConvLayerMatchesDirectInAFrozenModel) {
   IsaGuard isa_guard;
   test::WinogradPolicyGuard guard;
@@ -166,32 +167,36 @@ TEST(Winograd, ConvLayerMatchesDirectInAFrozenModel) {
   int b = m.add("b", "conv", conv3(20, 1), {ar});
   int s = m.add("add", "add", Attrs(), {b, 0});
   int r = m.add("relu", "relu", Attrs(), {s});
-  int e = m.add("e", "conv", conv3(8, 0), {r});   // valid padding, into the concat
-  int f = m.add("f", "conv", conv3(8, 0), {r});
+  int e = m.add("e", "conv", conv3(8, 0), {r});      // valid padding, into the concat
+  int f = m.add("f", "conv", conv3(8, 0, 1, 4), {r});   // 4 groups of 5 -> 2 channels
   m.add("cat", "concat", Attrs().set("axis", 1), {e, f});
   m.init_params(7);
   const Tensor x = test::random_tensor({2, 20, 15, 13}, 9);
-  for (Isa isa : supported_isas()) {
-    set_active_isa(isa);
-    const Tensor direct = frozen_output(m, x, WinogradPolicy::off);
-    const Tensor wino = frozen_output(m, x, WinogradPolicy::on);
-    ASSERT_EQ(wino.shape(), direct.shape());
-    double diff = 0;
-    for (int64_t i = 0; i < wino.numel(); ++i) {
-      ASSERT_NEAR(wino[i], direct[i], 1e-4 * (1 + std::fabs(direct[i])))
-          << isa_name(isa) << " at " << i;
-      diff = std::max(diff, static_cast<double>(std::fabs(wino[i] - direct[i])));
+  const int saved = omp_get_max_threads();
+  for (Isa isa : supported_isas())
+    for (int threads : {1, 2}) {   // 2: the groups one per thread; 1: one after the other
+      set_active_isa(isa);
+      omp_set_num_threads(threads);
+      const Tensor direct = frozen_output(m, x, WinogradPolicy::off);
+      const Tensor wino = frozen_output(m, x, WinogradPolicy::on);
+      ASSERT_EQ(wino.shape(), direct.shape());
+      double diff = 0;
+      for (int64_t i = 0; i < wino.numel(); ++i) {
+        ASSERT_NEAR(wino[i], direct[i], 1e-4 * (1 + std::fabs(direct[i])))
+            << isa_name(isa) << ", " << threads << " thread(s), at " << i;
+        diff = std::max(diff, static_cast<double>(std::fabs(wino[i] - direct[i])));
+      }
+      EXPECT_GT(diff, 0.0) << isa_name(isa) << ": identical to the direct kernels, so not run";
     }
-    EXPECT_GT(diff, 0.0) << isa_name(isa) << ": identical to the direct kernels, so not run";
-  }
+  omp_set_num_threads(saved);
 }
 
-// Layers Winograd does not cover (stride 2, groups, 5x5, dilation) and training forwards run the
-// direct kernels whatever the policy: bit for bit the same output.
+// Layers Winograd does not cover (stride 2, 5x5, dilation) and training forwards run the direct
+// kernels whatever the policy: bit for bit the same output.
 TEST(Winograd, IneligibleLayersAndTrainingAreUnchanged) {
   IsaGuard isa_guard;
   test::WinogradPolicyGuard guard;
-  const std::vector<Attrs> layers = {conv3(16, 1, 2), conv3(16, 1, 1, 2),
+  const std::vector<Attrs> layers = {conv3(16, 1, 2),
                                      Attrs().set("out_channels", 16).set("kernel", 5).set("pad", 2),
                                      conv3(16, 2).set("dilation", 2)};
   const Tensor x = test::random_tensor({2, 20, 15, 13}, 9);

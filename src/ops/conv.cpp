@@ -238,11 +238,13 @@ void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float*
 
 bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
   const WinogradPolicy p = winograd_policy();
-  if (p == WinogradPolicy::off || groups_ != 1 || eliminated() || g.kh != 3 || g.kw != 3 ||
-      g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1)
+  if (p == WinogradPolicy::off || eliminated() || g.kh != 3 || g.kw != 3 || g.sh != 1 ||
+      g.sw != 1 || g.dh != 1 || g.dw != 1)
     return false;
   if (p == WinogradPolicy::on) return true;
-  return gemm::winograd_pays(active_isa(), g.C, out_, N * ((g.OH + 1) / 2) * ((g.OW + 1) / 2));
+  // g.C is per group; a grouped conv runs its groups one after the other.
+  return gemm::winograd_pays(active_isa(), g.C, out_ / groups_,
+                             N * ((g.OH + 1) / 2) * ((g.OW + 1) / 2));
 }
 
 void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
@@ -309,8 +311,10 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   };
   if (wino) {
     const Isa isa = active_isa();
-    if (wino_.empty() || wino_key_ != w || wino_.isa() != isa) {
-      wino_ = gemm::WinogradWeights(isa, w, O, C);
+    if (wino_.empty() || wino_key_ != w || wino_[0].isa() != isa) {
+      wino_.clear();
+      for (int64_t gi = 0; gi < groups_; ++gi)
+        wino_.emplace_back(isa, w + gi * Og * K, Og, g.C);
       wino_key_ = w;
     }
     if (kernel_report_enabled()) {
@@ -318,8 +322,24 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
                      ", transforms " + (gemm::winograd_fast(isa) ? isa_name(isa) : "portable");
       last_kernel_ += fused_report();
     }
-    gemm::winograd_conv3x3(wino_, {N, g.H, g.W, g.pt, g.pl, g.OH, g.OW, C * HW, ystride}, xd, y,
-                           {b, res, O * P, relu});
+    // Groups in parallel, one per thread, where they divide among the team (CaffeNet's conv4
+    // and conv5: two groups of 49 tiles at batch 1, too little to split each); else one after
+    // the other, each on the whole team. (Not one loop with a parallel-for `if`: a region
+    // serialised by its `if` still counts as a level, and the nested team would be one thread.)
+    auto group = [&](int64_t gi) {
+      gemm::winograd_conv3x3(
+          wino_[static_cast<size_t>(gi)],
+          {N, g.H, g.W, g.pt, g.pl, g.OH, g.OW, C * HW, ystride}, xd + gi * g.C * HW,
+          y + gi * Og * P,
+          {b ? b + gi * Og : nullptr, res ? res + gi * Og * P : nullptr, O * P, relu});
+    };
+    const int team = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (team > 1 && groups_ >= team && groups_ % team == 0) {
+#pragma omp parallel for num_threads(team) schedule(static)
+      for (int64_t gi = 0; gi < groups_; ++gi) group(gi);
+    } else {
+      for (int64_t gi = 0; gi < groups_; ++gi) group(gi);
+    }
     return;
   }
   const bool ident = !eliminated() && g.identity();

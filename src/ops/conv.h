@@ -78,11 +78,11 @@ class Conv final : public Layer {
   // Dense fp32 3x3 stride-1 inference of a frozen model: Winograd F(2x2, 3x3) where
   // winograd_policy() picks it for this geometry and batch (see use_winograd).
   bool use_winograd(const ConvGeom& g, int64_t N) const;
-  gemm::WinogradWeights wino_;      // the transformed weights, built on first use
+  std::vector<gemm::WinogradWeights> wino_;   // per group, transformed on first use
   const float* wino_key_ = nullptr; // the weight data they were built from
   void drop_packed() {
     packed_.invalidate();
-    wino_ = gemm::WinogradWeights();
+    wino_.clear();
     wino_key_ = nullptr;
   }
 
