@@ -8,7 +8,7 @@
 //                straight from the padded image copy, which the dense layer makes too)
 //   vs copy    = (full im2col + copying the retained rows into a new buffer) / im2col of only the
 //                retained rows: how much faster the in-kernel reorganisation is (paper: >= 1.4x)
-//   wino ms    = the dense layer as Winograd F(2x2, 3x3) where it applies (3x3, no groups: conv3),
+//   wino ms    = the dense layer as Winograd F(2x2, 3x3) where it applies (3x3: conv3, conv4, conv5),
 //                alternated with the others; "vs best" = elim / the faster dense. The dense
 //                column is the direct kernel, the one elimination truncates (the paper's baseline).
 // Dense and eliminated run alternately in rounds; medians of the rounds are reported.
@@ -174,7 +174,7 @@ int main(int argc, char** argv) {
       dense->forward(xin, y, ctx);
       elim->forward(xin, y, ctx);
       std::vector<double> td, te, tr, tc, tw;
-      const bool wino = s.conv && s.k == 3 && s.groups == 1;
+      const bool wino = s.conv && s.k == 3;
       if (wino) {   // the Winograd weights transformed before timing
         set_winograd_policy(WinogradPolicy::on);
         dense->forward(xin, y, ctx);
