@@ -242,7 +242,7 @@ bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
       g.sw != 1 || g.dh != 1 || g.dw != 1)
     return false;
   if (p == WinogradPolicy::on) return true;
-  // g.C is per group; a grouped conv runs its groups one after the other.
+  // g.C and the output channels per group: each group is a Winograd conv of its own.
   return gemm::winograd_pays(active_isa(), g.C, out_ / groups_,
                              N * ((g.OH + 1) / 2) * ((g.OW + 1) / 2));
 }
