@@ -87,12 +87,6 @@ thread_local ByteBuf t_cout;     // fission_conv's side-by-side C where images a
 
 bool g_conv_panels = false;      // set_fission_conv_panels
 
-int team_size(double flops) {
-  if (omp_in_parallel()) return 1;
-  if (flops < 2.0e5) return 1;
-  return std::max(1, omp_get_max_threads());
-}
-
 // Decodes strip s of a into fp32, element (i, k) at out[k * MR + i] (natural rows).
 void decode_strip(const FissionPackedA& a, int64_t s, float* out) {
   const int MR = a.mr();

@@ -15,6 +15,13 @@
 
 namespace deftnn {
 namespace gemm {
+
+// Threads for a problem of this many flops: below ~1 MFLOP the fork/barriers cost more.
+int team_size(double flops) {
+  if (omp_in_parallel() || flops < 2.0e5) return 1;
+  return std::max(1, omp_get_max_threads());
+}
+
 namespace {
 
 int64_t g_kc_override = 0, g_mc_override = 0, g_nc_override = 0;
@@ -30,14 +37,6 @@ thread_local Buffer t_pack_b_private;   // a thread's own panels of op(B) (colum
 thread_local Buffer t_vec;      // GEMV: contiguous x / y copies
 
 
-// Threads for a problem of this many flops: below ~1 MFLOP the fork/barriers cost more.
-int team_size(int64_t M, int64_t N, int64_t K) {
-  if (omp_in_parallel()) return 1;
-  const int nt = omp_get_max_threads();
-  const double flops = 2.0 * static_cast<double>(M) * N * K;
-  if (flops < 2.0e5) return 1;
-  return std::max(1, nt);
-}
 
 // ---- the five loops -------------------------------------------------------------------------
 
@@ -237,7 +236,8 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
 void gemv(const GemmConfig& cfg, bool t_form, int64_t rows, int64_t K, float alpha,
           const float* mat, int64_t ld, const float* x, int64_t incx, float beta, float* y,
           int64_t incy) {
-  const int nt = team_size(rows, 1, K * 8);   // memory-bound: worth threads from ~25 KFLOP
+  // memory-bound: worth threads from ~25 KFLOP
+  const int nt = team_size(2.0 * static_cast<double>(rows) * K * 8);
   float* buf = t_vec.get(K + rows + 32);
   const float* xc = x;
   if (incx != 1) {
@@ -330,7 +330,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float al
     return;
   }
   gemm::Problem p{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
-  gemm::blocked(p, cfg, gemm::team_size(M, N, K));
+  gemm::blocked(p, cfg, gemm::team_size(2.0 * static_cast<double>(M) * N * K));
 }
 
 PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
@@ -346,7 +346,7 @@ PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda
   float* dst = data_.get();
   const int64_t nblocks = gemm::ceil_div(K, kc_);
   // Each (KC block, MR strip range) is independent: pack them in parallel.
-  const int nt = gemm::team_size(M, 16, K);
+  const int nt = gemm::team_size(2.0 * static_cast<double>(M) * 16 * K);
 #pragma omp parallel for num_threads(nt) if (nt > 1) schedule(static)
   for (int64_t b = 0; b < nblocks; ++b) {
     const int64_t pc = b * kc_;
@@ -367,8 +367,8 @@ void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, float alpha, const 
     return;
   }
   gemm::Problem p{false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc};
-  gemm::blocked(p, gemm::gemm_config(a.isa()), gemm::team_size(M, N, K), a.data(), a.kc(),
-                a.m_pad());
+  gemm::blocked(p, gemm::gemm_config(a.isa()), gemm::team_size(2.0 * static_cast<double>(M) * N * K),
+                a.data(), a.kc(), a.m_pad());
 }
 
 }  // namespace deftnn

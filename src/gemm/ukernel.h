@@ -79,6 +79,11 @@ inline int64_t block_kc(int64_t K, int64_t kc_max) {
   return (K + blocks - 1) / blocks;
 }
 
+// Threads for a problem of `flops` on the calling thread's team: 1 inside a parallel region or
+// below ~1 MFLOP (the fork and barriers cost more), else omp_get_max_threads(). One rule for
+// sgemm, the GEMV, fission GEMM / conv and Winograd (gemm.cpp).
+int team_size(double flops);
+
 // The registered config of an ISA (config.cpp, the one place kernels are chosen).
 const GemmConfig& gemm_config(Isa isa);
 

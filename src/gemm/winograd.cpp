@@ -192,7 +192,7 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
   void (*in_seg)(const WinoInSeg&) = fast ? wino_in__avx512 : wino_in__portable;
   void (*out_seg)(const WinoOutSeg&) = fast ? wino_out__avx512 : wino_out__portable;
   const double flops = 2.0 * 16 * O * C * static_cast<double>(T);
-  const int nt = omp_in_parallel() || flops < 2e5 ? 1 : omp_get_max_threads();
+  const int nt = team_size(flops);
   // Tiles per block: the block's 16 transformed input matrices (16 * C * NB floats) within
   // ~256 KiB of L2, the strip's GEMM output (16 * MR * NB) within ~96 KiB, at least one panel.
   int64_t NB = std::clamp<int64_t>((int64_t{65536} / (16 * C)) / nr * nr, nr, 128);
