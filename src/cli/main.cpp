@@ -350,9 +350,11 @@ int main(int argc, char** argv) {
       const MachineRoof roof = measure_roof(omp_get_max_threads());   // before any timing
       for (int64_t b : bench_batches) {
         std::vector<ModelProfile> ps = profile_models(ptrs, b, bench_iters, bench_warmup);
-        std::printf("%s, batch %lld, ISA %s, %d threads, mode %s, %d rounds (formats interleaved):\n",
+        std::printf("%s, batch %lld, ISA %s, %d threads, mode %s, winograd %s, %d rounds (formats "
+                    "interleaved):\n",
                     bench_model.c_str(), static_cast<long long>(b), isa_name(active_isa()),
-                    ps[0].threads, bench_mode.c_str(), bench_iters);
+                    ps[0].threads, bench_mode.c_str(), winograd_policy_name(winograd_policy()),
+                    bench_iters);
         std::printf("%-20s %12s %12s %9s\n", "format", "median ms", "min ms", "speedup");
         for (size_t i = 0; i < fl.size(); ++i)
           std::printf("%-20s %12.3f %12.3f %8.2fx\n", fl[i].name.c_str(), ps[i].median_ms,
@@ -406,18 +408,23 @@ int main(int argc, char** argv) {
                         {"roof", {{"threads", roof.threads}, {"fp32_gflops", roof.fp32_gflops},
                                   {"bf16_gflops", roof.bf16_gflops}, {"dram_gbps", roof.dram_gbps}}}});
       }
-      write_json(bench_json, {{"model", bench_model}, {"runs", runs}});
+      write_json(bench_json, {{"model", bench_model},
+                              {"winograd", winograd_policy_name(winograd_policy())},
+                              {"runs", runs}});
     } else if (c_bench->parsed()) {
       Model m = open_model(bench_model, parse_shape(bench_input), bench_classes);
       json runs = json::array();
       for (int64_t b : bench_batches) {
         ModelProfile p = profile_model(m, b, bench_iters, bench_warmup);
-        std::printf("%s, batch %lld, ISA %s, %d iterations:\n%s\n", bench_model.c_str(),
-                    static_cast<long long>(b), isa_name(active_isa()), bench_iters,
+        std::printf("%s, batch %lld, ISA %s, winograd %s, %d iterations:\n%s\n",
+                    bench_model.c_str(), static_cast<long long>(b), isa_name(active_isa()),
+                    winograd_policy_name(winograd_policy()), bench_iters,
                     format_profile(p).c_str());
         runs.push_back(profile_json(p));
       }
-      write_json(bench_json, {{"model", bench_model}, {"runs", runs}});
+      write_json(bench_json, {{"model", bench_model},
+                              {"winograd", winograd_policy_name(winograd_policy())},
+                              {"runs", runs}});
     } else if (c_info->parsed()) {
       Model m = open_model(info_model, parse_shape(info_input), info_classes);
       std::printf("%s", m.summary(info_batch).c_str());
