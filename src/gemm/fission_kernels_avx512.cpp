@@ -388,10 +388,8 @@ void pad_row_f32__avx512(const float* s, float* d, int64_t m0, int64_t m1, int64
                          float scale) {
   const __m512 vs = _mm512_set1_ps(scale);
   for (int64_t m = 0; m < wp; m += 16) {
-    const int64_t lo = std::max<int64_t>(m0 - m, 0), hi = std::min<int64_t>(m1 - m, 16);
     const __mmask16 st = simd::tail_mask(wp - m);
-    const __mmask16 ld = hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo)
-                                 : static_cast<__mmask16>(0);
+    const __mmask16 ld = simd::lanes_in(m0 - m, m1 - m);
     __m512 v = _mm512_maskz_loadu_ps(ld, s + m);
     if (scale != 1.0f) v = _mm512_mul_ps(v, vs);
     _mm512_mask_storeu_ps(d + m, st, v);
@@ -410,11 +408,7 @@ void pad_deinterleave2_f32__avx512(const float* s, int64_t m0, int64_t m1, int64
   const __m512i ie = _mm512_load_si512(kEven), io = _mm512_load_si512(kOdd);
   const __m512 vs = _mm512_set1_ps(scale);
   // Lanes l of the 16 floats from w0 on that lie in [m0, m1).
-  auto in = [&](int64_t w0) {
-    const int64_t lo = std::max<int64_t>(m0 - w0, 0), hi = std::min<int64_t>(m1 - w0, 16);
-    return hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo)
-                   : static_cast<__mmask16>(0);
-  };
+  auto in = [&](int64_t w0) { return simd::lanes_in(m0 - w0, m1 - w0); };
   for (int64_t m = 0; m < wp; m += 16) {
     __m512 a = _mm512_maskz_loadu_ps(in(2 * m), s + 2 * m);
     __m512 b = _mm512_maskz_loadu_ps(in(2 * m + 16), s + 2 * m + 16);

@@ -255,9 +255,7 @@ void pair_words_pad__avx512bf16(const float* s0, const float* s1, int64_t m0, in
   const __m512i idx = _mm512_load_si512(kIdx);
   const __m512 vs = _mm512_set1_ps(scale);
   for (int64_t m = 0; m < wp; m += 16) {
-    const int64_t lo = std::max<int64_t>(m0 - m, 0), hi = std::min<int64_t>(m1 - m, 16);
-    const __mmask16 ld = hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo)
-                                 : static_cast<__mmask16>(0);
+    const __mmask16 ld = simd::lanes_in(m0 - m, m1 - m);
     __m512 l = _mm512_maskz_loadu_ps(ld, s0 + m);
     __m512 h = s1 ? _mm512_maskz_loadu_ps(ld, s1 + m) : _mm512_setzero_ps();
     if (scale != 1.0f) {

@@ -107,6 +107,15 @@ inline __mmask16 tail_mask(int64_t left) {
                      : static_cast<__mmask16>((1u << left) - 1u);
 }
 
+// Lanes l of a 16-lane vector with lo <= l < hi (none when hi <= lo; clipped to [0, 16)): the
+// mask of the floats of a 16-float load that fall inside a range, e.g. the columns [0, W) of
+// a plane for a load from column c0: lanes_in(-c0, W - c0).
+inline __mmask16 lanes_in(int64_t lo, int64_t hi) {
+  lo = lo > 0 ? lo : 0;
+  hi = hi < 16 ? hi : 16;
+  return hi > lo ? static_cast<__mmask16>(tail_mask(hi - lo) << lo) : static_cast<__mmask16>(0);
+}
+
 // Horizontal sum of the 16 lanes, without _mm512_reduce_add_ps (GCC 12 warns inside it under
 // -Werror).
 inline float hsum(__m512 v) {

@@ -1,4 +1,5 @@
-// Winograd F(2x2, 3x3) transforms, AVX-512: 16 tiles of one tile row per vector (winograd.h).
+// Winograd F(2x2, 3x3) transforms, AVX-512: a group of 16 consecutive tiles per vector, one part
+// (a run within one tile row) after the other (winograd.h).
 // The reference is wino_in__portable / wino_out__portable (winograd.cpp).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
@@ -12,18 +13,9 @@ namespace deftnn::gemm {
 namespace {
 
 // Lanes e of the 16 floats from column c0 on that lie inside [0, W).
-inline __mmask16 cols_in(int64_t c0, int64_t W) {
-  const int64_t lo = std::max<int64_t>(-c0, 0), hi = std::min<int64_t>(W - c0, 16);
-  return hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo)
-                 : static_cast<__mmask16>(0);
-}
+inline __mmask16 cols_in(int64_t c0, int64_t W) { return simd::lanes_in(-c0, W - c0); }
 
 }  // namespace
-
-// Lanes e in [e0, e1) of a 16-float vector (clipped to [0, 16)).
-inline __mmask16 lanes(int64_t e0, int64_t e1) {
-  return cols_in(-e0, e1 - e0);
-}
 
 void wino_in__avx512(const WinoInSeg& s) {
   alignas(64) static const int32_t kEven[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
@@ -34,20 +26,20 @@ void wino_in__avx512(const WinoInSeg& s) {
   // owns elements [2a, 2b) of both pairs and loads them from its own rows, at an offset that puts
   // its first tile at element 2a; elements outside the plane (or of rows outside it) stay 0.
   constexpr int kMaxParts = 16;   // a part has at least one of the 16 lanes
-  int np = 0;
+  const int np = s.nparts;
   const float* base[kMaxParts];   // image + column offset; the row and channel added per load
   int64_t row0[kMaxParts];        // the part's first input row (may be outside the plane)
   __mmask16 m[kMaxParts][4];
-  for (int pi = 0; pi < s.nparts; ++pi, ++np) {
-    const WinoPart& p = s.parts[pi];
+  for (int q = 0; q < np; ++q) {
+    const WinoPart& p = s.parts[q];
     const int64_t cb = 2 * p.tx0 - s.pad_w - 2 * p.a;   // column of element 0
-    base[np] = s.x + p.n * s.x_image_stride + cb;
-    row0[np] = 2 * p.ty - s.pad_h;
+    base[q] = s.x + p.n * s.x_image_stride + cb;
+    row0[q] = 2 * p.ty - s.pad_h;
     const int64_t e0 = 2 * p.a, e1 = 2 * p.b;
-    m[np][0] = lanes(e0, e1) & cols_in(cb, s.W);
-    m[np][1] = lanes(e0 - 16, e1 - 16) & cols_in(cb + 16, s.W);
-    m[np][2] = lanes(e0, e1) & cols_in(cb + 2, s.W);
-    m[np][3] = lanes(e0 - 16, e1 - 16) & cols_in(cb + 18, s.W);
+    m[q][0] = simd::lanes_in(e0, e1) & cols_in(cb, s.W);
+    m[q][1] = simd::lanes_in(e0 - 16, e1 - 16) & cols_in(cb + 16, s.W);
+    m[q][2] = simd::lanes_in(e0, e1) & cols_in(cb + 2, s.W);
+    m[q][3] = simd::lanes_in(e0 - 16, e1 - 16) & cols_in(cb + 18, s.W);
   }
   const __mmask16 st = simd::tail_mask(s.len);
   const __m512 zero = _mm512_setzero_ps();
@@ -95,26 +87,23 @@ void wino_out__avx512(const WinoOutSeg& s) {
   // e % 2 of lane e / 2. Part p stores elements [2a, 2b) at its own row, from an offset that puts
   // element 2a at its first tile's column; columns past OW and rows past OH are masked off.
   constexpr int kMaxParts = 16;   // a part has at least one of the 16 lanes
-  int np = 0;
-  int64_t off[kMaxParts][2];   // element 0 of output row iy, from the strip's plane 0
+  const int np = s.nparts;
+  int64_t off[kMaxParts][2];    // element 0 of output row iy, from the strip's plane 0
+  int64_t roff[kMaxParts][2];   // the same in the residual (its own image stride)
   __mmask16 m[kMaxParts][2][2];
-  for (int pi = 0; pi < s.nparts; ++pi, ++np) {
-    const WinoPart& p = s.parts[pi];
+  for (int q = 0; q < np; ++q) {
+    const WinoPart& p = s.parts[q];
     const int64_t cb = 2 * p.tx0 - 2 * p.a;   // output column of element 0
     const int64_t e0 = 2 * p.a, e1 = std::min<int64_t>(2 * p.b, s.OW - cb);
     for (int iy = 0; iy < 2; ++iy) {
       const int64_t row = 2 * p.ty + iy;
       const bool in = row < s.OH;
-      off[np][iy] = p.n * s.y_image_stride + row * s.OW + cb;
-      m[np][iy][0] = in ? lanes(e0, e1) : static_cast<__mmask16>(0);
-      m[np][iy][1] = in ? lanes(e0 - 16, e1 - 16) : static_cast<__mmask16>(0);
+      off[q][iy] = p.n * s.y_image_stride + row * s.OW + cb;
+      roff[q][iy] = p.n * s.res_image_stride + row * s.OW + cb;
+      m[q][iy][0] = in ? simd::lanes_in(e0, e1) : static_cast<__mmask16>(0);
+      m[q][iy][1] = in ? simd::lanes_in(e0 - 16, e1 - 16) : static_cast<__mmask16>(0);
     }
   }
-  // The residual is laid out like y but with its own image stride.
-  int64_t roff[kMaxParts][2];
-  for (int q = 0; q < np; ++q)
-    for (int iy = 0; iy < 2; ++iy)
-      roff[q][iy] = off[q][iy] + s.parts[q].n * (s.res_image_stride - s.y_image_stride);
   const int64_t plane = s.OH * s.OW;
   const __m512 zero = _mm512_setzero_ps();
   for (int i = 0; i < s.m; ++i) {

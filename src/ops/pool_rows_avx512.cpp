@@ -48,8 +48,7 @@ void rows3_k3s2(const float* r0, const float* r1, const float* r2, int64_t n, in
   auto vcol = [&](int64_t o) {
     __mmask16 k;
     if constexpr (EDGE) {
-      const int64_t lo = std::max<int64_t>(w0 - o, 0), hi = std::min<int64_t>(w1 - o, 16);
-      k = hi > lo ? static_cast<__mmask16>(simd::tail_mask(hi - lo) << lo) : static_cast<__mmask16>(0);
+      k = simd::lanes_in(w0 - o, w1 - o);
     } else {
       k = simd::tail_mask(len - o);
     }
