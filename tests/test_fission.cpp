@@ -548,6 +548,9 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
       {48, 3, 9, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},       // OW = 56: rows cut 12 + 11 x 4
       {24, 5, 8, 15, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, 2},       // short rows, column stride 2
       {13, 130, 6, 40, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 2},     // M <= 16, K = 130: pixel tile
+      {20, 3, 7, 222, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2},      // pixel tile, OW = 111: 32+32+47
+      {37, 3, 9, 140, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1},      // first layer 7x7 s2, K = 147,
+                                                             // OW = 70: 32 + 38 (3 vectors)
       {100, 228, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     // K = 2052: strips >= 128 KiB, each
                                                               // thread its own, the next prefetched
   };

@@ -128,7 +128,7 @@ void fission_tile_direct__avx512(Format, int64_t, const void*, const float*, con
                                  float*, int64_t, int, int, float, float, const TileRows*, bool);
 
 // The pixel-vector direct tile (fp32 strips only): C[i][j] for i < m <= MR rows of the strip a
-// (element (i, k) at a[k * MR + i]) and n <= 32 consecutive columns, b(k, j) = b[rowoff[k] + j]:
+// (element (i, k) at a[k * MR + i]) and n <= 48 consecutive columns, b(k, j) = b[rowoff[k] + j]:
 // rows of A broadcast, 16 columns of B per vector load, C rows stored as computed. The column
 // tile's C is a 16 x 16 transpose per half in registers; with a small K (a first conv's 27, a
 // 1x1 conv on 16 channels) that store cost as much as the FMAs. Same contract otherwise.

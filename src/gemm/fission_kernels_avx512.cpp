@@ -293,10 +293,10 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
   __m512 acc[MRT][NV];
 #pragma GCC unroll 12
   for (int i = 0; i < MRT; ++i)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
   __mmask16 mask[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) mask[v] = simd::tail_mask(n - 16 * v);
   for (int64_t k = 0; k < K; ++k) {
     const float* br = b + off[k];
@@ -305,13 +305,13 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
       _mm_prefetch(reinterpret_cast<const char*>(br + kPxAhead + 16), _MM_HINT_T0);
     }
     __m512 bv[NV];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], br + 16 * v);
     const float* ak = a + k * MR;
 #pragma GCC unroll 12
     for (int i = 0; i < MRT; ++i) {
       const __m512 ai = _mm512_set1_ps(ak[i]);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(ai, bv[v], acc[i][v]);
     }
   }
@@ -319,7 +319,7 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
 #pragma GCC unroll 12
   for (int i = 0; i < MRT; ++i) {
     if (i >= m) break;
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) {
       float* p = c + i * ldc + 16 * v;
       __m512 r = alpha == 1.0f ? acc[i][v] : _mm512_mul_ps(va, acc[i][v]);
@@ -349,10 +349,12 @@ void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
   // instead of waiting for each line from DRAM (a batch-16 layer's output does not fit L3).
   for (int i = 0; i < m; ++i)
     for (int j = 0; j < n; j += 16) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + n + j), _MM_HINT_T0);
-  // Rows of the strip in sub-tiles of 12, 8 or 4 (the strip's rows beyond m are zero).
+  // Rows of the strip in sub-tiles of 12, 8 or 4 (the strip's rows beyond m are zero); with 3
+  // vectors of columns (n > 32) of 8 or 4 (24 accumulators).
+  const int nv = n > 32 ? 3 : n > 16 ? 2 : 1;
   for (int i0 = 0; i0 < m;) {
     const int left = m - i0;
-    const int mrt = left > 8 ? 12 : left > 4 ? 8 : 4;
+    const int mrt = left > 8 && nv < 3 ? 12 : left > 4 ? 8 : 4;
     const int mi = left < mrt ? left : mrt;
     TileRows r;
     const TileRows* rp = nullptr;
@@ -364,15 +366,21 @@ void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
     }
     float* ci = c + i0 * ldc;
     const float* ai = a + i0;
-    if (n > 16) {
-      if (mrt == 12) tile_px<12, 2>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, i0 == 0);
-      else if (mrt == 8) tile_px<8, 2>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, i0 == 0);
-      else tile_px<4, 2>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, i0 == 0);
+    const bool pf = i0 == 0;
+#define DEFTNN_TILE_PX(R, V) tile_px<R, V>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, pf)
+    if (nv == 3) {
+      if (mrt == 8) DEFTNN_TILE_PX(8, 3);
+      else DEFTNN_TILE_PX(4, 3);
+    } else if (nv == 2) {
+      if (mrt == 12) DEFTNN_TILE_PX(12, 2);
+      else if (mrt == 8) DEFTNN_TILE_PX(8, 2);
+      else DEFTNN_TILE_PX(4, 2);
     } else {
-      if (mrt == 12) tile_px<12, 1>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, i0 == 0);
-      else if (mrt == 8) tile_px<8, 1>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, i0 == 0);
-      else tile_px<4, 1>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, i0 == 0);
+      if (mrt == 12) DEFTNN_TILE_PX(12, 1);
+      else if (mrt == 8) DEFTNN_TILE_PX(8, 1);
+      else DEFTNN_TILE_PX(4, 1);
     }
+#undef DEFTNN_TILE_PX
     i0 += mrt;
   }
 }
