@@ -180,3 +180,75 @@ TEST(Fusion, NeverAppliesInTraining) {
     EXPECT_EQ(std::memcmp(grads[0][i].data(), grads[1][i].data(),
                           sizeof(float) * static_cast<size_t>(grads[0][i].numel())), 0);
 }
+
+// The activation memory plan (Model::set_memory_plan): after a fused forward, activations whose
+// lifetimes do not overlap share buffers. Against the same model with the plan off: bit-identical
+// outputs on every later call, batch changes (the plan is made again) included, and less
+// activation memory.
+TEST(MemoryPlan, SharesBuffersAndMatchesThePlanOffExactly) {
+  test::WinogradPolicyGuard policy;
+  set_winograd_policy(WinogradPolicy::off);
+  const std::pair<const char*, Model (*)()> nets[] = {
+      {"residual", residual_net}, {"fire", fire_net}, {"grouped", grouped_net}};
+  for (const auto& [what, make] : nets) {
+    SCOPED_TRACE(what);
+    Model on = make(), off = make();
+    on.init_params(9);
+    off.init_params(9);
+    on.freeze(true);
+    off.freeze(true);
+    off.set_memory_plan(false);
+    int64_t bytes_on = 0, bytes_off = 0;
+    for (int64_t batch : {1, 1, 3, 3, 1}) {
+      Shape s{batch};
+      s.insert(s.end(), on.input_shape().begin(), on.input_shape().end());
+      const Tensor x = random_tensor(s, 20 + static_cast<uint64_t>(batch));
+      const Tensor want = off.forward(x).clone();
+      const Tensor got = on.forward(x).clone();
+      ASSERT_EQ(got.shape(), want.shape());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), sizeof(float) * static_cast<size_t>(got.numel())), 0)
+          << "batch " << batch;
+      bytes_on = on.activation_bytes();
+      bytes_off = off.activation_bytes();
+    }
+    EXPECT_GT(bytes_off, 0);
+    EXPECT_LT(bytes_on, bytes_off);
+    // Turned off mid-session: the values get their own storage again, same results.
+    on.set_memory_plan(false);
+    const Tensor x = random_tensor(Shape{2, on.input_shape()[0], on.input_shape()[1], on.input_shape()[2]}, 5);
+    const Tensor a = on.forward(x).clone(), b = off.forward(x).clone();
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())), 0);
+  }
+}
+
+TEST(MemoryPlan, TrainingForwardOfAFrozenModelKeepsEveryActivation) {
+  // Training forwards never run the plan: after planned inference (two calls, so the second ran
+  // on shared buffers), a training step on the still-frozen model gives exactly the gradients of
+  // a model that never ran inference.
+  Model a = residual_net(), b = residual_net();
+  a.init_params(5);
+  b.init_params(5);
+  const Tensor x = random_tensor({2, 3, 9, 11}, 3);
+  a.freeze(true);
+  a.forward(x);
+  a.forward(x);
+  const int64_t planned = a.activation_bytes();
+  Tensor dy = random_tensor(a.output_shape(2), 4);
+  std::vector<Tensor> grads[2];
+  int k = 0;
+  for (Model* m : {&a, &b}) {
+    m->zero_grad();
+    m->forward(x, true);
+    m->backward(dy);
+    for (Node& n : m->nodes())
+      for (Param& p : n.layer->params()) grads[k].push_back(p.grad.clone());
+    ++k;
+  }
+  // Every activation has its own storage again, as in the model that never planned.
+  EXPECT_EQ(a.activation_bytes(), b.activation_bytes());
+  EXPECT_LT(planned, a.activation_bytes());
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i)
+    EXPECT_EQ(std::memcmp(grads[0][i].data(), grads[1][i].data(),
+                          sizeof(float) * static_cast<size_t>(grads[0][i].numel())), 0);
+}

@@ -84,6 +84,18 @@ class Model {
   int fused_nodes();
   void set_fusion(bool on) { fusion_ = on; plan_.valid = false; }
 
+  // Activation memory plan of a frozen model's inference (like ONNX Runtime's or TensorRT's):
+  // after a fused forward, activations whose lifetimes do not overlap share buffers, a new one
+  // taking the most recently freed (still in cache), so a layer's output overwrites lines
+  // another layer just read instead of fetching cold ones from DRAM. Made again when the input
+  // shape or the graph changes; never in training (every activation lives until backward).
+  // On by default; DEFTNN_MEMPLAN=0 or set_memory_plan(false) turns it off. Intermediate
+  // activations are not kept: only the output of forward is.
+  void set_memory_plan(bool on);
+  // Bytes of activation storage (the model input excluded) the last forward used; with the
+  // plan active, of its shared buffers.
+  int64_t activation_bytes() const;
+
  private:
   // Per node: how Model::forward runs it when the fusion applies.
   struct FusePlan {
@@ -97,7 +109,17 @@ class Model {
     std::vector<Shape> concat_shape;     // per concat node written by slices: its shape at batch 1
     int skipped = 0;
   };
+  // Buffers shared by values of a fused inference (see set_memory_plan).
+  struct MemPlan {
+    bool active = false;
+    Shape input;                                // the input shape it was made for
+    std::vector<int> slot;                      // per value: its buffer, -1: its own storage
+    std::vector<std::shared_ptr<float>> bufs;
+    std::vector<int64_t> caps;                  // floats per buffer
+  };
   void make_fuse_plan();
+  void make_mem_plan(const Shape& input);
+  void drop_mem_plan();
   void reinfer();
   Shape input_shape_;
   std::vector<Node> nodes_;
@@ -109,6 +131,8 @@ class Model {
   bool last_training_ = false;
   bool fusion_ = true;
   FusePlan plan_;
+  bool mem_plan_on_ = true;
+  MemPlan mem_;
 };
 
 }  // namespace deftnn

@@ -22,6 +22,7 @@ struct ModelProfile {
   std::vector<LayerTime> layers;
   double median_ms = 0, min_ms = 0;   // whole forward
   int64_t flops = 0;
+  int64_t activation_bytes = 0;       // Model::activation_bytes after the timed forwards
 };
 
 // Runs `warmup` untimed then `iterations` timed forward passes on a deterministic random input

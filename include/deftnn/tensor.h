@@ -39,6 +39,10 @@ class Tensor {
   Tensor reshaped(Shape shape) const;
   // Reallocates only when the element count grows; contents are unspecified afterwards.
   void resize(Shape shape);
+  // A tensor of the given shape over shared storage of capacity floats (64-byte aligned, at
+  // least numel): resize() within the capacity keeps writing there. For buffers shared by
+  // tensors whose lifetimes do not overlap (Model's activation memory plan). Contents as found.
+  static Tensor over(std::shared_ptr<float> storage, int64_t capacity, Shape shape);
 
  private:
   Shape shape_;

@@ -244,6 +244,7 @@ inline json profile_json(const ModelProfile& p) {
                       {"flops", l.flops}, {"median_ms", l.median_ms}, {"min_ms", l.min_ms}});
   return {{"batch", p.batch}, {"threads", p.threads}, {"iterations", p.iterations},
           {"median_ms", p.median_ms}, {"min_ms", p.min_ms}, {"flops", p.flops},
+          {"activation_bytes", p.activation_bytes},
           {"isa", isa_name(active_isa())}, {"layers", layers}};
 }
 

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <iomanip>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -136,13 +138,104 @@ bool fusion_enabled_by_env() {
   }();
   return v;
 }
+bool memplan_enabled_by_env() {
+  static const bool v = [] {
+    const char* e = std::getenv("DEFTNN_MEMPLAN");
+    return !(e && std::string(e) == "0");
+  }();
+  return v;
+}
 bool plain_relu(const Node& n) {
   return n.layer->type() == "relu" && n.inputs.size() == 1 &&
          n.layer->attrs().get_float("negative_slope", 0.0) == 0.0;
 }
 }  // namespace
 
+void Model::set_memory_plan(bool on) {
+  mem_plan_on_ = on;
+  if (!on) drop_mem_plan();
+}
+
+void Model::drop_mem_plan() {
+  for (size_t v = 0; v < mem_.slot.size() && v < values_.size(); ++v)
+    if (mem_.slot[v] >= 0) values_[v] = Tensor();
+  mem_ = MemPlan{};
+}
+
+// Lifetimes in steps (node indices) of the fused run: a node that runs reads its inputs and its
+// fused residual and writes its chain's last value or its concat's; skipped nodes touch
+// nothing. A value lives from the first step touching it to the last. Values sharing storage
+// with another (a reshape's output, the model input, the returned output) keep their own.
+void Model::make_mem_plan(const Shape& input) {
+  drop_mem_plan();
+  const size_t nn = nodes_.size(), nv = nn + 1;
+  if (values_.size() != nv) return;
+  std::vector<int> birth(nv, -1), death(nv, -1);
+  auto touch = [&](int v, int i) {
+    if (birth[v] < 0) birth[v] = i;
+    death[v] = i;
+  };
+  for (size_t i = 0; i < nn; ++i) {
+    if (plan_.skip[i]) continue;
+    const int step = static_cast<int>(i);
+    for (int v : nodes_[i].inputs) touch(v, step);
+    if (plan_.residual[i] >= 0) touch(plan_.residual[i], step);
+    touch(plan_.concat[i] >= 0 ? plan_.concat[i] + 1 : plan_.out_value[i], step);
+  }
+  std::map<const float*, int> owners;
+  for (size_t v = 0; v < nv; ++v)
+    if (!values_[v].empty()) ++owners[values_[v].data()];
+  std::vector<int> order;
+  for (size_t v = 1; v + 1 < nv; ++v)
+    if (birth[v] >= 0 && !values_[v].empty() && owners[values_[v].data()] == 1)
+      order.push_back(static_cast<int>(v));
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return birth[a] < birth[b]; });
+  // Greedy by birth: a free buffer that fits, the most recently freed first (its lines are the
+  // likeliest still in cache); else the most recently freed, grown; else a new one.
+  mem_.slot.assign(nv, -1);
+  std::vector<int> free_at;   // per buffer: the last step of its current value
+  for (int v : order) {
+    const int64_t need = values_[v].numel();
+    int best = -1, grow = -1;
+    for (size_t b = 0; b < free_at.size(); ++b) {
+      if (free_at[b] >= birth[v]) continue;
+      const int bi = static_cast<int>(b);
+      if (mem_.caps[b] >= need && (best < 0 || free_at[b] > free_at[best])) best = bi;
+      if (grow < 0 || free_at[b] > free_at[grow]) grow = bi;
+    }
+    if (best < 0 && grow >= 0) {
+      best = grow;
+      mem_.caps[best] = need;
+    }
+    if (best < 0) {
+      best = static_cast<int>(free_at.size());
+      free_at.push_back(-1);
+      mem_.caps.push_back(need);
+    }
+    free_at[best] = death[v];
+    mem_.slot[v] = best;
+  }
+  for (int64_t cap : mem_.caps)
+    mem_.bufs.emplace_back(aligned_alloc_floats(cap), aligned_free);
+  for (int v : order)
+    values_[v] = Tensor::over(mem_.bufs[mem_.slot[v]], mem_.caps[mem_.slot[v]], values_[v].shape());
+  mem_.input = input;
+  mem_.active = true;
+}
+
+int64_t Model::activation_bytes() const {
+  std::set<const float*> seen;
+  int64_t floats = 0;
+  for (int64_t cap : mem_.caps) floats += cap;
+  for (size_t v = 1; v < values_.size(); ++v) {
+    if (values_[v].empty() || (v < mem_.slot.size() && mem_.slot[v] >= 0)) continue;
+    if (seen.insert(values_[v].data()).second) floats += values_[v].numel();
+  }
+  return floats * static_cast<int64_t>(sizeof(float));
+}
+
 void Model::make_fuse_plan() {
+  drop_mem_plan();
   const size_t nn = nodes_.size(), nv = nn + 1;
   FusePlan& p = plan_;
   p.skip.assign(nn, 0);
@@ -251,6 +344,7 @@ const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
   // Inference of a frozen model: the fused plan (see fused_nodes).
   const bool fuse = frozen_ && !training;
   if (fuse && !plan_.valid) make_fuse_plan();
+  if (mem_.active && (!fuse || !plan_.valid || input.shape() != mem_.input)) drop_mem_plan();
   const int64_t N = input.dim(0);
   std::vector<const Tensor*> in;
   FusedOutput fo;
@@ -301,6 +395,7 @@ const Tensor& Model::forward(const Tensor& input, bool training, Rng* rng) {
     }
   }
   last_training_ = training;
+  if (fuse && !mem_.active && mem_plan_on_ && memplan_enabled_by_env()) make_mem_plan(input.shape());
   return values_.back();
 }
 

@@ -64,6 +64,7 @@ std::vector<ModelProfile> profile_models(const std::vector<Model*>& models, int6
   for (size_t m = 0; m < nm; ++m) {
     Model& model = *models[m];
     model.set_timing(false);
+    const int64_t act_bytes = model.activation_bytes();
     model.freeze(was_frozen[m]);
     std::vector<Shape> shapes = model.value_shapes(batch);
     const auto& nodes = model.nodes();
@@ -71,6 +72,7 @@ std::vector<ModelProfile> profile_models(const std::vector<Model*>& models, int6
     p.batch = batch;
     p.threads = omp_get_max_threads();
     p.iterations = iterations;
+    p.activation_bytes = act_bytes;
     for (size_t i = 0; i < nodes.size(); ++i) {
       LayerTime lt;
       lt.name = nodes[i].name;
@@ -111,6 +113,11 @@ std::string format_profile(const ModelProfile& p) {
                 ("batch " + std::to_string(p.batch) + ", " + std::to_string(p.threads) + " thr").c_str(),
                 p.median_ms, p.min_ms, gf);
   os << line;
+  if (p.activation_bytes > 0) {
+    std::snprintf(line, sizeof line, "activations: %.1f MiB (the model input excluded)\n",
+                  p.activation_bytes / 1048576.0);
+    os << line;
+  }
   return os.str();
 }
 

@@ -74,6 +74,18 @@ Tensor::Tensor(Shape shape, float fill_value) : shape_(std::move(shape)) {
   fill(fill_value);
 }
 
+Tensor Tensor::over(std::shared_ptr<float> storage, int64_t capacity, Shape shape) {
+  Tensor t;
+  t.numel_ = shape_numel(shape);
+  check(storage && capacity >= t.numel_,
+        "Tensor::over: " + std::to_string(capacity) + " floats of storage for shape " +
+            shape_str(shape));
+  t.shape_ = std::move(shape);
+  t.capacity_ = capacity;
+  t.data_ = std::move(storage);
+  return t;
+}
+
 Tensor Tensor::from(Shape shape, const std::vector<float>& values) {
   Tensor t(std::move(shape));
   check(static_cast<int64_t>(values.size()) == t.numel(),
