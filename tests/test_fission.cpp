@@ -551,6 +551,8 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
       {20, 3, 7, 222, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 2},      // pixel tile, OW = 111: 32+32+47
       {37, 3, 9, 140, 7, 7, 2, 2, 3, 3, 3, 3, 1, 1, 1},      // first layer 7x7 s2, K = 147,
                                                              // OW = 70: 32 + 38 (3 vectors)
+      {24, 128, 12, 12, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 16},   // 24 channels, K = 128, 1.2 MB
+                                                             // of images: pixel tile
       {100, 228, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     // K = 2052: strips >= 128 KiB, each
                                                               // thread its own, the next prefetched
   };

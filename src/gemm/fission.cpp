@@ -599,7 +599,15 @@ ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMo
   // pixel vectors). ResNet-18's conv1 (7x7 stride 2, K = 147), 2 threads, hot: 0.68 -> 0.64 ms
   // (with the 8 x 48 tile and vector-aligned chunks below; in the model 0.776 -> 0.743 ms).
   const bool first_layer = g.C <= 4 && a.depth() <= 256;
-  if (g.sw <= 2 && a.format() == Format::f32 && (a.depth() <= 96 || a.rows() <= 16 || first_layer) &&
+  // Up to 32 output channels, K <= 256, with images larger than L2 streamed from DRAM (a batch
+  // of SqueezeNet's 27x27 squeeze inputs): the pixel tile prefetches each of its K rows a few
+  // chunks ahead, the column tile's broadcasts wait on K streams the hardware prefetchers do
+  // not follow. Batch 16, 2 threads: fire4/fire5 squeeze (128/256 -> 32) 0.70 -> 0.45 ms and
+  // 1.31 -> 0.85 ms. In cache (batch 1) the column tile stays as fast or faster; with 48-64
+  // channels or K >= 384 (13x13) the pixel tile was 1.1-1.5x slower.
+  const bool streamed_narrow = a.rows() <= 32 && a.depth() <= 256 &&
+                               g.images * g.C * g.H * g.W * 4 > (int64_t{1} << 20);
+  if (g.sw <= 2 && a.format() == Format::f32 && (a.depth() <= 96 || a.rows() <= 16 || streamed_narrow || first_layer) &&
       (a.isa() == Isa::avx512 || a.isa() == Isa::avx512_bf16))
     return ConvPath::direct_px;
   return ConvPath::direct;

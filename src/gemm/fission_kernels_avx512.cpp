@@ -301,8 +301,10 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
   for (int64_t k = 0; k < K; ++k) {
     const float* br = b + off[k];
     if (pf) {   // this row's columns a few chunks ahead (see fission_tile_direct_px__avx512)
-      _mm_prefetch(reinterpret_cast<const char*>(br + kPxAhead), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(br + kPxAhead + 16), _MM_HINT_T0);
+      const int64_t ahead = kPxAhead;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        _mm_prefetch(reinterpret_cast<const char*>(br + ahead + 16 * v), _MM_HINT_T0);
     }
     __m512 bv[NV];
 #pragma GCC unroll 4
