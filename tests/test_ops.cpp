@@ -524,20 +524,28 @@ TEST(OpsPool, AvgPaddingRuleCaffeVsOnnx) {
 }
 
 TEST(OpsPool, GlobalPooling) {
-  Rng rng(10);
-  Tensor x = rand_tensor({2, 3, 5, 4}, rng);
-  auto ga = make_layer("avgpool", Attrs().set("global", 1));
-  auto gm = make_layer("maxpool", Attrs().set("global", 1));
-  Tensor ya = run(*ga, {x}), ym = run(*gm, {x});
-  for (int64_t p = 0; p < 6; ++p) {
-    double s = 0;
-    float m = -1e30f;
-    for (int64_t i = 0; i < 20; ++i) {
-      s += x[p * 20 + i];
-      m = std::max(m, x[p * 20 + i]);
+  // Planes of 20, 1, 49 and 169 floats (vector tails); the last shape is big enough to run on
+  // the thread team. Against double sums.
+  for (const Shape& shape : {Shape{2, 3, 5, 4}, Shape{3, 7, 1, 1}, Shape{1, 9, 7, 7},
+                             Shape{2, 200, 13, 13}}) {
+    SCOPED_TRACE(shape_str(shape));
+    Rng rng(10);
+    Tensor x = rand_tensor(shape, rng);
+    auto ga = make_layer("avgpool", Attrs().set("global", 1));
+    auto gm = make_layer("maxpool", Attrs().set("global", 1));
+    Tensor ya = run(*ga, {x}), ym = run(*gm, {x});
+    const int64_t ip = shape[2] * shape[3], planes = shape[0] * shape[1];
+    ASSERT_EQ(ya.shape(), (Shape{shape[0], shape[1], 1, 1}));
+    for (int64_t p = 0; p < planes; ++p) {
+      double s = 0;
+      float m = -1e30f;
+      for (int64_t i = 0; i < ip; ++i) {
+        s += x[p * ip + i];
+        m = std::max(m, x[p * ip + i]);
+      }
+      EXPECT_NEAR(ya[p], s / static_cast<double>(ip), 1e-6);
+      EXPECT_EQ(ym[p], m);
     }
-    EXPECT_NEAR(ya[p], s / 20, 1e-6);
-    EXPECT_EQ(ym[p], m);
   }
 }
 
