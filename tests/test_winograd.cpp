@@ -127,6 +127,20 @@ TEST(Winograd, ReluKeepsNaN) {
   EXPECT_TRUE(std::isnan(y[0]));   // 0 * NaN is NaN: ReLU as v > 0 ? v : 0 * v passes it on
 }
 
+TEST(Winograd, AutoPolicyFollowsTheMeasuredLayers) {
+  // The layers each threshold of gemm::winograd_pays was measured on (README, winograd.cpp).
+  const Isa z = Isa::avx512;
+  EXPECT_TRUE(gemm::winograd_pays(z, 64, 64, 784));      // ResNet-18 layer1, batch 1
+  EXPECT_TRUE(gemm::winograd_pays(z, 256, 256, 49));     // its 14x14 layer3
+  EXPECT_FALSE(gemm::winograd_pays(z, 512, 512, 16));    // its 7x7 layer4: weights from DRAM
+  EXPECT_FALSE(gemm::winograd_pays(z, 48, 192, 49));     // SqueezeNet 13x13 expand, batch 1
+  EXPECT_TRUE(gemm::winograd_pays(z, 48, 192, 784));     // the same at batch 16
+  EXPECT_FALSE(gemm::winograd_pays(z, 16, 64, 784));     // 55x55 expand, batch 1
+  EXPECT_TRUE(gemm::winograd_pays(z, 16, 64, 12544));    // the same at batch 16
+  EXPECT_FALSE(gemm::winograd_pays(z, 64, 8, 784));      // too few output channels
+  EXPECT_FALSE(gemm::winograd_pays(Isa::avx2, 64, 64, 784));   // no vectorised transforms
+}
+
 TEST(Winograd, PolicyNames) {
   EXPECT_EQ(winograd_policy_from_name("auto"), WinogradPolicy::automatic);
   EXPECT_EQ(winograd_policy_from_name("off"), WinogradPolicy::off);

@@ -85,11 +85,15 @@ bool winograd_fast(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_bf
 // slower, its 16- and 32-channel ones even to 10% slower; ResNet-18's 7x7 ones (16 tiles, 16 MB
 // of transformed weights per layer from DRAM) 1.4-1.5x slower. With many tiles (batch 16) the
 // small-channel ones pay again: the direct kernels' output rows stream to DRAM, Winograd's blocks
-// stay in L2 (bench_winograd, hot: SqueezeNet's 16- and 32-channel expand convs 0.69x).
+// stay in L2 (bench_winograd, hot: SqueezeNet's 16- and 32-channel expand convs 0.69x); from 32
+// channels 512 tiles are enough (SqueezeNet's 48-channel 13x13 expand convs at batch 16, 784
+// tiles: 1.28 -> 0.97 ms; at batch 1, 49 tiles, still 6-9% slower; its 32-channel 27x27 ones at
+// batch 1, 196 tiles, within noise of even).
 
 bool winograd_pays(Isa isa, int64_t C, int64_t O, int64_t tiles) {
   return winograd_fast(isa) && O >= 16 &&
-         ((C >= 64 && tiles >= 64) || (C >= 128 && tiles >= 32) || (C >= 16 && tiles >= 2048));
+         ((C >= 64 && tiles >= 64) || (C >= 128 && tiles >= 32) || (C >= 32 && tiles >= 512) ||
+          (C >= 16 && tiles >= 2048));
 }
 
 // ---- portable transforms (the reference of the vectorised ones) -----------------------------
