@@ -134,6 +134,25 @@ void expect_fused_equals_unfused(Model& m, int expect_skipped, const std::string
   }
 }
 
+// One training step (forward, backward) of a and of b on x: bit-identical parameter gradients.
+void expect_same_training_step(Model& a, Model& b, const Tensor& x) {
+  Tensor dy = random_tensor(a.output_shape(x.dim(0)), 4);
+  std::vector<Tensor> grads[2];
+  int k = 0;
+  for (Model* m : {&a, &b}) {
+    m->zero_grad();
+    m->forward(x, true);
+    m->backward(dy);
+    for (Node& n : m->nodes())
+      for (Param& p : n.layer->params()) grads[k].push_back(p.grad.clone());
+    ++k;
+  }
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i)
+    EXPECT_EQ(std::memcmp(grads[0][i].data(), grads[1][i].data(),
+                          sizeof(float) * static_cast<size_t>(grads[0][i].numel())), 0);
+}
+
 }  // namespace
 
 TEST(Fusion, ResidualBlocksMatchUnfusedExactly) {
@@ -164,21 +183,7 @@ TEST(Fusion, NeverAppliesInTraining) {
   a.freeze(true);
   a.forward(x);
   a.freeze(false);
-  Tensor dy = random_tensor(a.output_shape(2), 4);
-  std::vector<Tensor> grads[2];
-  int k = 0;
-  for (Model* m : {&a, &b}) {
-    m->zero_grad();
-    m->forward(x, true);
-    m->backward(dy);
-    for (Node& n : m->nodes())
-      for (Param& p : n.layer->params()) grads[k].push_back(p.grad.clone());
-    ++k;
-  }
-  ASSERT_EQ(grads[0].size(), grads[1].size());
-  for (size_t i = 0; i < grads[0].size(); ++i)
-    EXPECT_EQ(std::memcmp(grads[0][i].data(), grads[1][i].data(),
-                          sizeof(float) * static_cast<size_t>(grads[0][i].numel())), 0);
+  expect_same_training_step(a, b, x);
 }
 
 // The activation memory plan (Model::set_memory_plan): after a fused forward, activations whose
@@ -233,22 +238,8 @@ TEST(MemoryPlan, TrainingForwardOfAFrozenModelKeepsEveryActivation) {
   a.forward(x);
   a.forward(x);
   const int64_t planned = a.activation_bytes();
-  Tensor dy = random_tensor(a.output_shape(2), 4);
-  std::vector<Tensor> grads[2];
-  int k = 0;
-  for (Model* m : {&a, &b}) {
-    m->zero_grad();
-    m->forward(x, true);
-    m->backward(dy);
-    for (Node& n : m->nodes())
-      for (Param& p : n.layer->params()) grads[k].push_back(p.grad.clone());
-    ++k;
-  }
+  expect_same_training_step(a, b, x);
   // Every activation has its own storage again, as in the model that never planned.
   EXPECT_EQ(a.activation_bytes(), b.activation_bytes());
   EXPECT_LT(planned, a.activation_bytes());
-  ASSERT_EQ(grads[0].size(), grads[1].size());
-  for (size_t i = 0; i < grads[0].size(); ++i)
-    EXPECT_EQ(std::memcmp(grads[0][i].data(), grads[1][i].data(),
-                          sizeof(float) * static_cast<size_t>(grads[0][i].numel())), 0);
 }
