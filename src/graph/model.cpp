@@ -165,7 +165,9 @@ void Model::drop_mem_plan() {
 // Lifetimes in steps (node indices) of the fused run: a node that runs reads its inputs and its
 // fused residual and writes its chain's last value or its concat's; skipped nodes touch
 // nothing. A value lives from the first step touching it to the last. Values sharing storage
-// with another (a reshape's output, the model input, the returned output) keep their own.
+// with another (a reshape's output, the model input, the returned output) keep their own;
+// values the fused run never touches (a fused-away node's own output, left by an unfused or
+// training forward) are released.
 void Model::make_mem_plan(const Shape& input) {
   drop_mem_plan();
   const size_t nn = nodes_.size(), nv = nn + 1;
@@ -186,9 +188,13 @@ void Model::make_mem_plan(const Shape& input) {
   for (size_t v = 0; v < nv; ++v)
     if (!values_[v].empty()) ++owners[values_[v].data()];
   std::vector<int> order;
-  for (size_t v = 1; v + 1 < nv; ++v)
-    if (birth[v] >= 0 && !values_[v].empty() && owners[values_[v].data()] == 1)
+  for (size_t v = 1; v + 1 < nv; ++v) {
+    if (values_[v].empty() || owners[values_[v].data()] != 1) continue;
+    if (birth[v] >= 0)
       order.push_back(static_cast<int>(v));
+    else
+      values_[v] = Tensor();   // not touched by the fused run (a fused-away node's own output)
+  }
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return birth[a] < birth[b]; });
   // Greedy by birth: a free buffer that fits, the most recently freed first (its lines are the
   // likeliest still in cache); else the most recently freed, grown; else a new one.
