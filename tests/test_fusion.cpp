@@ -232,5 +232,17 @@ TEST(MemoryPlan, SharesBuffersAndMatchesThePlanOffExactly) {
     const Tensor x = random_tensor(Shape{2, on.input_shape()[0], on.input_shape()[1], on.input_shape()[2]}, 5);
     const Tensor a = on.forward(x).clone(), b = off.forward(x).clone();
     EXPECT_EQ(std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())), 0);
+    // On again; a training forward in between materialises every value, and the next planned
+    // inference releases the ones the fused run never touches: back to the planned size.
+    on.set_memory_plan(true);
+    on.forward(x);
+    on.forward(x);
+    const int64_t planned = on.activation_bytes();
+    on.forward(x, true);
+    EXPECT_GT(on.activation_bytes(), planned);
+    on.forward(x);
+    const Tensor c = on.forward(x).clone();
+    EXPECT_EQ(on.activation_bytes(), planned);
+    EXPECT_EQ(std::memcmp(c.data(), b.data(), sizeof(float) * static_cast<size_t>(c.numel())), 0);
   }
 }
