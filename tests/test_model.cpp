@@ -220,6 +220,23 @@ TEST(Train, LearnsSyntheticTaskAndIsDeterministic) {
   EXPECT_EQ(ha.back().test_top1, hb.back().test_top1);
 }
 
+TEST(Train, TrainedAtChanceIsLossLnClassesAtChanceAccuracy) {
+  EpochStats dead;
+  dead.train_loss = 2.3031;   // ln 10 = 2.302585: a cifarnet whose units died (lr 0.01)
+  dead.train_top1 = 0.1038;
+  EXPECT_TRUE(trained_at_chance(dead, 10));
+  EpochStats slow = dead;     // at chance loss but above chance accuracy: learning
+  slow.train_top1 = 0.2;
+  EXPECT_FALSE(trained_at_chance(slow, 10));
+  EpochStats learning = dead;
+  learning.train_loss = 2.1278;
+  EXPECT_FALSE(trained_at_chance(learning, 10));
+  dead.train_loss = std::log(3.0) + 0.005;
+  dead.train_top1 = 0.34;
+  EXPECT_TRUE(trained_at_chance(dead, 3));
+  EXPECT_FALSE(trained_at_chance(dead, 1));
+}
+
 // A short run on the real Fashion-MNIST data (when the Debian package is installed) must
 // clearly beat chance (10%).
 TEST(Train, LenetOnFashionMnistSubsetBeatsChance) {
@@ -336,6 +353,16 @@ TEST(Cli, ValidationHeldOutOfTraining) {
   EXPECT_EQ(h.held_out, 100);
   EXPECT_EQ(h.total, 600);
   EXPECT_EQ(h.seed, kValidationSplitSeed);
+
+  // No --lr: the network's own (cifarnet's 0.005); given, it wins.
+  EXPECT_EQ(zoo_learning_rate("lenet"), 0.01);
+  EXPECT_EQ(zoo_learning_rate("cifarnet"), 0.005);
+  EXPECT_NE(out.find("lr 0.01 "), std::string::npos) << out;
+  ASSERT_EQ(run_cli("--threads 1 train --net cifarnet --epochs 1 --limit 64 -o " + model + ".c", &out), 0) << out;
+  EXPECT_NE(out.find("lr 0.005 "), std::string::npos) << out;
+  ASSERT_EQ(run_cli("--threads 1 train --net cifarnet --epochs 1 --limit 64 --lr 0.002 -o " + model + ".c", &out), 0) << out;
+  EXPECT_NE(out.find("lr 0.002 "), std::string::npos) << out;
+  std::filesystem::remove(model + ".c");
 
   // Absurd counts: a clear error naming the count and the limit.
   EXPECT_NE(run_cli("train --net lenet --epochs 1 --limit 600 --val-from-train 400 -o " + model + ".x", &out), 0);

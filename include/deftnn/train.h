@@ -65,6 +65,11 @@ std::vector<EpochStats> train(Model& model, const Dataset& train_set, const Data
                               const TrainConfig& config,
                               const std::function<void(const EpochStats&)>& on_epoch = {});
 
+// True when an epoch trained at chance: its loss within 0.01 of ln(classes) and its training
+// accuracy below 1.5 / classes (the units died early, typically from too high a learning rate;
+// the loss stays finite, so train() does not stop on it).
+bool trained_at_chance(const EpochStats& s, int64_t classes);
+
 // Copies samples idx[begin, end) of `data` into a batch tensor and label vector.
 void gather_batch(const Dataset& data, const std::vector<int64_t>& idx, int64_t begin, int64_t end,
                   Tensor& images, std::vector<int32_t>& labels);

@@ -16,5 +16,8 @@ struct ZooOptions {
 Model build_zoo(const std::string& name, const ZooOptions& options = {});
 std::vector<std::string> zoo_names();
 std::string zoo_description(const std::string& name);
+// The base SGD learning rate (momentum 0.9) `deftnn train` uses for the network when none is
+// given: Caffe's solver's, or what was measured to train it on Fashion-MNIST (0.01 otherwise).
+double zoo_learning_rate(const std::string& name);
 
 }  // namespace deftnn

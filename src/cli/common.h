@@ -253,7 +253,19 @@ inline std::vector<EpochStats> run_training(Model& m, const Dataset& tr, const D
   std::printf("training on %lld images, testing on %lld, batch %lld, %d thread(s), ISA %s\n",
               static_cast<long long>(tr.size()), static_cast<long long>(te.size()),
               static_cast<long long>(cfg.batch), omp_get_max_threads(), isa_name(active_isa()));
-  return train(m, tr, &te, cfg, print_epoch);
+  // A network whose units died early (too high a learning rate) trains on at chance, its loss
+  // stuck at ln(classes): say so after the first epoch instead of leaving it to the user to notice
+  // twelve epochs later.
+  const Shape out = m.output_shape(1);
+  const int64_t classes = out.size() == 2 ? out[1] : 0;
+  return train(m, tr, &te, cfg, [&](const EpochStats& s) {
+    print_epoch(s);
+    if (s.epoch == 1 && trained_at_chance(s, classes))
+      std::fprintf(stderr,
+                   "deftnn: warning: the network is not learning (loss %.4f = ln %lld, train "
+                   "accuracy %.1f%%, chance): its units died early; try a lower --lr (now %g)\n",
+                   s.train_loss, static_cast<long long>(classes), 100 * s.train_top1, cfg.lr);
+  });
 }
 
 

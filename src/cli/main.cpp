@@ -115,7 +115,8 @@ int main(int argc, char** argv) {
   c_train->add_option("-o,--out", train_out, "where to save the trained model")->capture_default_str();
   c_train->add_option("--epochs", tc.epochs, "training epochs")->capture_default_str()->check(CLI::Range(0, 100000));
   c_train->add_option("--batch", tc.batch, "mini-batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  c_train->add_option("--lr", tc.lr, "base learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  c_train->add_option("--lr", tc.lr, "base learning rate (default: the network's: 0.01, cifarnet 0.005)")
+      ->check(CLI::PositiveNumber);
   c_train->add_option("--momentum", tc.momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 0.9999));
   c_train->add_option("--weight-decay", tc.weight_decay, "L2 weight decay")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   c_train->add_option("--lr-step", tc.lr_step, "multiply lr by --lr-gamma every N epochs (0: never)")->capture_default_str()->check(CLI::Range(0, 100000));
@@ -236,6 +237,7 @@ int main(int argc, char** argv) {
       Model m = is_zoo_name(train_net) ? build_zoo(train_net, ZooOptions{sample_shape(tr), 10})
                                        : load_model(train_net, &meta);
       if (is_zoo_name(train_net)) m.init_params(tc.seed);
+      if (c_train->count("--lr") == 0 && is_zoo_name(train_net)) tc.lr = zoo_learning_rate(train_net);
       // Continuing a model trained with a split keeps it (the held-out images stay unseen).
       HeldOut held = read_held_out(meta);
       if (train_valid.from_train > 0) {

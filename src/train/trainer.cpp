@@ -138,6 +138,11 @@ EvalResult evaluate(Model& model, const Dataset& data, int64_t batch, bool progr
   return r;
 }
 
+bool trained_at_chance(const EpochStats& s, int64_t classes) {
+  return classes > 1 && std::fabs(s.train_loss - std::log(static_cast<double>(classes))) < 0.01 &&
+         s.train_top1 < 1.5 / static_cast<double>(classes);
+}
+
 std::vector<EpochStats> train(Model& model, const Dataset& train_set, const Dataset* test_set,
                               const TrainConfig& cfg,
                               const std::function<void(const EpochStats&)>& on_epoch) {
