@@ -582,7 +582,7 @@ ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMo
                       (mode == FissionMode::bf16_dot && is_deft8(a.format()));
   if (!cfg.direct || g_conv_panels || decoded || b_bf16)
     return ConvPath::panels;
-  // fp32 convs with a small K run the pixel-vector tile on chunks of up to 32 columns (no
+  // fp32 convs with a small K run the pixel-vector tile on chunks of up to 48 columns (no
   // transposing store; C rows stored as full vectors). One thread: SqueezeNet's expand1x1
   // (K = 16) 0.085 -> 0.043 ms, squeeze (K = 64) 0.065 -> 0.042 ms, VGG's first conv (3x3,
   // K = 27, 224 wide) 2.36 -> 1.24 ms, LeNet's conv1 (5x5, K = 25) 1.3x, cifarnet's (K = 75)
@@ -607,7 +607,8 @@ ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMo
   // channels or K >= 384 (13x13) the pixel tile was 1.1-1.5x slower.
   const bool streamed_narrow = a.rows() <= 32 && a.depth() <= 256 &&
                                g.images * g.C * g.H * g.W * 4 > (int64_t{1} << 20);
-  if (g.sw <= 2 && a.format() == Format::f32 && (a.depth() <= 96 || a.rows() <= 16 || streamed_narrow || first_layer) &&
+  const bool px_fits = a.depth() <= 96 || a.rows() <= 16 || streamed_narrow || first_layer;
+  if (g.sw <= 2 && a.format() == Format::f32 && px_fits &&
       (a.isa() == Isa::avx512 || a.isa() == Isa::avx512_bf16))
     return ConvPath::direct_px;
   return ConvPath::direct;

@@ -1,10 +1,10 @@
 #include "deftnn/model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <algorithm>
 #include <iomanip>
 #include <map>
 #include <set>
