@@ -2,7 +2,8 @@
 # Synapse vector elimination end to end on the real Fashion-MNIST set, from scratch: train LeNet
 # and CifarNet (5,000 training images held out for validation), search every layer over the
 # thresholds, compose the Pareto frontier, jointly fine-tune the chosen points with the dense
-# model as teacher, and select the fastest within 0.2 / 1 / 2 points of test-set loss, timed side
+# model as teacher, and select the fastest within 0.2 / 1 / 2 points of validation loss (the test
+# set is scored, never used to select), timed side
 # by side with the dense base. Logs and JSON under OUT; 40-50 minutes on 2 cores, alone.
 #   scripts/sve_fashion.sh [OUT]   (default OUT: build/sve-results)
 #   NETS=lenet POINTS=3,4 scripts/sve_fashion.sh OUT   (refine only these frontier points, indices
