@@ -3,8 +3,8 @@
 # and CifarNet (5,000 training images held out for validation), search every layer over the
 # thresholds, compose the Pareto frontier, jointly fine-tune the chosen points with the dense
 # model as teacher, and select the fastest within 0.2 / 1 / 2 points of validation loss (the test
-# set is scored, never used to select), timed side
-# by side with the dense base. Logs and JSON under OUT; 40-50 minutes on 2 cores, alone.
+# set is scored, never used to select), timed side by side with the dense base. Logs and JSON
+# under OUT; 40-50 minutes on 2 cores, alone.
 #   scripts/sve_fashion.sh [OUT]   (default OUT: build/sve-results)
 #   NETS=lenet POINTS=3,4 scripts/sve_fashion.sh OUT   (refine only these frontier points, indices
 #   as NET-frontier.txt lists them; default: every point losing at most MAX_LOSS=2 before
