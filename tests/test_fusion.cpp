@@ -212,11 +212,14 @@ TEST(MemoryPlan, SharesBuffersAndMatchesThePlanOffExactly) {
     on.freeze(true);
     off.freeze(true);
     off.set_memory_plan(false);
-    int64_t bytes_on = 0, bytes_off = 0;
-    for (int64_t batch : {1, 1, 3, 3, 1}) {
+    auto batch_of = [&](int64_t batch) {
       Shape s{batch};
       s.insert(s.end(), on.input_shape().begin(), on.input_shape().end());
-      const Tensor x = random_tensor(s, 20 + static_cast<uint64_t>(batch));
+      return s;
+    };
+    int64_t bytes_on = 0, bytes_off = 0;
+    for (int64_t batch : {1, 1, 3, 3, 1}) {
+      const Tensor x = random_tensor(batch_of(batch), 20 + static_cast<uint64_t>(batch));
       const Tensor want = off.forward(x).clone();
       const Tensor got = on.forward(x).clone();
       ASSERT_EQ(got.shape(), want.shape());
@@ -229,7 +232,7 @@ TEST(MemoryPlan, SharesBuffersAndMatchesThePlanOffExactly) {
     EXPECT_LT(bytes_on, bytes_off);
     // Turned off mid-session: the values get their own storage again, same results.
     on.set_memory_plan(false);
-    const Tensor x = random_tensor(Shape{2, on.input_shape()[0], on.input_shape()[1], on.input_shape()[2]}, 5);
+    const Tensor x = random_tensor(batch_of(2), 5);
     const Tensor a = on.forward(x).clone(), b = off.forward(x).clone();
     EXPECT_EQ(std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<size_t>(a.numel())), 0);
     // On again; a training forward in between materialises every value, and the next planned
