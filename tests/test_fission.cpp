@@ -22,6 +22,7 @@
 #include "deftnn/fission.h"
 #include "deftnn/formats.h"
 #include "deftnn/gemm.h"
+#include "gemm/fission.h"
 
 namespace deftnn {
 namespace {
@@ -576,6 +577,74 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
   g.C = 2; g.H = g.W = 4; g.kh = g.kw = 2; g.OH = g.OW = 3;
   std::vector<float> x(32), c(36);
   EXPECT_THROW(fission_conv(p, g, x.data(), 1.0f, 0.0f, c.data(), 9), Error);   // K 8 != 9
+}
+
+// Two threads on a direct conv share the last quarter of each one's work (drive_direct): a
+// thread done with its own share runs the other's remaining tiles, reading the owner's copy of
+// the image rows. Shares one chunk (or strip) apart make the lighter thread take some of the
+// heavier one's tail. Every run, whoever ran which tile, equals the one-thread run bit for bit
+// (each tile sums its whole K), which equals the naive convolution; tiles were run from the
+// other share.
+TEST_F(FissionTest, ConvSharedTailsEqualOneThreadRun) {
+  const ConvCase cases[] = {
+      {40, 12, 7, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // 35 chunks (17 + 18), small A
+      {40, 3, 7, 112, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // pixel tile: 21 chunks (10 + 11)
+      {160, 228, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  // 5 strips of 256 KiB (2 + 3)
+      {64, 32, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  // 15 chunks: shares cut mid-chunk
+  };
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    uint32_t seed = 90;
+    for (const ConvCase& cc : cases) {
+      const FissionConvShape g = conv_shape(cc, cc.C * cc.H * cc.W);
+      const int64_t M = cc.M, K = cc.C * cc.kh * cc.kw, N = g.OH * g.OW, ldc = N + 1;
+      std::mt19937 gen(seed++);
+      auto [A, X, C0] = random_conv_operands(M * K, g.image_stride, M * ldc, gen);
+      std::vector<float> res(M * N);
+      for (auto& v : res) v = static_cast<float>(gen() % 7) - 3.0f;
+      TileEpilogue epi;   // the residual: the path that prefetches the next chunk's lines
+      epi.res = res.data();
+      epi.ldr = N;
+      const FissionPackedA pa(Format::f32, Rounding::nearest_even, false, M, K, A.data(), K);
+      const bool direct = std::string(fission_conv_kernel_name(pa, g)).find("direct") !=
+                          std::string::npos;
+      const std::string what = std::string(isa_name(isa)) + " M=" + std::to_string(M) +
+                               " K=" + std::to_string(K) + " N=" + std::to_string(N);
+      // A fresh image every run, the two-thread run first: a tile reading rows that no thread
+      // copied in this run would find the previous image's there.
+      const int64_t shared0 = gemm::g_shared_tiles.load();
+      for (int rep = 0; rep < 30; ++rep) {
+        for (auto& v : X) v = static_cast<float>(gen() % 2001) / 500.0f - 2.0f;
+        omp_set_num_threads(2);
+        std::vector<float> two = C0;
+        fission_conv(pa, g, X.data(), 1.0f, 0.0f, two.data(), ldc, FissionMode::fission,
+                     nullptr, &epi);
+        omp_set_num_threads(1);
+        std::vector<float> one = C0;
+        fission_conv(pa, g, X.data(), 1.0f, 0.0f, one.data(), ldc, FissionMode::fission,
+                     nullptr, &epi);
+        for (int64_t i = 0; i < M * ldc; ++i)
+          ASSERT_EQ(two[i], one[i]) << what << " rep " << rep << " at " << i / ldc << ","
+                                    << i % ldc;
+        if (rep == 0) {   // the one-thread run: the naive convolution plus the residual
+          std::vector<float> plain = C0;
+          fission_conv(pa, g, X.data(), 1.0f, 0.0f, plain.data(), ldc);
+          expect_near_widened(pa.widened(), naive_columns(cc, g, X, [](float v) { return v; }),
+                              C0, plain.data(), M, N, K, ldc, 1.0f, 0.0f, what);
+          for (int64_t i = 0; i < M; ++i)
+            for (int64_t j = 0; j < N; ++j)
+              ASSERT_EQ(one[i * ldc + j], plain[i * ldc + j] + res[i * N + j]) << what;
+        }
+      }
+      const int64_t shared = gemm::g_shared_tiles.load() - shared0;
+      if (direct && &cc != &cases[3]) {
+        EXPECT_GT(shared, 0) << what << ": no tile ran from the other thread's share";
+      } else {
+        EXPECT_EQ(shared, 0) << what << (direct ? ": 15 chunks do not share tails"
+                                                : ": B panels do not share tails");
+      }
+    }
+  }
 }
 
 // One case of the pair tests below: the packed weights mapped back to the natural (c, tap)

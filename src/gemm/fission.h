@@ -13,6 +13,7 @@
 //   c : top-left of the C tile, row-major; 1 <= m <= MR, 1 <= n <= NR.
 //   C[i][j] = alpha * sum_k widen(a)(i, k) * b(k, j) + beta * C[i][j]  (beta == 0: write-only).
 #pragma once
+#include <atomic>
 #include <cstdint>
 
 #include "deftnn/formats.h"
@@ -43,6 +44,11 @@ struct SideRange {
 extern thread_local SideRange t_side;
 // drive_direct's next-strip prefetch (default on; off for before/after benchmarks).
 extern bool g_side_prefetch;
+// drive_direct's shared tails: the last quarter of each thread's share of a direct conv run
+// by whichever thread gets to it first (default on; off for before/after benchmarks), and the
+// count of tiles a thread ran from another's share since the start (for tests).
+extern bool g_share_tails;
+extern std::atomic<int64_t> g_shared_tiles;
 
 struct TileRows {
   const float* bias;
