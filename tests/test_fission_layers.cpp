@@ -27,6 +27,7 @@
 #include "deftnn/rng.h"
 #include "deftnn/tensor.h"
 #include "deftnn/zoo.h"
+#include "gemm/winograd.h"
 #include "test_util.h"
 
 using namespace deftnn;
@@ -113,7 +114,8 @@ struct Case {
 };
 
 // conv: odd Og (3) with 2 groups, padding, stride; batch 1 (GEMM into the output) and 3 (images
-// side by side); fc: odd O at batch 1 (Y^T == Y) and 5 (transposed), with and without elimination.
+// side by side); at least 128 output columns a call (a software-widened format's weights
+// widened once, the fp32 kernels run), dense and eliminated; fc: odd O at batch 1 (Y^T == Y) and 5 (transposed), with and without elimination.
 std::vector<Case> cases() {
   std::vector<Case> c;
   Attrs conv;
@@ -121,6 +123,7 @@ std::vector<Case> cases() {
       .set("stride", 1).set("groups", 2);
   c.push_back({"conv", conv, {1, 4, 7, 6}, 2});
   c.push_back({"conv", conv, {3, 4, 5, 5}, 2});
+  c.push_back({"conv", conv, {2, 4, 9, 9}, 2});   // 162 columns: weights widened once
   Attrs conv2;
   conv2.set("out_channels", 37).set("kernel", std::vector<int64_t>{5, 5}).set("stride", 2);
   c.push_back({"conv", conv2, {2, 3, 11, 11}, 1});
@@ -129,6 +132,7 @@ std::vector<Case> cases() {
   for (int64_t k = 74; k >= 0; k -= 2) kept.push_back(k);   // 38 of 75, scrambled order
   sve.set("retained", kept);
   c.push_back({"conv", sve, {2, 3, 11, 11}, 1});
+  c.push_back({"conv", sve, {2, 3, 23, 23}, 1});   // 200 columns, widened once
   Attrs fc;
   fc.set("out_features", 37);
   c.push_back({"fc", fc, {1, 3, 4, 5}, 1});
@@ -265,6 +269,54 @@ TEST_F(FissionLayer, Deft8InBf16DotModeEqualsFp32OnRoundedOperands) {
         round_trip_weight(*p.ref, c, f, Rounding::nearest_even);
         expect_close(run(*p.fis, x), run(*p.ref, xq), 1e-5, 2e-5,
                      label(c, f, FissionMode::bf16_dot, isa));
+      }
+    }
+  }
+}
+
+// A frozen 3x3 conv where Winograd pays (64 channels, 64 tiles) in a software-widened format
+// runs Winograd on the weights widened once: bit for bit the fp32 model on weights
+// round-tripped through the scalar codecs, Winograd or not, and within Winograd's rounding of
+// the direct kernels. bf16 (which rounds the activations too) keeps its own kernels.
+TEST_F(FissionLayer, SoftwareFormatsRunWinogradOnWidenedWeights) {
+  test::WinogradPolicyGuard guard;
+  Attrs conv;
+  conv.set("out_channels", 32).set("kernel", 3).set("pad", 1);
+  const Case c{"conv", conv, {1, 64, 16, 16}, 1};
+  Rng rx(5);
+  const Tensor x = rand_tensor(c.input, rx);
+  auto frozen = [&](Layer& l, WinogradPolicy p) {
+    set_winograd_policy(p);
+    l.infer({x.shape()});
+    Tensor out;
+    RunContext ctx{false, nullptr};
+    ctx.frozen = true;
+    l.forward({&x}, out, ctx);
+    return out;
+  };
+  for (const Isa isa : isas()) {
+    set_active_isa(isa);
+    for (const Format f : {Format::half, Format::deft16, Format::deft16q, Format::deft8_e4,
+                           Format::bf16}) {
+      Attrs fa;
+      fa.set("format", format_name(f));
+      Pair p = make_pair(c, fa, 77);
+      if (f == Format::bf16) {   // its own kernels whatever the policy
+        expect_identical(frozen(*p.fis, WinogradPolicy::on), frozen(*p.fis, WinogradPolicy::off),
+                         label(c, f, FissionMode::fission, isa));
+        continue;
+      }
+      round_trip_weight(*p.ref, c, f, Rounding::nearest_even);
+      const Tensor wino = frozen(*p.fis, WinogradPolicy::on);
+      const Tensor direct = frozen(*p.fis, WinogradPolicy::off);
+      const std::string what = label(c, f, FissionMode::fission, isa);
+      expect_identical(wino, frozen(*p.ref, WinogradPolicy::on), what + " Winograd");
+      expect_identical(direct, frozen(*p.ref, WinogradPolicy::off), what + " direct");
+      expect_close(wino, direct, 1e-4, 1e-4, what + " Winograd against direct");
+      if (gemm::winograd_fast(isa)) {
+        bool differ = false;
+        for (int64_t i = 0; i < wino.numel() && !differ; ++i) differ = wino[i] != direct[i];
+        EXPECT_TRUE(differ) << what << ": Winograd identical to the direct kernels, so not run";
       }
     }
   }
@@ -470,6 +522,36 @@ TEST(CliFormats, BenchComparesFormatsSideBySide) {
     EXPECT_NE(j.find(want), std::string::npos) << want;
   EXPECT_NE(run_cli("bench lenet --formats deft9", &out), 0);
   EXPECT_NE(out.find("deft9"), std::string::npos) << out;
+}
+
+// Which kernels a software-widened format runs, as DEFTNN_VERBOSE reports them: a 3x3 conv
+// where Winograd pays runs it on the widened weights; a conv with >= 128 output columns runs
+// the fp32 direct kernels on weights widened once; the fc layer at batch 1 keeps the format in
+// its tiles; bf16 stays on its own conv kernels.
+TEST(CliFormats, SoftwareFormatsWidenOnceWhereFmaBound) {
+  const std::string path = testing::TempDir() + "/wide_fmt.deft";
+  Model m({64, 16, 16});
+  m.add("a", "conv", Attrs().set("out_channels", 32).set("kernel", 3).set("pad", 1));
+  m.add("a_relu", "relu", Attrs());
+  m.add("b", "conv", Attrs().set("out_channels", 16).set("kernel", 5).set("pad", 2));
+  m.add("fc", "fc", Attrs().set("out_features", 10));
+  m.init_params(3);
+  save_model(m, path);
+  std::string out;
+  ASSERT_EQ(test::run_cli("--threads 1 bench " + path + " --formats deft16,bf16 --iters 1 "
+                          "--warmup 0",
+                          &out, "DEFTNN_VERBOSE=1 "),
+            0)
+      << out;
+  for (const char* want :
+       {"a (conv) -> [1, 32, 16, 16]: winograd F(2x2,3x3) on deft16 weights widened once",
+        "b (conv) -> [1, 16, 16, 16]: fission_conv, no im2col: deft16 weights widened once to "
+        "f32 weights",
+        "a (conv) -> [1, 32, 16, 16]: fission_conv, no im2col: bf16 weights"})
+    EXPECT_NE(out.find(want), std::string::npos) << want << " in\n" << out;
+  const size_t fc = out.find("fc (fc) -> [1, 10]: ");
+  ASSERT_NE(fc, std::string::npos) << out;
+  EXPECT_NE(out.find("deft16", fc), std::string::npos) << out.substr(fc, 200);
 }
 
 TEST(CliFormats, EvalUnderAFormatAndSweep) {

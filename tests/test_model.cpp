@@ -256,19 +256,7 @@ TEST(Train, LenetOnFashionMnistSubsetBeatsChance) {
   EXPECT_GT(h.back().test_top1, 0.6);
 }
 
-namespace {
-int run_cli(const std::string& args, std::string* output = nullptr, const std::string& env = "") {
-  std::string cmd = env + std::string(DEFTNN_CLI_PATH) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  std::string out;
-  char buf[512];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int rc = pclose(p);
-  if (output) *output = out;
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-}  // namespace
+using test::run_cli;
 
 // `--device cuda` where there is no GPU (or no CUDA backend in this build): a clear error, exit 1.
 // (tests/test_cuda.cpp runs it where there is one.)

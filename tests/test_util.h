@@ -42,17 +42,19 @@ inline Tensor random_tensor(Shape s, uint64_t seed) {
 }
 
 #ifdef DEFTNN_CLI_PATH
-// Runs the deftnn command with `args` (shell syntax), stdout and stderr into *output; returns
+// Runs the deftnn command with `args` (shell syntax), stdout and stderr into *output (when
+// given), with `env` (shell assignments, e.g. "DEFTNN_VERBOSE=1 ") before the command; returns
 // its exit status (-1: it did not exit normally, e.g. a crash).
-inline int run_cli(const std::string& args, std::string* output) {
-  const std::string cmd = std::string(DEFTNN_CLI_PATH) + " " + args + " 2>&1";
+inline int run_cli(const std::string& args, std::string* output = nullptr,
+                   const std::string& env = "") {
+  const std::string cmd = env + std::string(DEFTNN_CLI_PATH) + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return -1;
   std::string out;
   char buf[512];
   while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
   const int rc = pclose(p);
-  *output = out;
+  if (output) *output = out;
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 #endif

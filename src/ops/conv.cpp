@@ -236,6 +236,11 @@ void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float*
     columns(g, ident, xg, col, ld);
 }
 
+namespace {
+// Output columns per call from which a software-widened conv runs on weights widened once.
+constexpr int64_t kWideCols = 128;
+}  // namespace
+
 bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
   const WinogradPolicy p = winograd_policy();
   if (p == WinogradPolicy::off || eliminated() || g.kh != 3 || g.kw != 3 || g.sh != 1 ||
@@ -254,13 +259,45 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // Reduced-format weights at inference only; training drops them (the weights will change).
   const bool fis = fission_.active() && !ctx.training;
   if (ctx.training) drop_packed();
-  // Dense fp32 3x3 stride-1 inference of a frozen model: Winograd F(2x2, 3x3) where the policy
-  // picks it (src/gemm/winograd.h); the weights are transformed once, like the packed ones.
-  const bool wino = !fis && !ctx.training && ctx.frozen && use_winograd(g, x.dim(0));
+  // 3x3 stride-1 inference of a frozen model: Winograd F(2x2, 3x3) where the policy picks it
+  // (src/gemm/winograd.h); the weights are transformed once, like the packed ones. Also for a
+  // software-widened format (every reduced format but bf16, fission mode): such a conv is
+  // bound by the FMAs, where widening in registers saves nothing, so it runs Winograd on the
+  // weights widened once from the format (the same values the fission kernels multiply by).
+  // CaffeNet at batch 32: Deft-16 / half / Deft-8 ran conv3-5 0.60-0.69x as fast as fp32 (the
+  // direct fission kernels against fp32 Winograd). Native and emulated bf16 round the
+  // activations too (the vdpbf16ps semantics), so bf16 stays on its kernels; off-chip mode is
+  // the paper's baseline (widened on every pass) and stays as it is.
+  const bool soft = fis && fission_.mode == FissionMode::fission && fission_.format != Format::bf16;
+  const bool wino = (!fis || soft) && !ctx.training && ctx.frozen && use_winograd(g, x.dim(0));
+  // Likewise a software-widened format on a direct conv with many output columns per call
+  // (>= 128 pixels over the batch: each weight multiplies >= 128 values, far from bound by the
+  // weight stream): the weights widened once from the format and run by the fp32 direct
+  // kernels, the same values in the same tile order (bit for bit the fission kernels' result)
+  // without the per-tile widening, which cost those FMA-bound convs 3-10% (CaffeNet's conv1 /
+  // conv2 with Deft-16, half, Deft-16Q at batch 1 and 32). Fewer columns (ResNet-18's 7x7
+  // layer4 at batch 1, fc layers) keep the reduced format in the tiles.
+  const bool wide = soft && !wino && x.dim(0) * g.cols() >= kWideCols;
+  if (wide && (wide_key_ != w || wide_setting_.format != fission_.format ||
+               wide_setting_.rounding != fission_.rounding)) {
+    const std::vector<FissionPackedA>& packed =
+        packed_.get(fission_, w, groups_, out_ / groups_, depth(g), pair_channels(g),
+                    g.kh * g.kw, pair_tap_kw(g));
+    const int64_t per = out_ / groups_ * depth(g);
+    wide_w_.resize(static_cast<size_t>(groups_ * per));
+    for (int64_t gi = 0; gi < groups_; ++gi) {
+      const std::vector<float> wg = packed[static_cast<size_t>(gi)].widened();
+      std::copy(wg.begin(), wg.end(), wide_w_.begin() + gi * per);
+    }
+    packed_.invalidate();
+    wide_key_ = w;
+    wide_setting_ = fission_;
+  }
   const std::vector<FissionPackedA>* pa =
-      fis ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g), pair_channels(g),
-                         g.kh * g.kw, pair_tap_kw(g))
-          : nullptr;
+      wide ? &packed_.get(FissionSetting{}, wide_w_.data(), groups_, out_ / groups_, depth(g))
+      : fis && !wino ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g),
+                                    pair_channels(g), g.kh * g.kw, pair_tap_kw(g))
+                     : nullptr;
   // Dense fp32 inference runs the same direct kernels with fp32 weights: no im2col pass
   // (1.2-1.5x faster than im2col + sgemm on CaffeNet's convs and LeNet's conv2, one thread).
   // The packed weights are kept while the model is frozen (Model::freeze), else packed per call
@@ -311,15 +348,33 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   };
   if (wino) {
     const Isa isa = active_isa();
-    if (wino_.empty() || wino_key_ != w || wino_[0].isa() != isa) {
+    const FissionSetting ws = fis ? fission_ : FissionSetting{};
+    if (wino_.empty() || wino_key_ != w || wino_[0].isa() != isa ||
+        wino_setting_.format != ws.format || wino_setting_.rounding != ws.rounding) {
       wino_.clear();
-      for (int64_t gi = 0; gi < groups_; ++gi)
-        wino_.emplace_back(isa, w + gi * Og * K, Og, g.C);
+      if (fis) {
+        // The format's values: packed (encoded) once, widened back, then transformed; the
+        // packed copy is not kept (this path does not read it).
+        const std::vector<FissionPackedA>& packed =
+            packed_.get(fission_, w, groups_, Og, K, pair_channels(g), g.kh * g.kw,
+                        pair_tap_kw(g));
+        for (int64_t gi = 0; gi < groups_; ++gi)
+          wino_.emplace_back(isa, packed[static_cast<size_t>(gi)].widened().data(), Og, g.C);
+        packed_.invalidate();
+      } else {
+        for (int64_t gi = 0; gi < groups_; ++gi)
+          wino_.emplace_back(isa, w + gi * Og * K, Og, g.C);
+      }
       wino_key_ = w;
+      wino_setting_ = ws;
     }
     if (kernel_report_enabled()) {
-      last_kernel_ = std::string("winograd F(2x2,3x3): 16 GEMMs of ") + active_gemm_kernel() +
-                     ", transforms " + (gemm::winograd_fast(isa) ? isa_name(isa) : "portable");
+      last_kernel_ = std::string("winograd F(2x2,3x3)") +
+                     (fis ? std::string(" on ") + format_name(fission_.format) +
+                                " weights widened once"
+                          : std::string()) +
+                     ": 16 GEMMs of " + active_gemm_kernel() + ", transforms " +
+                     (gemm::winograd_fast(isa) ? isa_name(isa) : "portable");
       last_kernel_ += fused_report();
     }
     // Groups in parallel, one per thread, where they divide among the team (CaffeNet's conv4
@@ -358,6 +413,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
                                  " image(s) per GEMM)";
     if (pa)
       last_kernel_ = std::string("fission_conv, no im2col: ") +
+                     (wide ? std::string(format_name(fission_.format)) + " weights widened once to " : "") +
                      format_name((*pa)[0].format()) + " weights" +
                      ((*pa)[0].tap_pair_kw() > 0       ? " in tap pairs"
                       : (*pa)[0].channel_pair_taps() > 0 ? " in channel pairs"

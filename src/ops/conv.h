@@ -75,15 +75,24 @@ class Conv final : public Layer {
   std::vector<Scratch> col_, dcol_, dw_, ybuf_;   // per thread
   FissionSetting fission_;          // inference weight format (f32: plain sgemm)
   FissionWeightCache packed_;       // one FissionPackedA per group
-  // Dense fp32 3x3 stride-1 inference of a frozen model: Winograd F(2x2, 3x3) where
-  // winograd_policy() picks it for this geometry and batch (see use_winograd).
+  // 3x3 stride-1 inference of a frozen model, fp32 or a software-widened format: Winograd
+  // F(2x2, 3x3) where winograd_policy() picks it for this geometry and batch (see
+  // use_winograd).
   bool use_winograd(const ConvGeom& g, int64_t N) const;
   std::vector<gemm::WinogradWeights> wino_;   // per group, transformed on first use
   const float* wino_key_ = nullptr; // the weight data they were built from
+  FissionSetting wino_setting_;     // and the format they were widened from (f32: none)
+  // A software-widened format on a conv with many output columns per call: the weights
+  // widened once from the format, run by the fp32 direct kernels (see forward).
+  std::vector<float> wide_w_;
+  const float* wide_key_ = nullptr;
+  FissionSetting wide_setting_;
   void drop_packed() {
     packed_.invalidate();
     wino_.clear();
     wino_key_ = nullptr;
+    wide_w_.clear();
+    wide_key_ = nullptr;
   }
 
  protected:
