@@ -500,6 +500,11 @@ TEST_F(FissionLayer, RooflineBytesAndRoofPerFormat) {
   EXPECT_DOUBLE_EQ(f8.bytes, f.bytes - 3.0 * 5 * 512);
   const double t16 = std::max(conv_flops / 200e9, c16.bytes / 10e9) * 1e3;
   EXPECT_DOUBLE_EQ(c16.roof_ms, t16);   // the native bf16 peak
+  // Deft-16 on the conv: 2 bytes a weight below 128 output columns a call (batch 1: 64), 4
+  // from 128 on, where its weights are widened once (batch 3: 192).
+  set_model_format(m, Format::deft16, FissionMode::fission, {"conv"});
+  EXPECT_DOUBLE_EQ(layer_roof(m, 0, 1, roof).bytes, 2.0 * 8 * 27 + 4.0 * (8 + 300 + 512));
+  EXPECT_DOUBLE_EQ(layer_roof(m, 0, 3, roof).bytes, 4.0 * (8 * 27 + 8 + 3 * 300 + 3 * 512));
   const MachineRoof r = measure_roof(1);
   EXPECT_EQ(r.fp32_gflops > 0, active_isa() != Isa::portable);   // no SIMD probe there
   EXPECT_GT(r.dram_gbps, 0.0);

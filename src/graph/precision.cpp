@@ -11,6 +11,7 @@
 #include "deftnn/gemm.h"
 #include "deftnn/tensor.h"
 #include "gemm/fission.h"
+#include "ops/fission_weights.h"
 
 namespace deftnn {
 namespace {
@@ -232,13 +233,19 @@ LayerRoof layer_roof(const Model& model, int node, int64_t batch, const MachineR
   const Shape& out = vs[static_cast<size_t>(node) + 1];
   lr.flops = l.flops(ins, out);
   const Format f = layer_format(l);
+  const std::string lm = l.attrs().get_str("fission_mode", "fission");
+  // A conv in a software-widened format with many output columns keeps its weights widened
+  // once, in fp32 (ops/conv.cpp).
+  const bool widened_once = l.type() == "conv" && f != Format::f32 && f != Format::bf16 &&
+                            lm == "fission" && out.size() == 4 &&
+                            out[0] * out[2] * out[3] >= ops::kConvWideColumns;
   double bytes = 0;
-  if (Param* w = l.param("weight")) bytes += static_cast<double>(encoded_bytes(f, w->value.numel()));
+  if (Param* w = l.param("weight"))
+    bytes += static_cast<double>(encoded_bytes(widened_once ? Format::f32 : f, w->value.numel()));
   if (Param* b = l.param("bias")) bytes += 4.0 * b->value.numel();
   for (const Shape& s : ins) bytes += 4.0 * numel(s);
   bytes += 4.0 * numel(out);
   lr.bytes = bytes;
-  const std::string lm = l.attrs().get_str("fission_mode", "fission");
   const bool native = roof.bf16_gflops > 0 &&
                       ((f == Format::bf16 && lm != "offchip") ||
                        (is_deft8(f) && lm == "bf16_dot" && cpu_has_avx512vbmi()));

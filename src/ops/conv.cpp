@@ -236,10 +236,6 @@ void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float*
     columns(g, ident, xg, col, ld);
 }
 
-namespace {
-// Output columns per call from which a software-widened conv runs on weights widened once.
-constexpr int64_t kWideCols = 128;
-}  // namespace
 
 bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
   const WinogradPolicy p = winograd_policy();
@@ -268,7 +264,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // direct fission kernels against fp32 Winograd). Native and emulated bf16 round the
   // activations too (the vdpbf16ps semantics), so bf16 stays on its kernels; off-chip mode is
   // the paper's baseline (widened on every pass) and stays as it is.
-  const bool soft = fis && fission_.mode == FissionMode::fission && fission_.format != Format::bf16;
+  const bool soft = fis && fission_.software_widened();
   const bool wino = (!fis || soft) && !ctx.training && ctx.frozen && use_winograd(g, x.dim(0));
   // Likewise a software-widened format on a direct conv with many output columns per call
   // (>= 128 pixels over the batch: each weight multiplies >= 128 values, far from bound by the
@@ -277,7 +273,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // without the per-tile widening, which cost those FMA-bound convs 3-10% (CaffeNet's conv1 /
   // conv2 with Deft-16, half, Deft-16Q at batch 1 and 32). Fewer columns (ResNet-18's 7x7
   // layer4 at batch 1, fc layers) keep the reduced format in the tiles.
-  const bool wide = soft && !wino && x.dim(0) * g.cols() >= kWideCols;
+  const bool wide = soft && !wino && x.dim(0) * g.cols() >= kConvWideColumns;
   if (wide && (wide_key_ != w || wide_setting_.format != fission_.format ||
                wide_setting_.rounding != fission_.rounding)) {
     const std::vector<FissionPackedA>& packed =

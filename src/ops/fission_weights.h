@@ -36,7 +36,18 @@ struct FissionSetting {
   FissionMode mode = FissionMode::fission;
   Rounding rounding = Rounding::nearest_even;
   bool active() const { return format != Format::f32; }
+  // A software-widened format (all but bf16, whose kernels round the activations too) in
+  // fission mode.
+  bool software_widened() const {
+    return active() && format != Format::bf16 && mode == FissionMode::fission;
+  }
 };
+
+// Output columns per call (pixels over the batch) from which a conv in a software-widened
+// format is bound by its FMAs rather than its weight stream, and runs on weights widened once
+// from the format instead of widening them in every tile (ops/conv.cpp; the roofline of
+// graph/precision.cpp counts such weights as fp32).
+constexpr int64_t kConvWideColumns = 128;
 
 // The attribute keys above (for check_keys) and their parsing; throws "type: ..." on a bad value.
 const std::vector<std::string>& fission_attr_keys();
