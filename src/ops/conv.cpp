@@ -273,7 +273,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // without the per-tile widening, which cost those FMA-bound convs 3-10% (CaffeNet's conv1 /
   // conv2 with Deft-16, half, Deft-16Q at batch 1 and 32). Fewer columns (ResNet-18's 7x7
   // layer4 at batch 1, fc layers) keep the reduced format in the tiles.
-  const bool wide = soft && !wino && x.dim(0) * g.cols() >= kConvWideColumns;
+  const bool wide = fis && !wino && conv_widens_once(fission_, x.dim(0) * g.cols(), active_isa());
   if (wide && (wide_key_ != w || wide_setting_.format != fission_.format ||
                wide_setting_.rounding != fission_.rounding)) {
     const std::vector<FissionPackedA>& packed =

@@ -48,6 +48,14 @@ struct FissionSetting {
 // from the format instead of widening them in every tile (ops/conv.cpp; the roofline of
 // graph/precision.cpp counts such weights as fp32).
 constexpr int64_t kConvWideColumns = 128;
+// Whether such a conv widens its weights once: only where the fp32 conv runs the AVX-512
+// direct tiles (or Winograd). The AVX2 convs multiply B panels by 6x16 tiles that read more A
+// per FMA; there the 16-bit A of the fission tiles kept CaffeNet's conv4 / conv5 at batch 32
+// 1.06-1.08x faster than fp32, and widened once they were 0.97-1.0x.
+inline bool conv_widens_once(const FissionSetting& s, int64_t columns, Isa isa) {
+  return s.software_widened() && columns >= kConvWideColumns &&
+         (isa == Isa::avx512 || isa == Isa::avx512_bf16);
+}
 
 // The attribute keys above (for check_keys) and their parsing; throws "type: ..." on a bad value.
 const std::vector<std::string>& fission_attr_keys();
