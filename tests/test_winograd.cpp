@@ -135,6 +135,8 @@ TEST(Winograd, AutoPolicyFollowsTheMeasuredLayers) {
   EXPECT_FALSE(gemm::winograd_pays(z, 512, 512, 16));    // its 7x7 layer4: weights from DRAM
   EXPECT_FALSE(gemm::winograd_pays(z, 48, 192, 49));     // SqueezeNet 13x13 expand, batch 1
   EXPECT_TRUE(gemm::winograd_pays(z, 48, 192, 784));     // the same at batch 16
+  EXPECT_TRUE(gemm::winograd_pays(z, 64, 256, 49));      // its 64-channel 13x13 ones, batch 1
+  EXPECT_TRUE(gemm::winograd_pays(z, 32, 128, 196));     // its 27x27 ones, batch 1
   EXPECT_FALSE(gemm::winograd_pays(z, 16, 64, 784));     // 55x55 expand, batch 1
   EXPECT_TRUE(gemm::winograd_pays(z, 16, 64, 12544));    // the same at batch 16
   EXPECT_FALSE(gemm::winograd_pays(z, 64, 8, 784));      // too few output channels

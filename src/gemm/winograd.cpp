@@ -89,11 +89,16 @@ bool winograd_fast(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_bf
 // channels 512 tiles are enough (SqueezeNet's 48-channel 13x13 expand convs at batch 16, 784
 // tiles: 1.28 -> 0.97 ms; at batch 1, 49 tiles, still 6-9% slower; its 32-channel 27x27 ones at
 // batch 1, 196 tiles, within noise of even).
+// Measured again after the direct convs shared their tails and the sgemm units got finer
+// (SqueezeNet 1.1 at batch 1, in the model, every 3x3 conv on Winograd against auto, alternated,
+// 3 runs): the 32-channel 27x27 expand convs (196 tiles) 0.84-0.87x, the 64-channel 13x13 ones
+// (49 tiles) 0.92-0.97x, the 48-channel 13x13 ones 1.01-1.09x, the 16-channel 55x55 ones
+// 0.93-1.05x. So from 64 channels 32 tiles are enough, from 32 channels 128 (SqueezeNet 2.3%
+// faster end to end).
 
 bool winograd_pays(Isa isa, int64_t C, int64_t O, int64_t tiles) {
   return winograd_fast(isa) && O >= 16 &&
-         ((C >= 64 && tiles >= 64) || (C >= 128 && tiles >= 32) || (C >= 32 && tiles >= 512) ||
-          (C >= 16 && tiles >= 2048));
+         ((C >= 64 && tiles >= 32) || (C >= 32 && tiles >= 128) || (C >= 16 && tiles >= 2048));
 }
 
 // ---- portable transforms (the reference of the vectorised ones) -----------------------------
