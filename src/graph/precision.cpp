@@ -236,12 +236,10 @@ LayerRoof layer_roof(const Model& model, int node, int64_t batch, const MachineR
   const std::string lm = l.attrs().get_str("fission_mode", "fission");
   // A conv in a software-widened format with many output columns keeps its weights widened
   // once, in fp32 (ops/conv.cpp).
-  ops::FissionSetting fs;
-  fs.format = f;
-  fs.mode = lm == "offchip" ? FissionMode::offchip : lm == "bf16_dot" ? FissionMode::bf16_dot
-                                                                       : FissionMode::fission;
-  const bool widened_once = l.type() == "conv" && out.size() == 4 &&
-                            ops::conv_widens_once(fs, out[0] * out[2] * out[3], active_isa());
+  const bool widened_once =
+      l.type() == "conv" && out.size() == 4 &&
+      ops::conv_widens_once(ops::parse_fission_attrs(l.attrs(), l.type()),
+                            out[0] * out[2] * out[3], active_isa());
   double bytes = 0;
   if (Param* w = l.param("weight"))
     bytes += static_cast<double>(encoded_bytes(widened_once ? Format::f32 : f, w->value.numel()));

@@ -236,6 +236,25 @@ void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float*
     columns(g, ident, xg, col, ld);
 }
 
+const float* Conv::widened_once(const ConvGeom& g, const float* w) {
+  if (wide_key_ == w && wide_setting_.format == fission_.format &&
+      wide_setting_.rounding == fission_.rounding)
+    return wide_w_.data();
+  // Encoded as the fission kernels' packed weights, widened back; the packed copy is dropped
+  // (the fp32 kernels pack the widened values, Winograd transforms them).
+  const int64_t rows = out_ / groups_, per = rows * depth(g);
+  const std::vector<FissionPackedA>& packed = packed_.get(
+      fission_, w, groups_, rows, depth(g), pair_channels(g), g.kh * g.kw, pair_tap_kw(g));
+  wide_w_.resize(static_cast<size_t>(groups_ * per));
+  for (int64_t gi = 0; gi < groups_; ++gi) {
+    const std::vector<float> wg = packed[static_cast<size_t>(gi)].widened();
+    std::copy(wg.begin(), wg.end(), wide_w_.begin() + gi * per);
+  }
+  packed_.invalidate();
+  wide_key_ = w;
+  wide_setting_ = fission_;
+  return wide_w_.data();
+}
 
 bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
   const WinogradPolicy p = winograd_policy();
@@ -273,24 +292,10 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // without the per-tile widening, which cost those FMA-bound convs 3-10% (CaffeNet's conv1 /
   // conv2 with Deft-16, half, Deft-16Q at batch 1 and 32). Fewer columns (ResNet-18's 7x7
   // layer4 at batch 1, fc layers) keep the reduced format in the tiles.
-  const bool wide = fis && !wino && conv_widens_once(fission_, x.dim(0) * g.cols(), active_isa());
-  if (wide && (wide_key_ != w || wide_setting_.format != fission_.format ||
-               wide_setting_.rounding != fission_.rounding)) {
-    const std::vector<FissionPackedA>& packed =
-        packed_.get(fission_, w, groups_, out_ / groups_, depth(g), pair_channels(g),
-                    g.kh * g.kw, pair_tap_kw(g));
-    const int64_t per = out_ / groups_ * depth(g);
-    wide_w_.resize(static_cast<size_t>(groups_ * per));
-    for (int64_t gi = 0; gi < groups_; ++gi) {
-      const std::vector<float> wg = packed[static_cast<size_t>(gi)].widened();
-      std::copy(wg.begin(), wg.end(), wide_w_.begin() + gi * per);
-    }
-    packed_.invalidate();
-    wide_key_ = w;
-    wide_setting_ = fission_;
-  }
+  const bool wide =
+      fis && !wino && conv_widens_once(fission_, x.dim(0) * g.cols(), active_isa());
   const std::vector<FissionPackedA>* pa =
-      wide ? &packed_.get(FissionSetting{}, wide_w_.data(), groups_, out_ / groups_, depth(g))
+      wide ? &packed_.get(FissionSetting{}, widened_once(g, w), groups_, out_ / groups_, depth(g))
       : fis && !wino ? &packed_.get(fission_, w, groups_, out_ / groups_, depth(g),
                                     pair_channels(g), g.kh * g.kw, pair_tap_kw(g))
                      : nullptr;
@@ -348,19 +353,9 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
     if (wino_.empty() || wino_key_ != w || wino_[0].isa() != isa ||
         wino_setting_.format != ws.format || wino_setting_.rounding != ws.rounding) {
       wino_.clear();
-      if (fis) {
-        // The format's values: packed (encoded) once, widened back, then transformed; the
-        // packed copy is not kept (this path does not read it).
-        const std::vector<FissionPackedA>& packed =
-            packed_.get(fission_, w, groups_, Og, K, pair_channels(g), g.kh * g.kw,
-                        pair_tap_kw(g));
-        for (int64_t gi = 0; gi < groups_; ++gi)
-          wino_.emplace_back(isa, packed[static_cast<size_t>(gi)].widened().data(), Og, g.C);
-        packed_.invalidate();
-      } else {
-        for (int64_t gi = 0; gi < groups_; ++gi)
-          wino_.emplace_back(isa, w + gi * Og * K, Og, g.C);
-      }
+      const float* src = fis ? widened_once(g, w) : w;
+      for (int64_t gi = 0; gi < groups_; ++gi)
+        wino_.emplace_back(isa, src + gi * Og * K, Og, g.C);
       wino_key_ = w;
       wino_setting_ = ws;
     }
@@ -409,7 +404,9 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
                                  " image(s) per GEMM)";
     if (pa)
       last_kernel_ = std::string("fission_conv, no im2col: ") +
-                     (wide ? std::string(format_name(fission_.format)) + " weights widened once to " : "") +
+                     (wide ? std::string(format_name(fission_.format)) +
+                                 " weights widened once to "
+                           : "") +
                      format_name((*pa)[0].format()) + " weights" +
                      ((*pa)[0].tap_pair_kw() > 0       ? " in tap pairs"
                       : (*pa)[0].channel_pair_taps() > 0 ? " in channel pairs"

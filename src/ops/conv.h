@@ -82,8 +82,11 @@ class Conv final : public Layer {
   std::vector<gemm::WinogradWeights> wino_;   // per group, transformed on first use
   const float* wino_key_ = nullptr; // the weight data they were built from
   FissionSetting wino_setting_;     // and the format they were widened from (f32: none)
-  // A software-widened format on a conv with many output columns per call: the weights
-  // widened once from the format, run by the fp32 direct kernels (see forward).
+  // A software-widened format on an FMA-bound conv (see forward): the weights widened once
+  // from the format, as the fission kernels would multiply by them, for the fp32 direct
+  // kernels or Winograd. Returns them (groups x rows x K), made again when the weights or the
+  // format changed.
+  const float* widened_once(const ConvGeom& g, const float* w);
   std::vector<float> wide_w_;
   const float* wide_key_ = nullptr;
   FissionSetting wide_setting_;
