@@ -9,8 +9,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <memory>
 #include <cstring>
+#include <memory>
 #include <string>
 
 #include "deftnn/error.h"
