@@ -581,10 +581,11 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
 
 // Two threads on a direct conv share the last quarter of each one's work (drive_direct): a
 // thread done with its own share runs the other's remaining tiles, reading the owner's copy of
-// the image rows. Shares one chunk (or strip) apart make the lighter thread take some of the
-// heavier one's tail. Every run, whoever ran which tile, equals the one-thread run bit for bit
-// (each tile sums its whole K), which equals the naive convolution; tiles were run from the
-// other share.
+// the image rows. In the first runs thread 1 sleeps once its share is offered
+// (g_share_tails_stall_us), so thread 0 takes its tail whatever the machine's load (under
+// `ctest -j`, two threads time-sharing a core each ran its own share whole); the others run as
+// they come. Every run, whoever ran which tile, equals the one-thread run bit for bit (each
+// tile sums its whole K), which equals the naive convolution.
 TEST_F(FissionTest, ConvSharedTailsEqualOneThreadRun) {
   const ConvCase cases[] = {
       {40, 12, 7, 56, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},   // 35 chunks (17 + 18), small A
@@ -617,8 +618,10 @@ TEST_F(FissionTest, ConvSharedTailsEqualOneThreadRun) {
         for (auto& v : X) v = static_cast<float>(gen() % 2001) / 500.0f - 2.0f;
         omp_set_num_threads(2);
         std::vector<float> two = C0;
+        gemm::g_share_tails_stall_us = rep < 3 ? 3000 : 0;
         fission_conv(pa, g, X.data(), 1.0f, 0.0f, two.data(), ldc, FissionMode::fission,
                      nullptr, &epi);
+        gemm::g_share_tails_stall_us = 0;
         omp_set_num_threads(1);
         std::vector<float> one = C0;
         fission_conv(pa, g, X.data(), 1.0f, 0.0f, one.data(), ldc, FissionMode::fission,

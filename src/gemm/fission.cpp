@@ -9,9 +9,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include "deftnn/error.h"
 #include "deftnn/tensor.h"
@@ -25,6 +27,7 @@ bool g_gemv_prefetch = true;   // set_fission_gemv_prefetch (declared in gemm/fi
 bool g_side_prefetch = true;
 bool g_share_tails = true;
 std::atomic<int64_t> g_shared_tiles{0};
+int g_share_tails_stall_us = 0;
 
 namespace {
 
@@ -575,6 +578,8 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
       }
       me.own = own;
       me.ready.store(1, std::memory_order_release);
+      if (g_share_tails_stall_us > 0 && tid == 1)
+        std::this_thread::sleep_for(std::chrono::microseconds(g_share_tails_stall_us));
       const int64_t sb = a.strip_bytes();
       const int64_t s_end = chunk_major ? 0 : (me.end - 1) / nchunks + 1;
       auto run_item = [&](int64_t w, int64_t w_end, const float* img, bool head) {

@@ -49,6 +49,9 @@ extern bool g_side_prefetch;
 // count of tiles a thread ran from another's share since the start (for tests).
 extern bool g_share_tails;
 extern std::atomic<int64_t> g_shared_tiles;
+// Tests: thread 1 of a direct conv's team sleeps this long once its share is offered, so that
+// the other thread takes its tail whatever the machine's load (0: never).
+extern int g_share_tails_stall_us;
 
 struct TileRows {
   const float* bias;
