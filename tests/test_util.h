@@ -13,25 +13,23 @@
 
 namespace deftnn::test {
 
-// Restores the active GEMM ISA when a test that forces one ends (also on a failed assertion).
-class IsaGuard {
+// Restores a process-wide setting (read by Get, written by Set) when a test that changes it
+// ends, also on a failed assertion.
+template <auto Get, auto Set>
+class SettingGuard {
  public:
-  IsaGuard() : saved_(active_isa()) {}
-  ~IsaGuard() { set_active_isa(saved_); }
+  SettingGuard() : saved_(Get()) {}
+  ~SettingGuard() { Set(saved_); }
+  SettingGuard(const SettingGuard&) = delete;
+  SettingGuard& operator=(const SettingGuard&) = delete;
 
  private:
-  Isa saved_;
+  decltype(Get()) saved_;
 };
 
-// Restores the Winograd policy (deftnn/gemm.h) when a test that sets one ends.
-class WinogradPolicyGuard {
- public:
-  WinogradPolicyGuard() : saved_(winograd_policy()) {}
-  ~WinogradPolicyGuard() { set_winograd_policy(saved_); }
-
- private:
-  WinogradPolicy saved_;
-};
+// The active GEMM ISA; the Winograd policy (deftnn/gemm.h).
+using IsaGuard = SettingGuard<active_isa, set_active_isa>;
+using WinogradPolicyGuard = SettingGuard<winograd_policy, set_winograd_policy>;
 
 // A tensor of the given shape filled with standard normal values from a seeded generator.
 inline Tensor random_tensor(Shape s, uint64_t seed) {
