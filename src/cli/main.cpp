@@ -10,7 +10,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,29 @@ using namespace deftnn::cli;
 
 
 namespace {
+
+// The zoo's learning rates for --lr's help: the most common one, then the networks that differ
+// ("0.01, cifarnet 0.005"), from the zoo's own table.
+std::string zoo_rates() {
+  auto str = [](double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+  };
+  std::map<double, int> count;
+  for (const std::string& n : zoo_names()) ++count[zoo_learning_rate(n)];
+  double common = 0;
+  int most = 0;
+  for (const auto& [rate, c] : count)
+    if (c > most) {
+      most = c;
+      common = rate;
+    }
+  std::string s = str(common);
+  for (const std::string& n : zoo_names())
+    if (zoo_learning_rate(n) != common) s += ", " + n + " " + str(zoo_learning_rate(n));
+  return s;
+}
 
 // OpenMP worker threads wait passively (sleep in the kernel between parallel regions) when the
 // machine is already oversubscribed as the command starts (1-minute load average at least twice
@@ -115,7 +140,7 @@ int main(int argc, char** argv) {
   c_train->add_option("-o,--out", train_out, "where to save the trained model")->capture_default_str();
   c_train->add_option("--epochs", tc.epochs, "training epochs")->capture_default_str()->check(CLI::Range(0, 100000));
   c_train->add_option("--batch", tc.batch, "mini-batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  c_train->add_option("--lr", tc.lr, "base learning rate (default: the network's: 0.01, cifarnet 0.005)")
+  c_train->add_option("--lr", tc.lr, "base learning rate (default: the network's: " + zoo_rates() + ")")
       ->check(CLI::PositiveNumber);
   c_train->add_option("--momentum", tc.momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 0.9999));
   c_train->add_option("--weight-decay", tc.weight_decay, "L2 weight decay")->capture_default_str()->check(CLI::Range(0.0, 1.0));
