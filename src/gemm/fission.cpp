@@ -546,11 +546,15 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
   StealShare local[kLocalShares];
   std::unique_ptr<StealShare[]> heap(stat && nt > kLocalShares ? new StealShare[nt] : nullptr);
   StealShare* shares = heap ? heap.get() : local;
+  // Where share t of `team` starts: at an item, or at a unit (chunk / strip) boundary.
+  auto cut = [&](int64_t t, int64_t team, bool by_item) {
+    return by_item ? units * per_unit * t / team : units * t / team * per_unit;
+  };
+  const bool by_item = chunk_major && !share_tails;
   for (int t = 0; stat && t < nt; ++t) {
     StealShare& sh = shares[t];
-    const bool by_item = chunk_major && !share_tails;
-    sh.q0 = by_item ? units * per_unit * t / nt : units * t / nt * per_unit;
-    sh.end = by_item ? units * per_unit * (t + 1) / nt : units * (t + 1) / nt * per_unit;
+    sh.q0 = cut(t, nt, by_item);
+    sh.end = cut(t + 1, nt, by_item);
     sh.head = share_tails ? sh.end - (sh.end - sh.q0) / 4 : sh.end;
   }
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -561,8 +565,8 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
       StealShare solo;
       const bool full_team = team == nt;
       if (!full_team) {
-        solo.q0 = units * per_unit * tid / team;
-        solo.end = solo.head = units * per_unit * (tid + 1) / team;
+        solo.q0 = cut(tid, team, true);
+        solo.end = solo.head = cut(tid + 1, team, true);
       }
       StealShare& me = full_team ? shares[tid] : solo;
       const float* own = nullptr;

@@ -237,9 +237,7 @@ void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float*
 }
 
 const float* Conv::widened_once(const ConvGeom& g, const float* w) {
-  if (wide_key_ == w && wide_setting_.format == fission_.format &&
-      wide_setting_.rounding == fission_.rounding)
-    return wide_w_.data();
+  if (wide_key_ == w && wide_setting_ == fission_) return wide_w_.data();
   // Encoded as the fission kernels' packed weights, widened back; the packed copy is dropped
   // (the fp32 kernels pack the widened values, Winograd transforms them).
   const int64_t rows = out_ / groups_, per = rows * depth(g);
@@ -350,8 +348,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   if (wino) {
     const Isa isa = active_isa();
     const FissionSetting ws = fis ? fission_ : FissionSetting{};
-    if (wino_.empty() || wino_key_ != w || wino_[0].isa() != isa ||
-        wino_setting_.format != ws.format || wino_setting_.rounding != ws.rounding) {
+    if (wino_.empty() || wino_key_ != w || wino_[0].isa() != isa || !(wino_setting_ == ws)) {
       wino_.clear();
       const float* src = fis ? widened_once(g, w) : w;
       for (int64_t gi = 0; gi < groups_; ++gi)

@@ -72,8 +72,7 @@ const std::vector<FissionPackedA>& FissionWeightCache::get(const FissionSetting&
   if (!pairs) conv_c = conv_taps = tap_kw = 0;
   const bool same = key_ == w && groups_ == groups && rows_ == rows && k_ == K &&
                     conv_c_ == conv_c && conv_taps_ == conv_taps && tap_kw_ == tap_kw &&
-                    setting_.format == s.format && setting_.rounding == s.rounding &&
-                    setting_.mode == s.mode && static_cast<int64_t>(packed_.size()) == groups;
+                    setting_ == s && static_cast<int64_t>(packed_.size()) == groups;
   if (same) return packed_;
   packed_.clear();
   packed_.reserve(static_cast<size_t>(groups));

@@ -36,6 +36,7 @@ struct FissionSetting {
   FissionMode mode = FissionMode::fission;
   Rounding rounding = Rounding::nearest_even;
   bool active() const { return format != Format::f32; }
+  bool operator==(const FissionSetting&) const = default;
   // A software-widened format (all but bf16, whose kernels round the activations too) in
   // fission mode.
   bool software_widened() const {
