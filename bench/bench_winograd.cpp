@@ -6,7 +6,9 @@
 //   default policy picks Winograd for the layer (src/ops/conv.cpp, use_winograd).
 // Hot caches: the same layer runs back to back, so its weights stay in L2/L3 (in a network they
 // may come from DRAM, which favours the direct kernel's smaller weights where tiles are few).
-// Usage: bench_winograd [--json out.json] [--rounds R]
+// --format bf16 (avx512_bf16): the layers in native bf16, Winograd's bf16 variant against the
+// bf16 direct kernels.
+// Usage: bench_winograd [--json out.json] [--rounds R] [--format f32|bf16]
 #include <omp.h>
 
 #include <algorithm>
@@ -41,14 +43,26 @@ struct Spec {
 int main(int argc, char** argv) {
   std::string json_path;
   int rounds = 7;
+  std::string format = "f32";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--json" && i + 1 < argc) json_path = argv[++i];
     else if (a == "--rounds" && i + 1 < argc) rounds = std::max(1, std::atoi(argv[++i]));
+    else if (a == "--format" && i + 1 < argc) format = argv[++i];
     else {
-      std::fprintf(stderr, "usage: bench_winograd [--json out.json] [--rounds R]\n");
+      std::fprintf(stderr, "usage: bench_winograd [--json out.json] [--rounds R] [--format f32|bf16]\n");
       return 2;
     }
+  }
+  const bool bf16 = format == "bf16";
+  if (!bf16 && format != "f32") {
+    std::fprintf(stderr, "bench_winograd: --format must be f32 or bf16, not '%s'\n", format.c_str());
+    return 2;
+  }
+  if (bf16 && active_isa() != Isa::avx512_bf16) {
+    std::printf("bench_winograd --format bf16: needs avx512_bf16 (this CPU: %s); skipped\n",
+                isa_name(active_isa()));
+    return 0;
   }
   const std::vector<Spec> specs = {
       {"resnet18 layer1", 64, 56, 64},     {"resnet18 layer2", 128, 28, 128},
@@ -58,19 +72,21 @@ int main(int argc, char** argv) {
       {"squeeze expand 55", 16, 55, 64},   {"squeeze expand 27", 32, 27, 128},
       {"squeeze expand 13", 64, 13, 256},
   };
-  std::printf("Winograd F(2x2,3x3) vs direct, 3x3 stride 1 pad 1 + bias + ReLU, frozen, %d thread(s), "
-              "ISA %s, %d rounds, hot caches\n",
-              omp_get_max_threads(), isa_name(active_isa()), rounds);
+  std::printf("Winograd F(2x2,3x3) vs direct, 3x3 stride 1 pad 1 + bias + ReLU, frozen, %s, "
+              "%d thread(s), ISA %s, %d rounds, hot caches\n",
+              format.c_str(), omp_get_max_threads(), isa_name(active_isa()), rounds);
   std::printf("%-20s %5s %5s %5s %5s %10s %10s %7s %5s\n", "layer", "batch", "C", "HxW", "O",
               "direct ms", "wino ms", "ratio", "auto");
   std::string js = "{\"threads\": " + std::to_string(omp_get_max_threads()) + ", \"isa\": \"" +
-                   isa_name(active_isa()) + "\", \"layers\": [";
+                   isa_name(active_isa()) + "\", \"format\": \"" + format + "\", \"layers\": [";
   bool first = true;
   const WinogradPolicy saved = winograd_policy();
   for (const Spec& s : specs)
     for (int64_t N : {int64_t{1}, int64_t{16}}) {
       Model m({s.C, s.H, s.H});
-      m.add("conv", "conv", Attrs().set("out_channels", s.O).set("kernel", int64_t{3}).set("pad", int64_t{1}));
+      Attrs ca = Attrs().set("out_channels", s.O).set("kernel", int64_t{3}).set("pad", int64_t{1});
+      if (bf16) ca.set("format", "bf16");
+      m.add("conv", "conv", ca);
       m.add("relu", "relu", Attrs());
       m.init_params(1);
       m.freeze(true);
@@ -96,7 +112,7 @@ int main(int argc, char** argv) {
         tw.push_back(run(WinogradPolicy::on));
       }
       const bool automatic =
-          gemm::winograd_pays(active_isa(), s.C, s.O, N * ((s.H + 1) / 2) * ((s.H + 1) / 2));
+          gemm::winograd_pays(active_isa(), s.C, s.O, N * ((s.H + 1) / 2) * ((s.H + 1) / 2), bf16);
       const double md = median(td), mw = median(tw);
       std::printf("%-20s %5lld %5lld %5lld %5lld %10.3f %10.3f %7.3f %5s\n", s.name,
                   static_cast<long long>(N), static_cast<long long>(s.C),

@@ -19,6 +19,8 @@ build/bench/bench_gemm --samples 11 --json "$OUT/gemm.json"
 
 step "Winograd F(2x2,3x3) vs the direct kernels, 3x3 convs of ResNet-18, VGG-11, CaffeNet, SqueezeNet"
 build/bench/bench_winograd --json "$OUT/winograd.json"
+step "Winograd's bf16 variant vs the bf16 direct kernels (avx512_bf16 only), the same layers"
+build/bench/bench_winograd --format bf16 --json "$OUT/winograd_bf16.json"
 
 step "CaffeNet end to end, deftnn vs PyTorch"
 $PY bench/peers/e2e_caffenet.py --threads "$THREADS" --batch 1 32 --json "$OUT/e2e_caffenet.json"

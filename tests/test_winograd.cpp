@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "deftnn/error.h"
+#include "deftnn/formats.h"
 #include "deftnn/gemm.h"
 #include "deftnn/model.h"
 #include "gemm/winograd.h"
@@ -116,6 +117,151 @@ TEST(Winograd, EpilogueCombinations) {
   }
 }
 
+// ---- bf16 variant (avx512_bf16 only) ------------------------------------------------------
+
+// bf16 rounding as the transforms and the weights are rounded (nearest even; the instruction's
+// flush of subnormals, as formats.h's bf16 codec does it).
+double bf(double v) { return bf16_to_float(bf16_from_float(static_cast<float>(v))); }
+
+// The bf16 Winograd conv against a scalar reference of its arithmetic written out here: U and V
+// of every tile computed in double from the fp32 weights and input, each rounded to bf16, their
+// products summed in double, then A^T M A and the epilogue. The kernels sum the same bf16
+// products in fp32 (exact products, another order): each output within 1e-5 of the sum of the
+// magnitudes of the terms. A wrong pair, lane or panel index is far outside that.
+void check_bf16_case(const Case& c, bool bias, bool res, bool relu, const std::string& where) {
+  const std::vector<float> w = randoms(static_cast<size_t>(c.O * c.C * 9), 11);
+  const std::vector<float> x = randoms(static_cast<size_t>(c.images * c.C * c.H * c.W), 12);
+  const std::vector<float> bv = randoms(static_cast<size_t>(c.O), 13);
+  const int64_t plane = c.OH * c.OW, ystride = c.O * plane + 3;
+  const std::vector<float> rv = randoms(static_cast<size_t>(c.images * c.O * plane), 14);
+  std::vector<float> y(static_cast<size_t>(c.images * ystride), 1234.0f);
+  const gemm::WinogradWeights ww(Isa::avx512_bf16, w.data(), c.O, c.C, true);
+  ASSERT_TRUE(ww.bf16());
+  gemm::winograd_conv3x3(ww, {c.images, c.H, c.W, c.pt, c.pl, c.OH, c.OW, c.C * c.H * c.W, ystride},
+                         x.data(), y.data(),
+                         {bias ? bv.data() : nullptr, res ? rv.data() : nullptr, c.O * plane, relu});
+  // The transforms in fp32, in the kernels' order of operations (G g, then times G^T; d B, then
+  // B^T times it): the values are then rounded to bf16, and a 1-ulp fp32 difference before the
+  // rounding could move a value by a bf16 ulp.
+  // U[o][c][4][4] = bf(G g G^T)
+  std::vector<double> U(static_cast<size_t>(c.O * c.C * 16));
+  for (int64_t o = 0; o < c.O; ++o)
+    for (int64_t ci = 0; ci < c.C; ++ci) {
+      const float* g = &w[static_cast<size_t>((o * c.C + ci) * 9)];
+      float t[4][3];
+      for (int j = 0; j < 3; ++j) {
+        t[0][j] = g[j];
+        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
+        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
+        t[3][j] = g[6 + j];
+      }
+      for (int a = 0; a < 4; ++a) {
+        const float r[4] = {t[a][0], 0.5f * (t[a][0] + t[a][1] + t[a][2]),
+                            0.5f * (t[a][0] - t[a][1] + t[a][2]), t[a][2]};
+        for (int b = 0; b < 4; ++b) U[((o * c.C + ci) * 16) + a * 4 + b] = bf(r[b]);
+      }
+    }
+  const int64_t th = (c.OH + 1) / 2, tw = (c.OW + 1) / 2;
+  for (int64_t n = 0; n < c.images; ++n)
+    for (int64_t ty = 0; ty < th; ++ty)
+      for (int64_t tx = 0; tx < tw; ++tx) {
+        std::vector<double> V(static_cast<size_t>(c.C * 16));
+        for (int64_t ci = 0; ci < c.C; ++ci) {
+          float d[4][4];
+          for (int k = 0; k < 4; ++k)
+            for (int q = 0; q < 4; ++q) {
+              const int64_t r = 2 * ty - c.pt + k, col = 2 * tx - c.pl + q;
+              d[k][q] = r >= 0 && r < c.H && col >= 0 && col < c.W
+                            ? x[static_cast<size_t>(((n * c.C + ci) * c.H + r) * c.W + col)]
+                            : 0.0f;
+            }
+          float t[4][4];   // d B, row k
+          for (int k = 0; k < 4; ++k) {
+            t[k][0] = d[k][0] - d[k][2];
+            t[k][1] = d[k][1] + d[k][2];
+            t[k][2] = d[k][2] - d[k][1];
+            t[k][3] = d[k][1] - d[k][3];
+          }
+          for (int q = 0; q < 4; ++q) {   // B^T (d B)
+            V[ci * 16 + 0 + q] = bf(t[0][q] - t[2][q]);
+            V[ci * 16 + 4 + q] = bf(t[1][q] + t[2][q]);
+            V[ci * 16 + 8 + q] = bf(t[2][q] - t[1][q]);
+            V[ci * 16 + 12 + q] = bf(t[1][q] - t[3][q]);
+          }
+        }
+        for (int64_t o = 0; o < c.O; ++o) {
+          double m[16] = {}, mag[16] = {};
+          for (int64_t ci = 0; ci < c.C; ++ci)
+            for (int e = 0; e < 16; ++e) {
+              const double t = U[(o * c.C + ci) * 16 + e] * V[ci * 16 + e];
+              m[e] += t;
+              mag[e] += std::fabs(t);
+            }
+          const double AT[2][4] = {{1, 1, 1, 0}, {0, 1, -1, -1}};
+          for (int iy = 0; iy < 2; ++iy)
+            for (int ix = 0; ix < 2; ++ix) {
+              const int64_t i = 2 * ty + iy, j = 2 * tx + ix;
+              if (i >= c.OH || j >= c.OW) continue;
+              double acc = 0, bound = 0;
+              for (int a = 0; a < 4; ++a)
+                for (int b = 0; b < 4; ++b) {
+                  acc += AT[iy][a] * m[a * 4 + b] * AT[ix][b];
+                  bound += std::fabs(AT[iy][a] * AT[ix][b]) * mag[a * 4 + b];
+                }
+              if (bias) acc += bv[o];
+              if (res) acc += rv[(n * c.O + o) * plane + i * c.OW + j];
+              if (relu) acc = acc > 0 ? acc : 0;
+              const float got = y[n * ystride + o * plane + i * c.OW + j];
+              ASSERT_NEAR(got, acc, 1e-5 * (1 + bound))
+                  << where << ": image " << n << " channel " << o << " at (" << i << ", " << j << ")";
+            }
+        }
+      }
+  for (int64_t n = 0; n < c.images; ++n)
+    for (int64_t k = c.O * plane; k < ystride; ++k)
+      ASSERT_EQ(y[n * ystride + k], 1234.0f) << where << ": wrote past image " << n;
+}
+
+TEST(Winograd, Bf16MatchesItsRoundedArithmeticOnOddShapes) {
+  if (detected_isa() < Isa::avx512_bf16) GTEST_SKIP() << "needs avx512_bf16";
+  IsaGuard guard;
+  set_active_isa(Isa::avx512_bf16);
+  const int saved = omp_get_max_threads();
+  // Odd C (a zero high half in the last pair), O not a multiple of the 12-row strip, tile counts
+  // not a multiple of the 32-column panel or of the 16-lane groups.
+  const std::vector<Case> cases = {
+      {1, 1, 1, 1, 1, 1, 1, 1, 1},      {1, 7, 5, 7, 7, 1, 1, 7, 7},
+      {2, 17, 33, 9, 17, 1, 1, 9, 17},  {1, 9, 7, 11, 6, 2, 1, 13, 6},
+      {3, 5, 25, 17, 3, 1, 1, 17, 3},   {1, 32, 40, 31, 40, 1, 1, 31, 40},
+      {1, 255, 13, 5, 5, 0, 0, 3, 3},
+  };
+  for (int threads : {1, 2}) {
+    omp_set_num_threads(threads);
+    for (size_t k = 0; k < cases.size(); ++k)
+      check_bf16_case(cases[k], k % 2 == 0, k % 3 == 0, k % 2 == 1,
+                      std::to_string(threads) + " thread(s), case " + std::to_string(k));
+  }
+  omp_set_num_threads(saved);
+}
+
+// Where the automatic policy runs the bf16 variant: the layers its thresholds were measured on.
+TEST(Winograd, Bf16AutoPolicyFollowsTheMeasuredLayers) {
+  const Isa z = Isa::avx512_bf16;
+  EXPECT_TRUE(gemm::winograd_pays(z, 256, 384, 49, true));      // CaffeNet conv3, batch 1
+  EXPECT_FALSE(gemm::winograd_pays(z, 192, 192, 49, true));     // its conv4 (per group), batch 1
+  EXPECT_TRUE(gemm::winograd_pays(z, 192, 128, 1568, true));    // its conv5, batch 32
+  EXPECT_FALSE(gemm::winograd_pays(z, 64, 64, 784, true));      // ResNet-18 layer1, batch 1
+  EXPECT_FALSE(gemm::winograd_pays(z, 128, 128, 196, true));    // its layer2, batch 1
+  EXPECT_TRUE(gemm::winograd_pays(z, 128, 128, 3136, true));    // the same at batch 16
+  EXPECT_TRUE(gemm::winograd_pays(z, 512, 512, 49, true));      // VGG-11's 14x14, batch 1
+  EXPECT_FALSE(gemm::winograd_pays(z, 512, 512, 16, true));     // ResNet-18's 7x7, batch 1
+  EXPECT_FALSE(gemm::winograd_pays(z, 64, 256, 49, true));      // SqueezeNet 13x13, batch 1
+  EXPECT_TRUE(gemm::winograd_pays(z, 64, 256, 784, true));      // the same at batch 16
+  EXPECT_FALSE(gemm::winograd_pays(z, 16, 64, 784, true));      // its 55x55, batch 1
+  // fp32 runs Winograd on layers the bf16 variant leaves to the direct kernels.
+  EXPECT_TRUE(gemm::winograd_pays(z, 64, 64, 784));
+}
+
 TEST(Winograd, ReluKeepsNaN) {
   const std::vector<float> w(9, 0.0f);
   std::vector<float> x(16, 1.0f);
@@ -205,6 +351,48 @@ TEST(Winograd, ConvLayerMatchesDirectInAFrozenModel) {
       EXPECT_GT(diff, 0.0) << isa_name(isa) << ": identical to the direct kernels, so not run";
     }
   omp_set_num_threads(saved);
+}
+
+// A frozen conv in native bf16 (nearest-even weights) runs the bf16 variant where the policy
+// picks Winograd: bit for bit winograd_conv3x3 on bf16 WinogradWeights of its fp32 weights, with
+// its bias and ReLU fused; not the fp32 Winograd. Truncated weights keep the direct kernels
+// (the same output whatever the policy).
+TEST(Winograd, Bf16ConvLayerRunsTheBf16Variant) {
+  if (detected_isa() < Isa::avx512_bf16) GTEST_SKIP() << "needs avx512_bf16";
+  IsaGuard isa_guard;
+  test::WinogradPolicyGuard guard;
+  set_active_isa(Isa::avx512_bf16);
+  const int64_t C = 19, O = 26, H = 11, W = 14;
+  Model m({C, H, W});
+  const int c = m.add("c", "conv", conv3(static_cast<int>(O), 1).set("format", "bf16"));
+  m.add("r", "relu", Attrs(), {c});
+  m.init_params(5);
+  const Tensor x = test::random_tensor({2, C, H, W}, 6);
+  const Tensor wino = frozen_output(m, x, WinogradPolicy::on);
+  const Tensor direct = frozen_output(m, x, WinogradPolicy::off);
+  Layer& conv = *m.nodes()[static_cast<size_t>(m.find("c"))].layer;
+  const gemm::WinogradWeights ww(Isa::avx512_bf16, conv.param("weight")->value.data(), O, C, true);
+  std::vector<float> want(static_cast<size_t>(2 * O * H * W));
+  gemm::winograd_conv3x3(ww, {2, H, W, 1, 1, H, W, C * H * W, O * H * W}, x.data(), want.data(),
+                         {conv.param("bias")->value.data(), nullptr, 0, true});
+  const gemm::WinogradWeights w32(Isa::avx512_bf16, conv.param("weight")->value.data(), O, C);
+  std::vector<float> f32(want.size());
+  gemm::winograd_conv3x3(w32, {2, H, W, 1, 1, H, W, C * H * W, O * H * W}, x.data(), f32.data(),
+                         {conv.param("bias")->value.data(), nullptr, 0, true});
+  ASSERT_EQ(wino.numel(), static_cast<int64_t>(want.size()));
+  bool differs_f32 = false, differs_direct = false;
+  for (int64_t i = 0; i < wino.numel(); ++i) {
+    ASSERT_EQ(wino[i], want[static_cast<size_t>(i)]) << "at " << i;
+    differs_f32 |= wino[i] != f32[static_cast<size_t>(i)];
+    differs_direct |= wino[i] != direct[i];
+    ASSERT_NEAR(wino[i], direct[i], 0.03 * (1 + std::fabs(direct[i]))) << "against direct at " << i;
+  }
+  EXPECT_TRUE(differs_f32) << "the bf16 layer ran fp32 Winograd";
+  EXPECT_TRUE(differs_direct) << "Winograd on gave the direct kernels' output";
+  conv.set_attr("rounding", std::string("truncate"));
+  const Tensor t_on = frozen_output(m, x, WinogradPolicy::on);
+  const Tensor t_off = frozen_output(m, x, WinogradPolicy::off);
+  for (int64_t i = 0; i < t_on.numel(); ++i) ASSERT_EQ(t_on[i], t_off[i]) << "truncated, at " << i;
 }
 
 // Layers Winograd does not cover (stride 2, 5x5, dilation) and training forwards run the direct

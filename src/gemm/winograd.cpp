@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "deftnn/error.h"
+#include "deftnn/formats.h"
 #include "deftnn/tensor.h"
 #include "gemm/buffer.h"
 #include "gemm/pack.h"
@@ -18,11 +19,12 @@
 
 namespace deftnn::gemm {
 
-WinogradWeights::WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C)
-    : isa_(isa), O_(O), C_(C) {
+WinogradWeights::WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C, bool bf16)
+    : isa_(isa), O_(O), C_(C), bf16_(bf16) {
   check(O > 0 && C > 0, "WinogradWeights: empty convolution");
+  check(!bf16 || isa == Isa::avx512_bf16, "WinogradWeights: bf16 needs the avx512_bf16 ISA");
   mr_ = gemm_config(isa).mr;
-  xi_stride_ = strips() * mr_ * C_;
+  xi_stride_ = strips() * mr_ * (bf16 ? depth_pairs() : C_);
   data_ = aligned_alloc_floats(16 * xi_stride_);
   // U_xi [O x C] row-major, then packed into MR strips.
   std::vector<float> u(static_cast<size_t>(16 * O * C));
@@ -42,6 +44,23 @@ WinogradWeights::WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C)
         for (int j = 0; j < 4; ++j) u[static_cast<size_t>(((i * 4 + j) * O + o) * C + c)] = r[j];
       }
     }
+  if (bf16) {   // K-pair words, rounded as vcvtne2ps2bf16 rounds (bf16_from_float)
+    const int64_t KP = depth_pairs();
+    for (int xi = 0; xi < 16; ++xi)
+      for (int64_t st = 0; st < strips(); ++st) {
+        uint32_t* d = reinterpret_cast<uint32_t*>(data_) + xi * xi_stride_ + st * mr_ * KP;
+        for (int64_t kp = 0; kp < KP; ++kp)
+          for (int i = 0; i < mr_; ++i) {
+            const int64_t o = st * mr_ + i;
+            auto code = [&](int64_t c) -> uint32_t {
+              return o < O && c < C ? bf16_from_float(u[static_cast<size_t>((xi * O + o) * C + c)])
+                                    : 0u;
+            };
+            d[kp * mr_ + i] = code(2 * kp) | code(2 * kp + 1) << 16;
+          }
+      }
+    return;
+  }
   for (int xi = 0; xi < 16; ++xi)
     pack_a(false, O, C, u.data() + static_cast<size_t>(xi) * O * C, C, mr_,
            data_ + xi * xi_stride_);
@@ -57,6 +76,7 @@ WinogradWeights& WinogradWeights::operator=(WinogradWeights&& o) noexcept {
     C_ = o.C_;
     xi_stride_ = o.xi_stride_;
     mr_ = o.mr_;
+    bf16_ = o.bf16_;
     data_ = std::exchange(o.data_, nullptr);
   }
   return *this;
@@ -96,9 +116,24 @@ bool winograd_fast(Isa isa) { return isa == Isa::avx512 || isa == Isa::avx512_bf
 // 0.93-1.05x. So from 64 channels 32 tiles are enough, from 32 channels 128 (SqueezeNet 2.3%
 // faster end to end).
 
-bool winograd_pays(Isa isa, int64_t C, int64_t O, int64_t tiles) {
-  return winograd_fast(isa) && O >= 16 &&
-         ((C >= 64 && tiles >= 32) || (C >= 32 && tiles >= 128) || (C >= 16 && tiles >= 2048));
+//
+// bf16 (against the native bf16 direct kernels, which do twice the fp32 products per cycle, so
+// the transforms weigh twice as much): in-model, Winograd on against off, alternated, 2 threads.
+// Wins: CaffeNet's conv3-5 at batch 32 (192-256 channels, 1568 tiles) 0.67-0.79x, its conv3 at
+// batch 1 (256 -> 384, 49 tiles) 0.93x; VGG-11 at batch 1 0.59-0.79x on every 3x3 conv (64 ->
+// 128 at 3136 tiles down to 512 -> 512 at 49); ResNet-18 at batch 16 0.67-0.82x from 128
+// channels (3136 tiles and fewer); SqueezeNet at batch 16 0.64-0.98x (16 -> 64 at 12544 tiles,
+// 48 / 64 -> 192 / 256 at 784). Losses: few output channels or tiles with few input channels -
+// ResNet-18 at batch 1 on 64 -> 64 (784 tiles) and 128 -> 128 (196) 1.06-1.2x, SqueezeNet at
+// batch 1 on 16 -> 64 (784) 1.02-1.18x and 48 / 64 -> 192 / 256 (49) 1.28-1.48x, CaffeNet's
+// conv4 / conv5 at batch 1 (192 -> 192 / 128, 49) 1.06x. Even: 256 -> 256 at 49 tiles, 512 ->
+// 512 at 16, 64 -> 64 at 12544.
+bool winograd_pays(Isa isa, int64_t C, int64_t O, int64_t tiles, bool bf16) {
+  if (!winograd_fast(isa) || O < 16 || C < 16) return false;
+  if (bf16)
+    return tiles >= 2048 || (tiles >= 512 && O >= 128) || (tiles >= 128 && C >= 256) ||
+           (tiles >= 32 && C >= 256 && O >= 384);
+  return (C >= 64 && tiles >= 32) || (C >= 32 && tiles >= 128) || tiles >= 2048;
 }
 
 // ---- portable transforms (the reference of the vectorised ones) -----------------------------
@@ -194,17 +229,22 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
   const Isa isa = w.isa();
   const GemmConfig& cfg = gemm_config(isa);
   const int mr = w.mr(), nr = cfg.nr;
+  check(!w.bf16() || (mr == 12 && nr == 32), "winograd_conv3x3: bf16 weights of another layout");
   const int64_t O = w.out_channels(), C = w.in_channels(), S = w.strips();
   const int64_t th = (s.OH + 1) / 2, tw = (s.OW + 1) / 2, per_image = th * tw;
   const int64_t T = s.images * per_image;
-  const bool fast = winograd_fast(isa);
-  void (*in_seg)(const WinoInSeg&) = fast ? wino_in__avx512 : wino_in__portable;
+  const bool fast = winograd_fast(isa), pairs = w.bf16();
+  void (*in_seg)(const WinoInSeg&) =
+      pairs ? wino_in__avx512bf16 : fast ? wino_in__avx512 : wino_in__portable;
   void (*out_seg)(const WinoOutSeg&) = fast ? wino_out__avx512 : wino_out__portable;
   const double flops = 2.0 * 16 * O * C * static_cast<double>(T);
   const int nt = team_size(flops);
-  // Tiles per block: the block's 16 transformed input matrices (16 * C * NB floats) within
+  // 32-bit elements per column of a transformed input matrix: C floats, or ceil(C / 2) K-pair
+  // words in bf16.
+  const int64_t depth = pairs ? w.depth_pairs() : C;
+  // Tiles per block: the block's 16 transformed input matrices (16 * depth * NB elements) within
   // ~256 KiB of L2, the strip's GEMM output (16 * MR * NB) within ~96 KiB, at least one panel.
-  int64_t NB = std::clamp<int64_t>((int64_t{65536} / (16 * C)) / nr * nr, nr, 128);
+  int64_t NB = std::clamp<int64_t>((int64_t{65536} / (16 * depth)) / nr * nr, nr, 128);
   int64_t nblocks = (T + NB - 1) / NB;
   // Few blocks: equal ones, a multiple of the team (4 blocks of 256, 256, 256 and 16 tiles
   // left one of two threads waiting a third of the time).
@@ -222,9 +262,9 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
   {
     const int64_t team = omp_get_num_threads(), tid = omp_get_thread_num();
     const int64_t NBp = (NB + nr - 1) / nr * nr;   // whole panels
-    float* V = t_v.get(16 * C * NBp);
+    float* V = t_v.get(16 * depth * NBp);
     float* M = t_m.get(16 * mr * NB);
-    const int64_t xs = NBp * C;   // floats between the 16 input matrices of a block
+    const int64_t xs = NBp * depth;   // elements between the 16 input matrices of a block
     std::vector<Group> groups;
     std::vector<WinoPart> parts;
     int64_t cached = -1;
@@ -256,10 +296,17 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
       for (int64_t st = S * g / G; st < S * (g + 1) / G; ++st) {
         const int m = static_cast<int>(std::min<int64_t>(mr, O - st * mr));
         for (int xi = 0; xi < 16; ++xi)
-          for (int64_t p = 0; p < panels; ++p)
-            cfg.ukernel(C, w.strip(xi, st), V + xi * xs + p * C * nr, M + xi * mr * NB + p * nr,
-                        NB, m, static_cast<int>(std::min<int64_t>(nr, cols - p * nr)), 1.0f,
-                        0.0f);
+          for (int64_t p = 0; p < panels; ++p) {
+            const int n = static_cast<int>(std::min<int64_t>(nr, cols - p * nr));
+            float* mp = M + xi * mr * NB + p * nr;
+            if (pairs)
+              wino_gemm_pairs__avx512bf16(depth, w.strip_pairs(xi, st),
+                                          reinterpret_cast<const uint32_t*>(V) + xi * xs +
+                                              p * depth * nr,
+                                          mp, NB, m, n);
+            else
+              cfg.ukernel(C, w.strip(xi, st), V + xi * xs + p * C * nr, mp, NB, m, n, 1.0f, 0.0f);
+          }
         const int64_t o0 = st * mr;
         for (const Group& q : groups)
           out_seg({M, NB, mr, m, q.j, q.len, parts.data() + q.part0, q.nparts, s.OH, s.OW,

@@ -2,7 +2,8 @@
 // Neural Networks", 2016): a dense fp32 3x3 stride-1 convolution as 16 GEMMs of a quarter of
 // the depth-times-pixels work, 2.25x fewer multiplies than the direct kernel. Used at inference
 // by Conv for frozen dense fp32 layers (the weights are transformed once, like packed weights);
-// never with synapse elimination or a reduced format (those keep their own kernels).
+// never with synapse elimination. Software-widened formats run it on their weights widened
+// once (ops/conv.cpp); native bf16 runs its own variant (below).
 //
 // With U = G g G^T (4 x 4 per output channel o and input channel c), V = B^T d B (4 x 4 per
 // input tile d of 4 x 4 pixels, tiles 2 pixels apart), the 16 products M_xi = U_xi * V_xi (GEMMs
@@ -18,6 +19,17 @@
 // output at once, adding bias and residual and applying ReLU as it stores (fused, as the direct
 // tiles do). A block's transformed input (~256 KiB) and a strip's GEMM output (~96 KiB) stay
 // in L2; nothing of the 16 intermediate matrices goes to memory.
+//
+// bf16 variant (avx512_bf16 only, WinogradWeights(..., bf16 = true)): U_xi is rounded to bf16
+// (nearest even, from the fp32 weights) and stored in K pairs (channels 2kp and 2kp + 1 in one
+// 32-bit word); the input transform writes V_xi as K-pair words too, rounded as vcvtne2ps2bf16
+// rounds (nearest even, DAZ); the 16 GEMMs run vdpbf16ps (twice the fp32 FMA's products per
+// instruction) with fp32 accumulation; the output transform is the fp32 one. So the operands of
+// the multiplies are bf16, as in the native bf16 fission kernels, but they are the transformed
+// values, sums of up to 16 inputs or 9 weights: on a 64-channel conv the RMS error against fp32
+// is 1.9x the direct bf16 kernels' (test_fission_layers.cpp); end to end on VGG-11 (random
+// weights, 8 images) 0.74% relative L2 against 0.68%, top-1 unchanged. WinogradPolicy::off
+// (--winograd off) keeps the direct kernels.
 #pragma once
 #include <cstdint>
 
@@ -26,12 +38,12 @@
 namespace deftnn::gemm {
 
 // The transformed, packed weights of one 3x3 convolution: for each xi, U_xi [O x C] packed as
-// the micro-kernel's A strips (pack_a with the ISA's MR).
+// the micro-kernel's A strips (pack_a with the ISA's MR), or for bf16 as K-pair words.
 class WinogradWeights {
  public:
   WinogradWeights() = default;
-  // w: [O, C, 3, 3] row-major fp32.
-  WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C);
+  // w: [O, C, 3, 3] row-major fp32. bf16: the K-pair bf16 layout (needs isa avx512_bf16).
+  WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C, bool bf16 = false);
   WinogradWeights(WinogradWeights&&) noexcept;
   WinogradWeights& operator=(WinogradWeights&&) noexcept;
   WinogradWeights(const WinogradWeights&) = delete;
@@ -46,11 +58,19 @@ class WinogradWeights {
   int64_t strips() const { return (O_ + mr_ - 1) / mr_; }
   // Strip s of U_xi: MR x C, element (i, c) at [c * MR + i].
   const float* strip(int xi, int64_t s) const { return data_ + xi * xi_stride_ + s * mr_ * C_; }
+  bool bf16() const { return bf16_; }
+  int64_t depth_pairs() const { return (C_ + 1) / 2; }
+  // bf16: strip s of U_xi as K pairs, word (kp, i) at [kp * MR + i] = bf16(U(i, 2kp)) |
+  // bf16(U(i, 2kp + 1)) << 16 (an odd C's last word has a zero high half; rows past O are 0).
+  const uint32_t* strip_pairs(int xi, int64_t s) const {
+    return reinterpret_cast<const uint32_t*>(data_) + xi * xi_stride_ + s * mr_ * depth_pairs();
+  }
 
  private:
   Isa isa_ = Isa::portable;
-  int64_t O_ = 0, C_ = 0, xi_stride_ = 0;
+  int64_t O_ = 0, C_ = 0, xi_stride_ = 0;   // xi_stride_ in floats (bf16: in words)
   int mr_ = 0;
+  bool bf16_ = false;
   float* data_ = nullptr;
 };
 
@@ -82,8 +102,9 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
 // Whether the ISA has vectorised transforms (others run the portable ones: correct, slower).
 bool winograd_fast(Isa isa);
 // Whether WinogradPolicy::automatic runs a conv of C input and O output channels with this many
-// 2 x 2 output tiles (all images) as Winograd: measured where it pays (winograd.cpp).
-bool winograd_pays(Isa isa, int64_t C, int64_t O, int64_t tiles);
+// 2 x 2 output tiles (all images) as Winograd (bf16: the bf16 variant against the native bf16
+// direct kernels): measured where it pays (winograd.cpp).
+bool winograd_pays(Isa isa, int64_t C, int64_t O, int64_t tiles, bool bf16 = false);
 
 // The transforms work on groups of up to 16 consecutive tiles (tile t of the call: image
 // t / (th * tw), tile row (t / tw) % th, column t % tw; th x tw tiles of 2 x 2 output pixels per
@@ -95,7 +116,9 @@ struct WinoPart {
 };
 // Input: channel c of lane l (tile j + l of the block) goes to the packed panels at
 // v[xi * xi_stride + ((j + l) / nr) * C * nr + c * nr + (j + l) % nr] (the AVX-512 transform
-// needs j % nr + len <= nr).
+// needs j % nr + len <= nr). The bf16 transform (wino_in__avx512bf16) writes 32-bit K-pair words
+// instead, v read as uint32_t: channels 2kp, 2kp + 1 of lane l at word
+// xi * xi_stride + ((j + l) / nr) * KP * nr + kp * nr + (j + l) % nr, KP = ceil(C / 2).
 struct WinoInSeg {
   const float* x;           // image 0; image n at x + n * x_image_stride, channel c planes H * W
   int64_t x_image_stride, C, H, W, pad_h, pad_w;
@@ -129,5 +152,11 @@ void wino_in__portable(const WinoInSeg& s);
 void wino_out__portable(const WinoOutSeg& s);
 void wino_in__avx512(const WinoInSeg& s);
 void wino_out__avx512(const WinoOutSeg& s);
+void wino_in__avx512bf16(const WinoInSeg& s);
+// The bf16 GEMM tile (12 x 32, vdpbf16ps): C[i][j] = sum_kp of the pair products of word (kp, i)
+// of the strip a (at a[kp * 12 + i]) and word (kp, j) of the panel b (at b[kp * 32 + j]), for
+// i < m <= 12, j < n <= 32, written to c[i * ldc + j] (overwritten).
+void wino_gemm_pairs__avx512bf16(int64_t KP, const uint32_t* a, const uint32_t* b, float* c,
+                                 int64_t ldc, int m, int n);
 
 }  // namespace deftnn::gemm

@@ -254,7 +254,7 @@ const float* Conv::widened_once(const ConvGeom& g, const float* w) {
   return wide_w_.data();
 }
 
-bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
+bool Conv::use_winograd(const ConvGeom& g, int64_t N, bool bf16) const {
   const WinogradPolicy p = winograd_policy();
   if (p == WinogradPolicy::off || eliminated() || g.kh != 3 || g.kw != 3 || g.sh != 1 ||
       g.sw != 1 || g.dh != 1 || g.dw != 1)
@@ -262,7 +262,7 @@ bool Conv::use_winograd(const ConvGeom& g, int64_t N) const {
   if (p == WinogradPolicy::on) return true;
   // g.C and the output channels per group: each group is a Winograd conv of its own.
   return gemm::winograd_pays(active_isa(), g.C, out_ / groups_,
-                             N * ((g.OH + 1) / 2) * ((g.OW + 1) / 2));
+                             N * ((g.OH + 1) / 2) * ((g.OW + 1) / 2), bf16);
 }
 
 void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
@@ -281,8 +281,17 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // direct fission kernels against fp32 Winograd). Native and emulated bf16 round the
   // activations too (the vdpbf16ps semantics), so bf16 stays on its kernels; off-chip mode is
   // the paper's baseline (widened on every pass) and stays as it is.
+  // Native bf16 (avx512_bf16, weights rounded to nearest even, not off-chip) runs Winograd's
+  // bf16 variant where it pays: transformed weights and inputs rounded to bf16, vdpbf16ps GEMMs
+  // (src/gemm/winograd.h). Truncated or stochastic weights keep the direct kernels, whose
+  // weights are the values asked for.
   const bool soft = fis && fission_.software_widened();
-  const bool wino = (!fis || soft) && !ctx.training && ctx.frozen && use_winograd(g, x.dim(0));
+  const bool bf16_wino = fis && fission_.format == Format::bf16 &&
+                         fission_.mode != FissionMode::offchip &&
+                         fission_.rounding == Rounding::nearest_even &&
+                         active_isa() == Isa::avx512_bf16;
+  const bool wino = (!fis || soft || bf16_wino) && !ctx.training && ctx.frozen &&
+                    use_winograd(g, x.dim(0), bf16_wino);
   // Likewise a software-widened format on a direct conv with many output columns per call
   // (>= 128 pixels over the batch: each weight multiplies >= 128 values, far from bound by the
   // weight stream): the weights widened once from the format and run by the fp32 direct
@@ -350,18 +359,22 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
     const FissionSetting ws = fis ? fission_ : FissionSetting{};
     if (wino_.empty() || wino_key_ != w || wino_[0].isa() != isa || !(wino_setting_ == ws)) {
       wino_.clear();
-      const float* src = fis ? widened_once(g, w) : w;
+      const float* src = soft ? widened_once(g, w) : w;
       for (int64_t gi = 0; gi < groups_; ++gi)
-        wino_.emplace_back(isa, src + gi * Og * K, Og, g.C);
+        wino_.emplace_back(isa, src + gi * Og * K, Og, g.C, bf16_wino);
       wino_key_ = w;
       wino_setting_ = ws;
     }
     if (kernel_report_enabled()) {
       last_kernel_ = std::string("winograd F(2x2,3x3)") +
-                     (fis ? std::string(" on ") + format_name(fission_.format) +
-                                " weights widened once"
-                          : std::string()) +
-                     ": 16 GEMMs of " + active_gemm_kernel() + ", transforms " +
+                     (bf16_wino ? std::string(" in bf16")
+                      : fis     ? std::string(" on ") + format_name(fission_.format) +
+                                  " weights widened once"
+                                : std::string()) +
+                     ": 16 GEMMs of " +
+                     (bf16_wino ? std::string("wino_gemm_pairs_12x32__avx512bf16")
+                                : active_gemm_kernel()) +
+                     ", transforms " +
                      (gemm::winograd_fast(isa) ? isa_name(isa) : "portable");
       last_kernel_ += fused_report();
     }

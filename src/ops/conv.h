@@ -75,10 +75,10 @@ class Conv final : public Layer {
   std::vector<Scratch> col_, dcol_, dw_, ybuf_;   // per thread
   FissionSetting fission_;          // inference weight format (f32: plain sgemm)
   FissionWeightCache packed_;       // one FissionPackedA per group
-  // 3x3 stride-1 inference of a frozen model, fp32 or a software-widened format: Winograd
-  // F(2x2, 3x3) where winograd_policy() picks it for this geometry and batch (see
-  // use_winograd).
-  bool use_winograd(const ConvGeom& g, int64_t N) const;
+  // 3x3 stride-1 inference of a frozen model, fp32, a software-widened format or native bf16
+  // (bf16: Winograd's bf16 variant): Winograd F(2x2, 3x3) where winograd_policy() picks it for
+  // this geometry and batch (see use_winograd).
+  bool use_winograd(const ConvGeom& g, int64_t N, bool bf16) const;
   std::vector<gemm::WinogradWeights> wino_;   // per group, transformed on first use
   const float* wino_key_ = nullptr; // the weight data they were built from
   FissionSetting wino_setting_;     // and the format they were widened from (f32: none)
