@@ -167,6 +167,10 @@ struct FissionConvShape {
   // place: no side-by-side buffer copied out afterwards); it must not overlap the next image's
   // (out_image_stride >= (M - 1) * ldc + OH * OW).
   int64_t out_image_stride = 0;
+  // A hint: the caller's output (its whole batch) is larger than the caches, so the direct
+  // tiles fetch their output lines as they start (the stores would wait on DRAM). Results are
+  // the same either way.
+  bool out_streams = false;
 };
 // An output pass fused into the GEMM (optional): fn(ctx, i0, j0, m, n, c, ldc) is called once per
 // finished C tile (rows [i0, i0 + m), columns [j0, j0 + n), c = &C[i0 * ldc + j0]) right after the

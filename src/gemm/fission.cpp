@@ -481,6 +481,7 @@ struct DirectChunk {
 // cimg != 0, pixel j % P of image j / P at C + (j / P) * cimg (a chunk never spans two images).
 struct OutMap {
   int64_t P = 1, cimg = 0, rimg = 0;
+  bool prefetch = false;   // FissionConvShape::out_streams
   int64_t c_off(int64_t j) const { return cimg ? j / P * cimg + j % P : j; }
   int64_t r_off(int64_t j) const { return cimg ? j / P * rimg + j % P : j; }
 };
@@ -505,6 +506,17 @@ void drive_direct(const FissionPackedA& a, const DirectChunk* chunks, int64_t nc
   auto run_tile = [&](int64_t s, const DirectChunk& ch, const float* own) {
     const int m = static_cast<int>(std::min<int64_t>(MR, M - s * MR));
     float* c = C + s * MR * ldc + om.c_off(ch.col);
+    // The output streams to DRAM (FissionConvShape::out_streams): the tile's C lines fetched
+    // as it starts, so that its stores (32 rows, each a line or two) find them in cache
+    // instead of filling the store queue with misses. CaffeNet's conv1 at batch 32 in bf16
+    // (37 MB of output), 2 threads, alternated: 14.4 -> 13.4 ms; conv2 0.98x; at batch 1
+    // (the output in cache) ResNet-18 and SqueezeNet were 1-1.5% slower with it.
+    if (om.prefetch)
+      for (int i = 0; i < m; ++i) {
+        const char* r = reinterpret_cast<const char*>(c + i * ldc);
+        _mm_prefetch(r, _MM_HINT_T0);
+        _mm_prefetch(r + 4 * (ch.n - 1), _MM_HINT_T0);
+      }
     if (epi && !epi->fn) {
       const TileRows rows{epi->bias ? epi->bias + s * MR : nullptr,
                           epi->res ? epi->res + s * MR * epi->ldr + om.r_off(ch.col) : nullptr,
@@ -1190,7 +1202,8 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     };
     gemm::drive_direct(a, chunks, nchunks, N, C, ldc, 2.0 * M * N * K, tile, prep, prep_own,
                        epilogue && epilogue->active() ? epilogue : nullptr,
-                       gemm::OutMap{P, g.out_image_stride, epilogue ? epilogue->res_image_stride : 0});
+                       gemm::OutMap{P, g.out_image_stride,
+                                    epilogue ? epilogue->res_image_stride : 0, g.out_streams});
     return;
   }
   gemm::drive(a, N, alpha, beta, C, ldc, mode, bscale != 0.0f, prep, prep_cols, pack,

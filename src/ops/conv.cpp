@@ -254,6 +254,11 @@ const float* Conv::widened_once(const ConvGeom& g, const float* w) {
   return wide_w_.data();
 }
 
+// A layer output larger than this streams to DRAM (FissionConvShape::out_streams): the batch-16
+// and -32 outputs of the networks here (12-50 MB), not those at batch 1 (up to 3 MB; VGG's
+// first, 12.8 MB).
+constexpr int64_t kOutStreamsBytes = int64_t{8} << 20;
+
 bool Conv::use_winograd(const ConvGeom& g, int64_t N, bool bf16) const {
   const WinogradPolicy p = winograd_policy();
   if (p == WinogradPolicy::off || eliminated() || g.kh != 3 || g.kw != 3 || g.sh != 1 ||
@@ -457,6 +462,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   auto direct_images = [&](int64_t n0, int64_t nb, int64_t gi) {
     FissionConvShape sh = fission_conv_shape(g, nb, C * HW);
     if (nb > 1) sh.out_image_stride = ystride;
+    sh.out_streams = N * O * P * int64_t{sizeof(float)} > kOutStreamsBytes;
     TileEpilogue epi;   // done by the tile kernel on the rows it stores
     epi.bias = b ? b + gi * Og : nullptr;
     epi.res = res ? res + (n0 * O + gi * Og) * P : nullptr;
