@@ -619,7 +619,9 @@ TEST_F(FissionTest, ConvSharedTailsEqualOneThreadRun) {
         omp_set_num_threads(2);
         std::vector<float> two = C0;
         gemm::g_share_tails_stall_us = rep < 3 ? 3000 : 0;
-        fission_conv(pa, g, X.data(), 1.0f, 0.0f, two.data(), ldc, FissionMode::fission,
+        FissionConvShape g2 = g;   // every other run prefetching the output lines: the same
+        g2.out_streams = rep % 2 == 1;
+        fission_conv(pa, g2, X.data(), 1.0f, 0.0f, two.data(), ldc, FissionMode::fission,
                      nullptr, &epi);
         gemm::g_share_tails_stall_us = 0;
         omp_set_num_threads(1);
