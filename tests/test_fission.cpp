@@ -23,6 +23,7 @@
 #include "deftnn/formats.h"
 #include "deftnn/gemm.h"
 #include "gemm/fission.h"
+#include "gemm/sbgemm_pairs.h"
 
 namespace deftnn {
 namespace {
@@ -819,6 +820,55 @@ TEST_F(FissionTest, ConvTapPairsMatchNaiveOnBf16Operands) {
       EXPECT_NE(std::string(e.what()).find("dilation 1"), std::string::npos) << e.what();
     }
   }
+}
+
+
+// The weights-broadcast bf16 GEMM (gemm/sbgemm_pairs.h): against the naive sum of the bf16-rounded
+// operands on odd sizes (odd K: a zero half in the last pair; M past a 12-row strip; N past a
+// 32-column panel, several panels), and, where the fission tile runs >= 3 columns per tile (N a
+// multiple of 32), bit for bit the native bf16 fission GEMM (the same products in the same order).
+TEST_F(FissionTest, Bf16RowStripsMatchNaiveAndTheFissionTiles) {
+  if (detected_isa() < Isa::avx512_bf16) GTEST_SKIP() << "needs avx512_bf16";
+  set_active_isa(Isa::avx512_bf16);
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  struct Size { int64_t M, K, N; };
+  const Size sizes[] = {{1, 1, 1}, {7, 17, 32}, {13, 255, 33}, {25, 2, 64}, {100, 33, 70},
+                        {12, 64, 31}, {37, 1000, 96}};
+  for (const Rounding r : {Rounding::nearest_even, Rounding::truncate})
+    for (int threads : {1, 2})
+      for (const Size& z : sizes) {
+        omp_set_num_threads(threads);
+        std::vector<float> W(z.M * z.K), X(z.N * (z.K + 3));   // X rows K + 3 apart
+        for (auto& v : W) v = u(gen);
+        for (auto& v : X) v = u(gen);
+        const int64_t ldx = z.K + 3;
+        const gemm::Bf16RowStrips s(W.data(), z.M, z.K, r);
+        std::vector<float> yt(z.M * z.N, 1234.0f);
+        gemm::bf16_row_strips_gemm(s, z.N, X.data(), ldx, yt.data());
+        const std::string what = "M=" + std::to_string(z.M) + " K=" + std::to_string(z.K) +
+                                 " N=" + std::to_string(z.N) + " threads " +
+                                 std::to_string(threads) +
+                                 (r == Rounding::truncate ? " truncate" : " nearest");
+        for (int64_t i = 0; i < z.M; ++i)
+          for (int64_t j = 0; j < z.N; ++j) {
+            double acc = 0, mag = 0;
+            for (int64_t k = 0; k < z.K; ++k) {
+              const double t = static_cast<double>(bf16_to_float(bf16_from_float(W[i * z.K + k], r))) *
+                               bf16_to_float(bf16_from_float(X[j * ldx + k]));
+              acc += t;
+              mag += std::fabs(t);
+            }
+            ASSERT_NEAR(yt[i * z.N + j], acc, 1e-5 * (1 + mag)) << what << " at " << i << "," << j;
+          }
+        if (z.N % 32 != 0) continue;
+        const FissionPackedA pa(Format::bf16, r, false, z.M, z.K, W.data(), z.K);
+        ASSERT_TRUE(pa.native_bf16());
+        std::vector<float> ref(z.M * z.N);
+        fission_gemm(pa, true, z.N, 1.0f, X.data(), ldx, 0.0f, ref.data(), z.N);
+        for (int64_t i = 0; i < z.M * z.N; ++i)
+          ASSERT_EQ(yt[i], ref[i]) << what << ": against the fission tiles at " << i;
+      }
 }
 
 }  // namespace

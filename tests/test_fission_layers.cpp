@@ -584,6 +584,40 @@ TEST(CliFormats, SoftwareFormatsWidenOnceWhereFmaBound) {
   EXPECT_NE(out.find("deft16", fc), std::string::npos) << out.substr(fc, 200);
 }
 
+// Native bf16 fully connected layers at a batch of whole 32-sample panels broadcast their weights
+// from 12-row strips (ops/fc.cpp, row_strips; the values are checked bit for bit in
+// test_fission.cpp), other batches keep the fission tiles, and the outputs of both agree with
+// the layer's fp32 output within bf16 rounding.
+TEST(CliFormats, Bf16FcAtBatch32BroadcastsItsWeights) {
+  if (detected_isa() < Isa::avx512_bf16) GTEST_SKIP() << "needs avx512_bf16";
+  const std::string path = testing::TempDir() + "/fc_rows.deft";
+  Model m({300});
+  m.add("fc", "fc", Attrs().set("out_features", 40));
+  m.init_params(3);
+  save_model(m, path);
+  std::string out;
+  ASSERT_EQ(test::run_cli("bench " + path + " --batch 16 32 --formats bf16 --iters 1 --warmup 0",
+                          &out, "DEFTNN_VERBOSE=1 "),
+            0)
+      << out;
+  EXPECT_NE(out.find("fc (fc) -> [32, 40]: bf16 GEMM Y^T = W X^T, weights in 12-row K-pair "
+                     "strips packed once, sbgemm_pairs_12x32__avx512bf16"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("fc (fc) -> [16, 40]: fission GEMM Y^T = W X^T, bf16"), std::string::npos)
+      << out;
+  // In process: batch 32 in bf16 within bf16 rounding of fp32, bias included.
+  test::IsaGuard guard;
+  set_active_isa(Isa::avx512_bf16);
+  const Tensor x = test::random_tensor({32, 300}, 4);
+  m.freeze(true);
+  const Tensor f32 = m.forward(x).clone();
+  m.nodes()[static_cast<size_t>(m.find("fc"))].layer->set_attr("format", std::string("bf16"));
+  const Tensor b16 = m.forward(x).clone();
+  for (int64_t i = 0; i < f32.numel(); ++i)
+    ASSERT_NEAR(b16[i], f32[i], 0.05 * (1 + std::fabs(f32[i]))) << "at " << i;
+}
+
 TEST(CliFormats, EvalUnderAFormatAndSweep) {
   const std::string model = testing::TempDir() + "/fmt_lenet.deft";
   Model m = build_zoo("lenet", ZooOptions{{1, 28, 28}, 10});

@@ -15,6 +15,7 @@
 #include "deftnn/tensor.h"
 #include "gemm/buffer.h"
 #include "gemm/pack.h"
+#include "gemm/sbgemm_pairs.h"
 #include "gemm/ukernel.h"
 
 namespace deftnn::gemm {
@@ -300,7 +301,7 @@ void winograd_conv3x3(const WinogradWeights& w, const WinogradShape& s, const fl
             const int n = static_cast<int>(std::min<int64_t>(nr, cols - p * nr));
             float* mp = M + xi * mr * NB + p * nr;
             if (pairs)
-              wino_gemm_pairs__avx512bf16(depth, w.strip_pairs(xi, st),
+              sbgemm_pairs_12x32__avx512bf16(depth, w.strip_pairs(xi, st),
                                           reinterpret_cast<const uint32_t*>(V) + xi * xs +
                                               p * depth * nr,
                                           mp, NB, m, n);

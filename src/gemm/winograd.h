@@ -152,11 +152,6 @@ void wino_in__portable(const WinoInSeg& s);
 void wino_out__portable(const WinoOutSeg& s);
 void wino_in__avx512(const WinoInSeg& s);
 void wino_out__avx512(const WinoOutSeg& s);
-void wino_in__avx512bf16(const WinoInSeg& s);
-// The bf16 GEMM tile (12 x 32, vdpbf16ps): C[i][j] = sum_kp of the pair products of word (kp, i)
-// of the strip a (at a[kp * 12 + i]) and word (kp, j) of the panel b (at b[kp * 32 + j]), for
-// i < m <= 12, j < n <= 32, written to c[i * ldc + j] (overwritten).
-void wino_gemm_pairs__avx512bf16(int64_t KP, const uint32_t* a, const uint32_t* b, float* c,
-                                 int64_t ldc, int m, int n);
+void wino_in__avx512bf16(const WinoInSeg& s);   // (its GEMMs: sbgemm_pairs.h)
 
 }  // namespace deftnn::gemm

@@ -1,7 +1,7 @@
 // Winograd F(2x2, 3x3), AVX512-BF16 (winograd.h, "bf16 variant"): the input transform writing
-// K-pair bf16 words, and the 12 x 32 vdpbf16ps tile the 16 GEMMs run. The transform is the fp32
-// one (winograd_in_avx512.h) on two channels at a time, rounded with vcvtne2ps2bf16; its
-// reference is wino_in__portable with each value rounded by bf16_from_float (the tests).
+// K-pair bf16 words (the 16 GEMMs run sbgemm_pairs.h's tile). The transform is the fp32 one
+// (winograd_in_avx512.h) on two channels at a time, rounded with vcvtne2ps2bf16; the tests check
+// it against a scalar reference of the rounded arithmetic.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"   // GCC 12: _mm512_undefined_* inside the intrinsics
 #include <immintrin.h>
@@ -39,51 +39,6 @@ void wino_in__avx512bf16(const WinoInSeg& s) {
       _mm512_mask_storeu_epi32(d + xi * s.xi_stride, st, words);
     }
   }
-}
-
-namespace {
-
-constexpr int MR = 12, NR = 32;
-
-inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh&>(v); }
-
-template <int NV>
-void tile_pairs(int64_t KP, const uint32_t* a, const uint32_t* b, float* c, int64_t ldc, int m,
-                int n) {
-  __m512 acc[MR][NV];
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
-  for (int64_t kp = 0; kp < KP; ++kp) {
-    simd::prefetch_ahead<MR * sizeof(uint32_t)>(a + kp * MR);   // as the sgemm tile does
-    __m512bh bv[NV];
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v) bv[v] = as_bh(_mm512_load_si512(b + kp * NR + 16 * v));
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i) {
-      const __m512bh ai = as_bh(_mm512_set1_epi32(static_cast<int>(a[kp * MR + i])));
-#pragma GCC unroll 2
-      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], ai, bv[v]);
-    }
-  }
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i) {
-    if (i >= m) break;
-#pragma GCC unroll 2
-    for (int v = 0; v < NV; ++v)
-      _mm512_mask_storeu_ps(c + i * ldc + 16 * v, simd::tail_mask(n - 16 * v), acc[i][v]);
-  }
-}
-
-}  // namespace
-
-void wino_gemm_pairs__avx512bf16(int64_t KP, const uint32_t* a, const uint32_t* b, float* c,
-                                 int64_t ldc, int m, int n) {
-  if (n <= 16)
-    tile_pairs<1>(KP, a, b, c, ldc, m, n);
-  else
-    tile_pairs<2>(KP, a, b, c, ldc, m, n);
 }
 
 }  // namespace deftnn::gemm

@@ -377,7 +377,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
                                   " weights widened once"
                                 : std::string()) +
                      ": 16 GEMMs of " +
-                     (bf16_wino ? std::string("wino_gemm_pairs_12x32__avx512bf16")
+                     (bf16_wino ? std::string("sbgemm_pairs_12x32__avx512bf16")
                                 : active_gemm_kernel()) +
                      ", transforms " +
                      (gemm::winograd_fast(isa) ? isa_name(isa) : "portable");

@@ -18,6 +18,7 @@
 #include "deftnn/fission.h"
 #include "deftnn/formats.h"
 #include "deftnn/gemm.h"
+#include "gemm/sbgemm_pairs.h"
 #include "ops/common.h"
 #include "ops/fission_weights.h"
 #include "ops/layers.h"
@@ -76,6 +77,8 @@ class FC final : public Layer {
   void invalidate() override {
     packed_.invalidate();
     wpack_ = PackedA();
+    rows12_ = gemm::Bf16RowStrips();
+    rows12_key_ = nullptr;
   }
 
   void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) override {
@@ -89,7 +92,10 @@ class FC final : public Layer {
     if (kernel_report_enabled()) {
       const std::string elim = retained_.empty() ? "" : ", " + std::to_string(depth(I)) + " of " +
                                                             std::to_string(I) + " inputs retained";
-      if (fission_.active() && !ctx.training)
+      if (fission_.active() && !ctx.training && row_strips(N))
+        last_kernel_ = std::string("bf16 GEMM Y^T = W X^T, weights in 12-row K-pair strips "
+                                   "packed once, sbgemm_pairs_12x32__avx512bf16") + elim;
+      else if (fission_.active() && !ctx.training)
         last_kernel_ = std::string("fission GEMM Y^T = W X^T, ") + format_name(fission_.format) +
                        " weights packed once, " +
                        fission_kernel_name(packed_.get(fission_, w, 1, out_, depth(I))[0], fission_.mode) + elim;
@@ -189,11 +195,37 @@ class FC final : public Layer {
   }
 
  private:
+  // Native bf16 at a batch of whole 32-sample panels (deterministic rounding): the weights
+  // broadcast by the 12 x 32 bf16 tile (gemm/sbgemm_pairs.h) instead of the fission tile's 32
+  // weight rows as vectors x 12 samples, whose first pass over each strip waited on DRAM for
+  // 128 bytes of weights per 24 vdpbf16ps (48 this way). The same bf16 products summed in the
+  // same order: bit for bit the fission path's result. CaffeNet's fc6 / fc7 shapes, 2 threads,
+  // alternated runs: batch 32 0.82x / 0.91x, 64 0.87x / 0.85x; but batch 24 1.05x / 1.22x, 48
+  // 1.09x / 0.99x, 16 0.91x / 1.03x (a part-empty panel computes 32 columns for fewer, or runs
+  // the 12-accumulator half tile). So: whole panels, or nearly.
+  bool row_strips(int64_t N) const {
+    return N >= 32 && (N % 32 == 0 || N % 32 >= 28) && fission_.format == Format::bf16 &&
+           fission_.mode != FissionMode::offchip && fission_.rounding != Rounding::stochastic &&
+           active_isa() == Isa::avx512_bf16;
+  }
+
   void forward_fission(const Tensor& x, int64_t N, int64_t I, const float* w, const float* b,
                        float* y) {
     const int64_t K = depth(I), O = out_;
-    const FissionPackedA& a = packed_.get(fission_, w, 1, O, K)[0];
     const float* X = operand(x, N, I);
+    if (row_strips(N)) {
+      if (rows12_.empty() || rows12_key_ != w || !(rows12_setting_ == fission_) ||
+          rows12_.rows() != O || rows12_.depth() != K) {
+        rows12_ = gemm::Bf16RowStrips(w, O, K, fission_.rounding);
+        rows12_key_ = w;
+        rows12_setting_ = fission_;
+      }
+      float* yt = ytbuf_.get(O * N);
+      gemm::bf16_row_strips_gemm(rows12_, N, X, K, yt);
+      store_transposed(yt, N, b, y);
+      return;
+    }
+    const FissionPackedA& a = packed_.get(fission_, w, 1, O, K)[0];
     if (N == 1) {
       // Y^T [O, 1] is Y [1, O].
       float beta = 0.0f;
@@ -264,6 +296,9 @@ class FC final : public Layer {
   FissionSetting fission_;       // inference weight format (f32: plain sgemm)
   FissionWeightCache packed_;
   PackedA wpack_;                // fp32 W packed as the GEMM's A, kept while the model is frozen
+  gemm::Bf16RowStrips rows12_;    // native bf16 at batch >= kRowStripsMinBatch (row_strips)
+  const float* rows12_key_ = nullptr;
+  FissionSetting rows12_setting_;
 };
 
 }  // namespace
