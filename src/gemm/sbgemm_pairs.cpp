@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "deftnn/error.h"
+#include "deftnn/tensor.h"
 #include "gemm/buffer.h"
 #include "gemm/ukernel.h"
 
@@ -17,20 +18,25 @@ Bf16RowStrips::Bf16RowStrips(const float* W, int64_t M, int64_t K, Rounding roun
   check(M > 0 && K > 0, "Bf16RowStrips: empty weights");
   check(rounding != Rounding::stochastic, "Bf16RowStrips: stochastic rounding is not supported");
   const int64_t KP = pairs(), S = strips();
-  words_.assign(static_cast<size_t>(S * 12 * KP), 0u);
-#pragma omp parallel for schedule(static) if (M * K >= (int64_t{1} << 20))
-  for (int64_t s = 0; s < S; ++s)
-    for (int i = 0; i < 12; ++i) {
-      const int64_t o = s * 12 + i;
-      if (o >= M) break;
-      uint32_t* d = words_.data() + s * 12 * KP + i;
-      const float* w = W + o * K;
-      for (int64_t kp = 0; kp < KP; ++kp) {
-        const uint32_t lo = bf16_from_float(w[2 * kp], rounding);
-        const uint32_t hi = 2 * kp + 1 < K ? bf16_from_float(w[2 * kp + 1], rounding) : 0u;
-        d[kp * 12] = lo | hi << 16;
-      }
+  words_ = std::shared_ptr<uint32_t>(
+      reinterpret_cast<uint32_t*>(aligned_alloc_floats(S * 12 * KP)),
+      [](uint32_t* p) { aligned_free(p); });
+  // The last strip zeroed first: its rows past M stay 0.
+  std::fill(words_.get() + (S - 1) * 12 * KP, words_.get() + S * 12 * KP, 0u);
+  // Each row encoded by the bulk (SIMD) encoder into 2 * KP codes (an odd K's last one 0): its
+  // KP words in memory order, then spread over the strip (fc6: 4096 x 9216 in ~1/10 the time of
+  // a scalar bf16_from_float per element).
+#pragma omp parallel if (M * K >= (int64_t{1} << 20))
+  {
+    std::vector<uint32_t> row(static_cast<size_t>(KP));
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < M; ++o) {
+      row.back() = 0;
+      encode(Format::bf16, rounding, W + o * K, row.data(), K);
+      uint32_t* d = words_.get() + (o / 12) * 12 * KP + o % 12;
+      for (int64_t kp = 0; kp < KP; ++kp) d[kp * 12] = row[static_cast<size_t>(kp)];
     }
+  }
 }
 
 namespace {
