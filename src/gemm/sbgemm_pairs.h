@@ -3,8 +3,9 @@
 // words. The orientation of the fp32 sgemm tile: each weight word feeds 32 columns, so weights
 // streaming from DRAM (fully connected layers at batch 16-32) cost 48 bytes per 24 vdpbf16ps,
 // against 128 for the fission tile (32 rows as vectors x 12 broadcast columns), whose first pass
-// over a strip waited on DRAM. Used by Winograd's bf16 variant (winograd.h) and by native bf16
-// fully connected layers at batch >= kBf16RowStripsMinBatch (ops/fc.cpp).
+// over a strip waited on DRAM. Used by Winograd's bf16 variant (winograd.h: its 16 U_xi are
+// Bf16RowStrips) and by native bf16 fully connected layers at batches of whole 32-sample panels
+// (ops/fc.cpp, FC::row_strips).
 //
 // Layouts (word = bf16(x[2kp]) | bf16(x[2kp + 1]) << 16, an odd K's last high half 0):
 //   A strip of 12 rows:  word (kp, i) at a[kp * 12 + i] (rows past M are 0);

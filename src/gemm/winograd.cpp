@@ -11,22 +11,19 @@
 #include <vector>
 
 #include "deftnn/error.h"
-#include "deftnn/formats.h"
 #include "deftnn/tensor.h"
 #include "gemm/buffer.h"
 #include "gemm/pack.h"
-#include "gemm/sbgemm_pairs.h"
 #include "gemm/ukernel.h"
 
 namespace deftnn::gemm {
 
 WinogradWeights::WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C, bool bf16)
-    : isa_(isa), O_(O), C_(C), bf16_(bf16) {
+    : isa_(isa), O_(O), C_(C) {
   check(O > 0 && C > 0, "WinogradWeights: empty convolution");
   check(!bf16 || isa == Isa::avx512_bf16, "WinogradWeights: bf16 needs the avx512_bf16 ISA");
   mr_ = gemm_config(isa).mr;
-  xi_stride_ = strips() * mr_ * (bf16 ? depth_pairs() : C_);
-  data_ = aligned_alloc_floats(16 * xi_stride_);
+  xi_stride_ = strips() * mr_ * C_;
   // U_xi [O x C] row-major, then packed into MR strips.
   std::vector<float> u(static_cast<size_t>(16 * O * C));
   for (int64_t o = 0; o < O; ++o)
@@ -45,23 +42,13 @@ WinogradWeights::WinogradWeights(Isa isa, const float* w, int64_t O, int64_t C, 
         for (int j = 0; j < 4; ++j) u[static_cast<size_t>(((i * 4 + j) * O + o) * C + c)] = r[j];
       }
     }
-  if (bf16) {   // K-pair words, rounded as vcvtne2ps2bf16 rounds (bf16_from_float)
-    const int64_t KP = depth_pairs();
+  if (bf16) {   // K-pair words rounded to nearest even, as vcvtne2ps2bf16 rounds
     for (int xi = 0; xi < 16; ++xi)
-      for (int64_t st = 0; st < strips(); ++st) {
-        uint32_t* d = reinterpret_cast<uint32_t*>(data_) + xi * xi_stride_ + st * mr_ * KP;
-        for (int64_t kp = 0; kp < KP; ++kp)
-          for (int i = 0; i < mr_; ++i) {
-            const int64_t o = st * mr_ + i;
-            auto code = [&](int64_t c) -> uint32_t {
-              return o < O && c < C ? bf16_from_float(u[static_cast<size_t>((xi * O + o) * C + c)])
-                                    : 0u;
-            };
-            d[kp * mr_ + i] = code(2 * kp) | code(2 * kp + 1) << 16;
-          }
-      }
+      pairs_.emplace_back(u.data() + static_cast<size_t>(xi) * O * C, O, C,
+                          Rounding::nearest_even);
     return;
   }
+  data_ = aligned_alloc_floats(16 * xi_stride_);
   for (int xi = 0; xi < 16; ++xi)
     pack_a(false, O, C, u.data() + static_cast<size_t>(xi) * O * C, C, mr_,
            data_ + xi * xi_stride_);
@@ -77,8 +64,8 @@ WinogradWeights& WinogradWeights::operator=(WinogradWeights&& o) noexcept {
     C_ = o.C_;
     xi_stride_ = o.xi_stride_;
     mr_ = o.mr_;
-    bf16_ = o.bf16_;
     data_ = std::exchange(o.data_, nullptr);
+    pairs_ = std::move(o.pairs_);
   }
   return *this;
 }

@@ -32,8 +32,10 @@
 // (--winograd off) keeps the direct kernels.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "deftnn/gemm.h"
+#include "gemm/sbgemm_pairs.h"
 
 namespace deftnn::gemm {
 
@@ -50,7 +52,7 @@ class WinogradWeights {
   WinogradWeights& operator=(const WinogradWeights&) = delete;
   ~WinogradWeights();
 
-  bool empty() const { return data_ == nullptr; }
+  bool empty() const { return data_ == nullptr && pairs_.empty(); }
   Isa isa() const { return isa_; }
   int64_t out_channels() const { return O_; }
   int64_t in_channels() const { return C_; }
@@ -58,20 +60,17 @@ class WinogradWeights {
   int64_t strips() const { return (O_ + mr_ - 1) / mr_; }
   // Strip s of U_xi: MR x C, element (i, c) at [c * MR + i].
   const float* strip(int xi, int64_t s) const { return data_ + xi * xi_stride_ + s * mr_ * C_; }
-  bool bf16() const { return bf16_; }
+  bool bf16() const { return !pairs_.empty(); }
   int64_t depth_pairs() const { return (C_ + 1) / 2; }
-  // bf16: strip s of U_xi as K pairs, word (kp, i) at [kp * MR + i] = bf16(U(i, 2kp)) |
-  // bf16(U(i, 2kp + 1)) << 16 (an odd C's last word has a zero high half; rows past O are 0).
-  const uint32_t* strip_pairs(int xi, int64_t s) const {
-    return reinterpret_cast<const uint32_t*>(data_) + xi * xi_stride_ + s * mr_ * depth_pairs();
-  }
+  // bf16: strip s of U_xi as K-pair words (sbgemm_pairs.h's 12-row strips).
+  const uint32_t* strip_pairs(int xi, int64_t s) const { return pairs_[xi].strip(s); }
 
  private:
   Isa isa_ = Isa::portable;
-  int64_t O_ = 0, C_ = 0, xi_stride_ = 0;   // xi_stride_ in floats (bf16: in words)
+  int64_t O_ = 0, C_ = 0, xi_stride_ = 0;
   int mr_ = 0;
-  bool bf16_ = false;
-  float* data_ = nullptr;
+  float* data_ = nullptr;              // fp32: the 16 packed U_xi
+  std::vector<Bf16RowStrips> pairs_;   // bf16: the 16 U_xi in K pairs
 };
 
 // One image layout of a Winograd conv call.

@@ -283,13 +283,12 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // bound by the FMAs, where widening in registers saves nothing, so it runs Winograd on the
   // weights widened once from the format (the same values the fission kernels multiply by).
   // CaffeNet at batch 32: Deft-16 / half / Deft-8 ran conv3-5 0.60-0.69x as fast as fp32 (the
-  // direct fission kernels against fp32 Winograd). Native and emulated bf16 round the
-  // activations too (the vdpbf16ps semantics), so bf16 stays on its kernels; off-chip mode is
-  // the paper's baseline (widened on every pass) and stays as it is.
-  // Native bf16 (avx512_bf16, weights rounded to nearest even, not off-chip) runs Winograd's
-  // bf16 variant where it pays: transformed weights and inputs rounded to bf16, vdpbf16ps GEMMs
-  // (src/gemm/winograd.h). Truncated or stochastic weights keep the direct kernels, whose
-  // weights are the values asked for.
+  // direct fission kernels against fp32 Winograd). bf16 rounds the activations too (the
+  // vdpbf16ps semantics), so it is not widened: native bf16 (avx512_bf16, weights rounded to
+  // nearest even, not off-chip) runs Winograd's bf16 variant where it pays, transformed weights
+  // and inputs rounded to bf16 and vdpbf16ps GEMMs (src/gemm/winograd.h); emulated bf16 and
+  // truncated or stochastic weights (the values asked for) keep the direct kernels. Off-chip
+  // mode is the paper's baseline (widened on every pass) and stays as it is.
   const bool soft = fis && fission_.software_widened();
   const bool bf16_wino = fis && fission_.format == Format::bf16 &&
                          fission_.mode != FissionMode::offchip &&

@@ -296,7 +296,7 @@ class FC final : public Layer {
   FissionSetting fission_;       // inference weight format (f32: plain sgemm)
   FissionWeightCache packed_;
   PackedA wpack_;                // fp32 W packed as the GEMM's A, kept while the model is frozen
-  gemm::Bf16RowStrips rows12_;    // native bf16 at batch >= kRowStripsMinBatch (row_strips)
+  gemm::Bf16RowStrips rows12_;    // native bf16 at batches of whole 32-sample panels (row_strips)
   const float* rows12_key_ = nullptr;
   FissionSetting rows12_setting_;
 };
