@@ -833,8 +833,9 @@ TEST_F(FissionTest, Bf16RowStripsMatchNaiveAndTheFissionTiles) {
   std::mt19937 gen(5);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
   struct Size { int64_t M, K, N; };
-  const Size sizes[] = {{1, 1, 1}, {7, 17, 32}, {13, 255, 33}, {25, 2, 64}, {100, 33, 70},
-                        {12, 64, 31}, {37, 1000, 96}};
+  const Size sizes[] = {{1, 1, 1},     {7, 17, 32},    {13, 255, 33}, {25, 2, 64},
+                        {100, 33, 70}, {12, 64, 31},   {37, 1000, 96},
+                        {5, 9, 288},   {3, 40, 545}};   // 9 and 18 panels: groups of 8
   for (const Rounding r : {Rounding::nearest_even, Rounding::truncate})
     for (int threads : {1, 2})
       for (const Size& z : sizes) {
