@@ -155,8 +155,11 @@ class Layer {
 };
 
 // DEFTNN_VERBOSE is set (not "0"): layers record which kernel they ran (Layer::last_kernel) and
-// Model::forward prints it once per node and shape. Read once.
+// Model::forward prints it once per node and shape. Read once; set_kernel_report_enabled
+// overrides it (tests that check which kernel a layer ran). Not thread-safe against running
+// inference.
 bool kernel_report_enabled();
+void set_kernel_report_enabled(bool on);
 
 // Creates a layer from its registry name and attributes; throws Error on an unknown type or key.
 std::unique_ptr<Layer> make_layer(const std::string& type, const Attrs& attrs);

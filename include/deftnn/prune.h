@@ -52,6 +52,30 @@ void spmm_ref(const CsrMatrix& a, const float* B, int64_t ldb, int64_t N, float*
 // Name of the kernel spmm runs now ("spmm_avx512", "spmm_avx2", "spmm_portable").
 const char* active_spmm_kernel();
 
+// Sparse inference of pruned layers: the baseline's sparse kernel run inside the model, so that
+// a pruned network is timed end to end (§5.8), not only GEMM by GEMM. A conv or fc layer of a
+// frozen model (Model::freeze) at inference, with fp32 weights (no reduced format), keeps its
+// weights in CSR (one matrix per group, built once, like the packed weights) and runs
+// im2col + spmm (fc: spmm on X^T) instead of the dense kernels, with the same bias, fused
+// residual, ReLU and concat-slice output. The sum order differs from the dense kernels' (the
+// results agree to rounding). `automatic` (the default) runs a layer sparse where its weight
+// density is at most sparse_auto_density(kind) - the crossover measured on this machine (see
+// src/gemm/spmm.cpp); `off`
+// never (the dense kernels: the pruned model's "dense kernel" time); `on` every eligible layer
+// (tests). DEFTNN_SPARSE=auto|off|on sets the starting policy; a bad value is an error naming it.
+// Not thread-safe against running inference; set it before.
+enum class SparsePolicy : int { automatic = 0, off = 1, on = 2 };
+SparsePolicy sparse_policy();
+void set_sparse_policy(SparsePolicy p);
+SparsePolicy sparse_policy_from_name(const std::string& name);   // throws Error naming it
+const char* sparse_policy_name(SparsePolicy p);
+// The density (non-zeros / weights) at or below which `automatic` runs a layer of this kind
+// ("conv" or "fc") sparse.
+double sparse_auto_density(const std::string& kind);
+// Whether the policy runs a layer of this kind, weight density and output rows (per group)
+// sparse: automatic also wants an fc layer of at least 64 outputs.
+bool sparse_pays(const std::string& kind, double density, int64_t rows);
+
 // ---------------------------------------------------------------------------------------------
 // Magnitude pruning
 

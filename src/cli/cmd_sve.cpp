@@ -5,6 +5,10 @@
 //   frontier OPT --target max-loss=0.5 [-o chosen.deft] [--eval] [--bench]
 //                                         selects the configuration nearest a target, writes the
 //                                         composed model (so `deftnn eval` / `bench` run it)
+//   compare A B ...                       models timed side by side
+//   refine OPT                            joint fine-tuning of frontier points, selection
+//   prune MODEL -o OUT --density D        the magnitude-pruning baseline (deftnn/prune.h):
+//                                         prune, masked retraining, save (run sparse: --sparse)
 // (`deftnn run` belongs to cmd_onnx.cpp: it runs a model on a .npy input; selection lives here.)
 #include <algorithm>
 #include <cmath>
@@ -14,6 +18,7 @@
 
 #include "cli/common.h"
 #include "deftnn/optimize.h"
+#include "deftnn/prune.h"
 
 namespace deftnn::cli {
 
@@ -586,6 +591,109 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     }
     j["selected"] = sel;
     write_json(ra->json_path, j);
+  });
+
+  // prune: the magnitude-pruning baseline (Han et al. 2015, paper §5.8) as a model a user runs
+  struct PruneArgs {
+    std::string model, out, json_path;
+    double density = 0.1, conv_density = -1, fc_density = -1;
+    std::vector<std::string> layer_density;
+    bool global = false, skip_first_conv = false, skip_last_fc = false;
+    int epochs = 2;
+    double lr = 0.001;
+    int64_t batch = 64;
+    uint64_t seed = 1;
+    DataOptions data;
+  };
+  auto pa = std::make_shared<PruneArgs>();
+  auto* c_pr = app.add_subcommand(
+      "prune", "magnitude pruning (Han et al.), the baseline of synapse vector elimination: zero each "
+               "conv/fc layer's smallest weights, retrain with them held at zero, save");
+  c_pr->add_option("model", pa->model, "trained model file")->required();
+  c_pr->add_option("-o,--out", pa->out, "where to save the pruned model")->required();
+  c_pr->add_option("--density", pa->density, "fraction of each layer's weights kept")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c_pr->add_option("--conv-density", pa->conv_density, "conv layers' density (default: --density)")
+      ->check(CLI::Range(0.0, 1.0));
+  c_pr->add_option("--fc-density", pa->fc_density, "fc layers' density (default: --density)")
+      ->check(CLI::Range(0.0, 1.0));
+  c_pr->add_option("--layer", pa->layer_density, "one layer's density, NAME=D (repeatable; wins over the others)");
+  c_pr->add_flag("--global", pa->global, "one magnitude threshold over every layer's weights (the density is then the overall one)");
+  c_pr->add_flag("--skip-first-conv", pa->skip_first_conv, "leave the first conv dense");
+  c_pr->add_flag("--skip-last-fc", pa->skip_last_fc, "leave the last fc dense");
+  c_pr->add_option("--retrain-epochs", pa->epochs, "masked retraining epochs (0: prune only)")
+      ->capture_default_str()->check(CLI::Range(0, 1000));
+  c_pr->add_option("--lr", pa->lr, "retraining learning rate (Han et al.: about a tenth of the original)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  c_pr->add_option("--batch", pa->batch, "retraining batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  c_pr->add_option("--seed", pa->seed, "shuffling seed")->capture_default_str();
+  c_pr->add_option("--json", pa->json_path, "write densities and accuracies as JSON");
+  add_data_options(c_pr, pa->data);
+  registry.add(c_pr, [pa] {
+    Model m = load_model(pa->model);
+    PruneOptions po;
+    po.per_layer = !pa->global;
+    po.skip_first_conv = pa->skip_first_conv;
+    po.skip_last_fc = pa->skip_last_fc;
+    po.conv_density = pa->conv_density;
+    po.fc_density = pa->fc_density;
+    for (const std::string& spec : pa->layer_density) {
+      const size_t eq = spec.find('=');
+      check(eq != std::string::npos && eq > 0, "--layer '" + spec + "': expected NAME=DENSITY");
+      const std::string name = spec.substr(0, eq);
+      const double d = parse_doubles(spec.substr(eq + 1), "--layer " + name)[0];
+      check(d >= 0.0 && d <= 1.0, "--layer " + name + ": density must be in [0, 1]");
+      bool found = false;
+      for (const Node& n : m.nodes()) found = found || n.name == name;
+      check(found, "--layer " + name + ": " + pa->model + " has no layer of that name");
+      po.layer_density.emplace_back(name, d);
+    }
+    check(!pa->global || po.layer_density.empty(), "--global and --layer do not combine");
+    const Dataset train = data_for(m, pa->data, true, pa->data.limit);
+    const Dataset test = data_for(m, pa->data, false, pa->data.limit);
+    const EvalResult before = evaluate(m, test, 256, false);
+    const PruneResult pr = prune_by_magnitude(m, pa->density, po);
+    const EvalResult pruned = evaluate(m, test, 256, false);
+    std::printf("%s: %lld of %lld conv/fc weights kept (%.2f%%)\n%s", pa->model.c_str(),
+                static_cast<long long>(pr.kept()), static_cast<long long>(pr.total()),
+                100 * pr.density(), pr.summary().c_str());
+    std::printf("test top-1 (%lld images): dense %.2f%%, pruned %.2f%%\n",
+                static_cast<long long>(test.size()), 100 * before.top1, 100 * pruned.top1);
+    std::fflush(stdout);
+    json epochs = json::array();
+    EvalResult after = pruned;
+    if (pa->epochs > 0) {
+      TrainConfig cfg;
+      cfg.epochs = pa->epochs;
+      cfg.lr = pa->lr;
+      cfg.batch = pa->batch;
+      cfg.seed = pa->seed;
+      std::printf("retraining %d epoch(s) at lr %g, batch %lld, on %lld images, pruned weights held at zero\n",
+                  pa->epochs, pa->lr, static_cast<long long>(pa->batch), static_cast<long long>(train.size()));
+      retrain_pruned(m, pr, train, &test, cfg, [&](const EpochStats& st) {
+        std::printf("epoch %2d  loss %.4f  train %.2f%%  test top-1 %.2f%%  %.1f s\n", st.epoch,
+                    st.train_loss, 100 * st.train_top1, 100 * st.test_top1, st.seconds);
+        std::fflush(stdout);
+        epochs.push_back({{"epoch", st.epoch}, {"train_loss", st.train_loss}, {"test_top1", st.test_top1}});
+      });
+      after = evaluate(m, test, 256, false);
+    }
+    std::printf("test top-1: dense %.2f%%, pruned and retrained %.2f%% (loss %.2f points) at density %.2f%%\n",
+                100 * before.top1, 100 * after.top1, 100 * (before.top1 - after.top1), 100 * pr.density());
+    char dens[32];
+    std::snprintf(dens, sizeof dens, "%.6f", pr.density());
+    save_model(m, pa->out, {{"pruned_from", pa->model}, {"pruned_density", dens},
+                            {"pruned_retrain_epochs", std::to_string(pa->epochs)}});
+    std::printf("wrote %s (run it with the CSR kernels: deftnn --sparse auto|on|off bench %s)\n",
+                pa->out.c_str(), pa->out.c_str());
+    json layers = json::array();
+    for (const LayerMask& l : pr.layers)
+      layers.push_back({{"name", l.name}, {"type", l.type}, {"weights", l.total}, {"kept", l.kept},
+                        {"density", l.density()}, {"threshold", l.threshold}});
+    write_json(pa->json_path, {{"model", pa->model}, {"out", pa->out}, {"density", pr.density()},
+                               {"layers", layers}, {"test_images", test.size()},
+                               {"dense_top1", before.top1}, {"pruned_top1", pruned.top1},
+                               {"retrained_top1", after.top1}, {"epochs", epochs}});
   });
 }
 

@@ -23,6 +23,7 @@
 #include "deftnn/model.h"
 #include "deftnn/precision.h"
 #include "deftnn/profile.h"
+#include "deftnn/prune.h"
 #include "deftnn/train.h"
 #include "deftnn/zoo.h"
 #include "cli/common.h"
@@ -128,6 +129,12 @@ int main(int argc, char** argv) {
   app.add_option("--winograd", winograd,
                  "Winograd F(2x2,3x3) for dense fp32 3x3 stride-1 convs at inference: auto (default: "
                  "where it pays), off (direct kernels only), on (every such conv); also DEFTNN_WINOGRAD")
+      ->check(CLI::IsMember({"auto", "off", "on"}));
+  std::string sparse;
+  app.add_option("--sparse", sparse,
+                 "CSR sparse kernels for pruned fp32 conv/fc layers at inference: auto (default: where "
+                 "the weight density is under the measured crossover), off (dense kernels), on (every "
+                 "such layer); also DEFTNN_SPARSE")
       ->check(CLI::IsMember({"auto", "off", "on"}));
 
   // train
@@ -247,6 +254,8 @@ int main(int argc, char** argv) {
     if (threads > 0) omp_set_num_threads(threads);
     winograd_policy();   // a bad DEFTNN_WINOGRAD is reported here, not by the first conv
     if (!winograd.empty()) set_winograd_policy(winograd_policy_from_name(winograd));
+    sparse_policy();   // likewise a bad DEFTNN_SPARSE
+    if (!sparse.empty()) set_sparse_policy(sparse_policy_from_name(sparse));
 
     bool handled = false;
     for (auto& [cmd, run] : registry.commands)

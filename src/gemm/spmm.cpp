@@ -5,6 +5,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <limits>
 
 #include "deftnn/error.h"
@@ -83,8 +84,7 @@ void spmm_rows_portable(const int64_t* row_ptr, const int32_t* col_idx, const fl
   }
 }
 
-namespace {
-SpmmRowsFn rows_kernel(Isa isa, const char** name) {
+SpmmRowsFn spmm_rows_kernel(Isa isa, const char** name) {
   switch (isa) {
     case Isa::avx512_bf16:
     case Isa::avx512:
@@ -99,13 +99,12 @@ SpmmRowsFn rows_kernel(Isa isa, const char** name) {
   if (name) *name = "spmm_portable";
   return spmm_rows_portable;
 }
-}  // namespace
 
 }  // namespace gemm
 
 const char* active_spmm_kernel() {
   const char* name = nullptr;
-  gemm::rows_kernel(active_isa(), &name);
+  gemm::spmm_rows_kernel(active_isa(), &name);
   return name;
 }
 
@@ -124,7 +123,7 @@ static void check_spmm_args(const char* who, const CsrMatrix& a, int64_t ldb, in
 void spmm(const CsrMatrix& a, const float* B, int64_t ldb, int64_t N, float* C, int64_t ldc) {
   check_spmm_args("spmm", a, ldb, N, ldc);
   if (a.rows == 0 || N == 0) return;
-  const gemm::SpmmRowsFn fn = gemm::rows_kernel(active_isa(), nullptr);
+  const gemm::SpmmRowsFn fn = gemm::spmm_rows_kernel(active_isa(), nullptr);
   const int threads = std::max(1, omp_get_max_threads());
   // Rows in chunks, several per thread, handed out dynamically: rows differ in non-zero count,
   // and on a shared machine one thread may be preempted.
@@ -152,6 +151,62 @@ void spmm_ref(const CsrMatrix& a, const float* B, int64_t ldb, int64_t N, float*
         s += static_cast<double>(a.values[j]) * B[a.col_idx[j] * ldb + n];
       C[i * ldc + n] = static_cast<float>(s);
     }
+}
+
+namespace {
+SparsePolicy initial_sparse_policy() {
+  const char* e = std::getenv("DEFTNN_SPARSE");
+  return e && *e ? sparse_policy_from_name(e) : SparsePolicy::automatic;
+}
+SparsePolicy& sparse_policy_ref() {
+  static SparsePolicy p = initial_sparse_policy();
+  return p;
+}
+}  // namespace
+
+SparsePolicy sparse_policy() { return sparse_policy_ref(); }
+void set_sparse_policy(SparsePolicy p) { sparse_policy_ref() = p; }
+
+SparsePolicy sparse_policy_from_name(const std::string& name) {
+  if (name == "auto") return SparsePolicy::automatic;
+  if (name == "off") return SparsePolicy::off;
+  if (name == "on") return SparsePolicy::on;
+  throw Error("DEFTNN_SPARSE / --sparse: unknown policy '" + name +
+              "' (expected auto, off or on)");
+}
+
+const char* sparse_policy_name(SparsePolicy p) {
+  switch (p) {
+    case SparsePolicy::automatic: return "auto";
+    case SparsePolicy::off: return "off";
+    case SparsePolicy::on: return "on";
+  }
+  return "?";
+}
+
+// Where the sparse kernels beat the engine's dense ones (direct tiles, Winograd, packed sgemm)
+// in the model, magnitude-pruned zoo networks, 2 threads, Zen 5, alternated (dense / sparse
+// time per layer):
+//   LeNet, batch 32: conv1 1.60 / 1.79 / 2.20 at 30 / 20 / 10% (its dense conv runs at a third
+//     of the FMA peak), conv2 1.39 / 1.83 / 3.32; ip1 0.90 / 1.15 / 1.63; ip2 (10 x 500) 0.57-0.66
+//     at any density.
+//   CaffeNet, batch 1: conv2 0.77 / 1.18 / 2.57 at 40 / 25 / 10%, conv3-5 0.56-0.66 / 0.83-0.85
+//     / 1.82-2.04, conv1 (stride 4: im2col + spmm) 0.44 / 0.57 / 0.96; fc6-8 0.92-1.15 / 1.39-1.94
+//     / 4.1-4.7.
+//   CaffeNet, batch 32: conv3-5 0.54-0.65 / 1.04-1.16 / 1.68-1.82 at 30 / 15 / 8%, conv2 1.06 /
+//     2.02 / 3.41, conv1 0.53 / 0.84 / 1.09; fc6-8 0.80-0.92 / 1.50-1.64 / 2.1-2.8.
+// So convs from 15% down, fc layers from 20% down with at least 64 outputs (below that the
+// transposes and the single-row-tile kernel cost more than the dense kernel's whole call).
+double sparse_auto_density(const std::string& kind) { return kind == "fc" ? 0.20 : 0.15; }
+
+bool sparse_pays(const std::string& kind, double density, int64_t rows) {
+  switch (sparse_policy()) {
+    case SparsePolicy::off: return false;
+    case SparsePolicy::on: return true;
+    case SparsePolicy::automatic:
+      return density <= sparse_auto_density(kind) && (kind != "fc" || rows >= 64);
+  }
+  return false;
 }
 
 }  // namespace deftnn

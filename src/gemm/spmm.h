@@ -7,9 +7,13 @@
 // write-only (an empty row writes zeros). Columns of a row are visited in storage order, each
 // output element accumulated in fp32 in that order (the reference accumulates in double).
 // N >= 1; N == 1 is SpMV (B is a column with stride ldb). No threading inside: spmm() hands
-// row ranges to OpenMP threads.
+// row ranges to OpenMP threads. With ldb = 1, col_idx are element offsets into B: each non-zero
+// reads the N floats at B + col_idx[j], rows of B anywhere (the direct sparse convolution of
+// src/ops/conv.cpp: a weight (c, i, j) reads the input plane c shifted by its tap).
 #pragma once
 #include <cstdint>
+
+#include "deftnn/gemm.h"
 
 namespace deftnn::gemm {
 
@@ -26,5 +30,8 @@ void spmm_rows_avx2(const int64_t* row_ptr, const int32_t* col_idx, const float*
 void spmm_rows_avx512(const int64_t* row_ptr, const int32_t* col_idx, const float* values,
                       int64_t r0, int64_t r1, const float* B, int64_t ldb, int64_t N, float* C,
                       int64_t ldc);
+
+// The row kernel for an ISA (and its name, when name is non-null).
+SpmmRowsFn spmm_rows_kernel(Isa isa, const char** name = nullptr);
 
 }  // namespace deftnn::gemm

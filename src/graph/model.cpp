@@ -115,13 +115,18 @@ void Model::init_params(uint64_t seed) {
   }
 }
 
-bool kernel_report_enabled() {
-  static const bool v = [] {
+namespace {
+bool& kernel_report_flag() {
+  static bool v = [] {
     const char* e = std::getenv("DEFTNN_VERBOSE");
     return e && *e && std::string(e) != "0";
   }();
   return v;
 }
+}  // namespace
+
+bool kernel_report_enabled() { return kernel_report_flag(); }
+void set_kernel_report_enabled(bool on) { kernel_report_flag() = on; }
 
 void Model::freeze(bool on) {
   if (frozen_ && !on)

@@ -3,11 +3,14 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "deftnn/fission.h"
 #include "deftnn/formats.h"
 #include "deftnn/gemm.h"
+#include "deftnn/prune.h"
+#include "gemm/spmm.h"
 #include "ops/layers.h"
 
 namespace deftnn::ops {
@@ -277,6 +280,13 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // Reduced-format weights at inference only; training drops them (the weights will change).
   const bool fis = fission_.active() && !ctx.training;
   if (ctx.training) drop_packed();
+  // A pruned conv of a frozen model at inference runs im2col + CSR spmm where the sparse policy
+  // picks it for its weight density (include/deftnn/prune.h): the magnitude-pruning baseline's
+  // sparse kernel, end to end. fp32 weights only (a reduced format is a dense one).
+  const std::vector<CsrMatrix>* sp =
+      !fis && !ctx.training && ctx.frozen
+          ? sparse_.get("conv", w, groups_, out_ / groups_, depth(g))
+          : nullptr;
   // 3x3 stride-1 inference of a frozen model: Winograd F(2x2, 3x3) where the policy picks it
   // (src/gemm/winograd.h); the weights are transformed once, like the packed ones. Also for a
   // software-widened format (every reduced format but bf16, fission mode): such a conv is
@@ -294,7 +304,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
                          fission_.mode != FissionMode::offchip &&
                          fission_.rounding == Rounding::nearest_even &&
                          active_isa() == Isa::avx512_bf16;
-  const bool wino = (!fis || soft || bf16_wino) && !ctx.training && ctx.frozen &&
+  const bool wino = (!fis || soft || bf16_wino) && !ctx.training && ctx.frozen && !sp &&
                     use_winograd(g, x.dim(0), bf16_wino);
   // Likewise a software-widened format on a direct conv with many output columns per call
   // (>= 128 pixels over the batch: each weight multiplies >= 128 values, far from bound by the
@@ -314,7 +324,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // (1.2-1.5x faster than im2col + sgemm on CaffeNet's convs and LeNet's conv2, one thread).
   // The packed weights are kept while the model is frozen (Model::freeze), else packed per call
   // (as sgemm packs A per call).
-  if (!fis && !ctx.training && !wino) {
+  if (!fis && !ctx.training && !wino && !sp) {
     if (!ctx.frozen) packed_.invalidate();
     pa = &packed_.get(FissionSetting{}, w, groups_, out_ / groups_, depth(g));
   }
@@ -358,6 +368,10 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
     return std::string(", fused") + (res ? " + residual" : "") + (relu ? " + relu" : "") +
            (fo->dst ? " into a concat slice" : "");
   };
+  if (sp) {
+    forward_sparse(*sp, g, x, b, res, relu, y, ystride, fused_report());
+    return;
+  }
   if (wino) {
     const Isa isa = active_isa();
     const FissionSetting ws = fis ? fission_ : FissionSetting{};
@@ -525,6 +539,173 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
         }
     }
   });
+}
+
+// The sparse inference path (see forward): per chunk of images side by side, the column
+// matrix (im2col of the retained rows when eliminated; a 1x1 conv's image read in place) times
+// the group's CSR weights, then bias, fused residual and ReLU on the way to the output.
+void Conv::forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
+                          const float* b, const float* res, bool relu, float* y, int64_t ystride,
+                          const std::string& fused) {
+  const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
+  const int64_t K = depth(g), P = g.cols(), HW = g.H * g.W;
+  const bool ident = !eliminated() && g.identity();
+  const float* xd = x.data();
+  if (kernel_report_enabled()) {
+    char dens[32];
+    std::snprintf(dens, sizeof dens, "%.1f%%", 100.0 * sparse_.density());
+    const bool direct = g.sh == 1 && g.sw == 1;
+    last_kernel_ = std::string(direct ? "direct sparse conv (no im2col: each weight reads its "
+                                        "shifted input plane)"
+                               : eliminated() ? "im2col of the " + std::to_string(kept_) +
+                                                    " retained rows"
+                               : ident        ? "1x1, no im2col"
+                                              : "im2col") +
+                   " + CSR spmm (weight density " + dens + ") " + active_spmm_kernel() + fused;
+  }
+  if (g.sh == 1 && g.sw == 1) {
+    forward_sparse_direct(sp, g, x, b, res, relu, y, ystride);
+    return;
+  }
+  const int used = plan_threads(N, 2.0 * O * P * K * sparse_.density());
+  const int64_t chunk = plan_chunk(g, K, N, used);
+  if (static_cast<int>(col_.size()) < used) col_.resize(used);
+  if (static_cast<int>(ybuf_.size()) < used) ybuf_.resize(used);
+  for_chunks(N, chunk, used, [&](int64_t n0, int64_t n1, int t) {
+    const int64_t nb = n1 - n0, L = nb * P;
+    for (int64_t gi = 0; gi < groups_; ++gi) {
+      const float* B = xd + (n0 * C + gi * g.C) * HW;
+      if (nb > 1 || !ident) {
+        float* col = col_[t].get(K * L);
+        for (int64_t i = 0; i < nb; ++i)
+          build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
+        B = col;
+      }
+      // One image: straight into its output planes; several: side by side, then copied out.
+      float* yb = nb == 1 ? y + n0 * ystride + gi * Og * P : ybuf_[t].get(Og * L);
+      spmm(sp[static_cast<size_t>(gi)], B, L, L, yb, L);
+      if (nb == 1 && !b && !res && !relu) continue;
+      auto rows = [&](int64_t lo, int64_t hi) {
+        for (int64_t q = lo; q < hi; ++q) {
+          const int64_t i = q / Og, o = q % Og;
+          const float* src = yb + o * L + i * P;
+          float* dst = y + (n0 + i) * ystride + (gi * Og + o) * P;
+          const float bv = b ? b[gi * Og + o] : 0.0f;
+          for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bv;
+          if (res || relu)
+            finish(dst, res ? res + ((n0 + i) * O + gi * Og + o) * P : nullptr, relu, P);
+        }
+      };
+      const int64_t nrows = nb * Og;
+      if (nrows * P >= kParallelMin && !omp_in_parallel()) {
+#pragma omp parallel
+        {
+          const auto [lo, hi] = thread_share(nrows, omp_get_thread_num(), omp_get_num_threads());
+          if (lo < hi) rows(lo, hi);
+        }
+      } else {
+        rows(0, nrows);
+      }
+    }
+  });
+}
+
+// Stride 1: no column matrix. Output row oh, column ow of the image padded to Hp x Wp (Hp =
+// OH + (kh - 1) dh, Wp = OW + (kw - 1) dw) reads, for weight (c, i, j), element
+// c * plane + (oh + i dh) * Wp + ow + j dw: the output computed Wp columns wide ("wide rows",
+// the last kw - 1 columns of each discarded) is a CSR spmm whose B row for the weight starts at
+// offset c * plane + i dh Wp + j dw of the padded image (Park et al. 2017, direct sparse
+// convolution). An unpadded image is read in place; else each thread pads a copy. Threads over
+// images, or over each image's output channels at batch 1.
+void Conv::forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeom& g,
+                                 const Tensor& x, const float* b, const float* res, bool relu,
+                                 float* y, int64_t ystride) {
+  const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
+  const int64_t P = g.cols(), HW = g.H * g.W;
+  const int64_t Hp = g.OH + (g.kh - 1) * g.dh, Wp = g.OW + (g.kw - 1) * g.dw;
+  // In place: no padding, and the image is exactly the padded extent.
+  const bool in_place = g.pt == 0 && g.pl == 0 && Wp == g.W && Hp <= g.H;
+  const int64_t plane = in_place ? HW : Hp * Wp;
+  const int64_t Nw = (g.OH - 1) * Wp + g.OW;   // wide output columns (through the last valid)
+  // The CSR matrices with element offsets for column indices, once per geometry.
+  if (sparse_off_.size() != sp.size() || sparse_off_plane_ != plane || sparse_off_wp_ != Wp ||
+      sparse_off_gen_ != sparse_.generation()) {
+    sparse_off_ = sp;
+    const int64_t taps = g.kh * g.kw;
+    for (size_t gi = 0; gi < sp.size(); ++gi)
+      for (int32_t& c : sparse_off_[gi].col_idx) {
+        const int64_t r = eliminated() ? retained_by_group_[gi][static_cast<size_t>(c)] : c;
+        const int64_t ch = r / taps, i = r / g.kw % g.kh, j = r % g.kw;
+        c = static_cast<int32_t>(ch * plane + i * g.dh * Wp + j * g.dw);
+      }
+    sparse_off_plane_ = plane;
+    sparse_off_wp_ = Wp;
+    sparse_off_gen_ = sparse_.generation();
+  }
+  const gemm::SpmmRowsFn kernel = gemm::spmm_rows_kernel(active_isa());
+  const int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+  // Units: (image, group, chunk of output channels); chunks only when images are too few.
+  const int64_t row_chunks = N >= nt ? 1 : std::min<int64_t>(Og, 4 * nt);
+  const int64_t rows_per = (Og + row_chunks - 1) / row_chunks;
+  const int64_t chunks = (Og + rows_per - 1) / rows_per;
+  const int64_t units = N * groups_ * chunks;
+  const int used = static_cast<int>(std::min<int64_t>(nt, units));
+  if (static_cast<int>(col_.size()) < used) col_.resize(used);
+  if (static_cast<int>(ybuf_.size()) < used) ybuf_.resize(used);
+  // The padded copy of image n, group gi into d (C x Hp x Wp, zeros around).
+  auto pad_copy = [&](int64_t n, int64_t gi, float* d) {
+    const float* xg = x.data() + (n * C + gi * g.C) * HW;
+    for (int64_t c = 0; c < g.C; ++c)
+      for (int64_t r = 0; r < Hp; ++r) {
+        float* dr = d + (c * Hp + r) * Wp;
+        const int64_t ih = r - g.pt;
+        if (ih < 0 || ih >= g.H) {
+          std::fill(dr, dr + Wp, 0.0f);
+          continue;
+        }
+        const float* sr = xg + (c * g.H + ih) * g.W;
+        for (int64_t w = 0; w < Wp; ++w) {
+          const int64_t iw = w - g.pl;
+          dr[w] = iw >= 0 && iw < g.W ? sr[iw] : 0.0f;
+        }
+      }
+  };
+  // At batch < threads, every unit of an image shares one padded copy, made before.
+  std::vector<float> shared_pad;
+  if (!in_place && chunks > 1) {
+    shared_pad.resize(static_cast<size_t>(N * groups_ * g.C * Hp * Wp));
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t gi = 0; gi < groups_; ++gi)
+        pad_copy(n, gi, shared_pad.data() + (n * groups_ + gi) * g.C * Hp * Wp);
+  }
+#pragma omp parallel for num_threads(used) schedule(dynamic, 1) if (used > 1)
+  for (int64_t u = 0; u < units; ++u) {
+    const int t = omp_get_thread_num();
+    const int64_t n = u / (groups_ * chunks), gi = u / chunks % groups_, q = u % chunks;
+    const int64_t o0 = q * rows_per, o1 = std::min(Og, o0 + rows_per);
+    const float* src;
+    if (in_place) {
+      src = x.data() + (n * C + gi * g.C) * HW;
+    } else if (chunks > 1) {
+      src = shared_pad.data() + (n * groups_ + gi) * g.C * Hp * Wp;
+    } else {
+      float* d = col_[t].get(g.C * Hp * Wp);
+      pad_copy(n, gi, d);
+      src = d;
+    }
+    const CsrMatrix& a = sparse_off_[static_cast<size_t>(gi)];
+    float* wide = ybuf_[t].get((o1 - o0) * Nw);
+    kernel(a.row_ptr.data() + o0, a.col_idx.data(), a.values.data(), 0, o1 - o0, src, 1, Nw,
+           wide, Nw);
+    for (int64_t o = o0; o < o1; ++o) {
+      const float* wr = wide + (o - o0) * Nw;
+      float* dst = y + n * ystride + (gi * Og + o) * P;
+      const float bv = b ? b[gi * Og + o] : 0.0f;
+      for (int64_t oh = 0; oh < g.OH; ++oh)
+        for (int64_t ow = 0; ow < g.OW; ++ow) dst[oh * g.OW + ow] = wr[oh * Wp + ow] + bv;
+      if (res || relu) finish(dst, res ? res + (n * O + gi * Og + o) * P : nullptr, relu, P);
+    }
+  }
 }
 
 void Conv::backward(const std::vector<const Tensor*>& in, const Tensor& out, const Tensor& dout,

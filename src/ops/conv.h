@@ -8,6 +8,7 @@
 #include "ops/common.h"
 #include "ops/fission_weights.h"
 #include "ops/im2col.h"
+#include "ops/sparse_weights.h"
 
 namespace deftnn::ops {
 
@@ -90,7 +91,22 @@ class Conv final : public Layer {
   std::vector<float> wide_w_;
   const float* wide_key_ = nullptr;
   FissionSetting wide_setting_;
+  // Pruned weights in CSR for the sparse inference path (see forward_sparse).
+  SparseWeightCache sparse_;
+  void forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
+                      const float* b, const float* res, bool relu, float* y, int64_t ystride,
+                      const std::string& fused);
+  void forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
+                             const float* b, const float* res, bool relu, float* y,
+                             int64_t ystride);
+  // sparse_'s matrices with element offsets into the (padded) image for column indices, for
+  // the direct sparse conv; made again when the geometry or the matrices change.
+  std::vector<CsrMatrix> sparse_off_;
+  int64_t sparse_off_plane_ = 0, sparse_off_wp_ = 0;
+  uint64_t sparse_off_gen_ = 0;
   void drop_packed() {
+    sparse_off_.clear();
+    sparse_.invalidate();
     packed_.invalidate();
     wino_.clear();
     wino_key_ = nullptr;

@@ -14,13 +14,16 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdio>
 
 #include "deftnn/fission.h"
 #include "deftnn/formats.h"
 #include "deftnn/gemm.h"
+#include "deftnn/prune.h"
 #include "gemm/sbgemm_pairs.h"
 #include "ops/common.h"
 #include "ops/fission_weights.h"
+#include "ops/sparse_weights.h"
 #include "ops/layers.h"
 
 namespace deftnn::ops {
@@ -75,6 +78,7 @@ class FC final : public Layer {
   }
 
   void invalidate() override {
+    sparse_.invalidate();
     packed_.invalidate();
     wpack_ = PackedA();
     rows12_ = gemm::Bf16RowStrips();
@@ -111,6 +115,14 @@ class FC final : public Layer {
     if (fission_.active() && !ctx.training) {
       forward_fission(x, N, I, w, bp ? bp->value.data() : nullptr, y);
       return;
+    }
+    // A pruned fc of a frozen model at inference: Y^T = W_csr X^T by spmm where the sparse
+    // policy picks it for the weight density (include/deftnn/prune.h).
+    if (!ctx.training && ctx.frozen) {
+      if (const std::vector<CsrMatrix>* sp = sparse_.get("fc", w, 1, out_, depth(I))) {
+        forward_sparse((*sp)[0], x, N, I, bp ? bp->value.data() : nullptr, y);
+        return;
+      }
     }
     float beta = 0.0f;
     if (bp) {
@@ -253,6 +265,35 @@ class FC final : public Layer {
             y[n * O + o] = yt[o * N + n] + (b ? b[o] : 0.0f);
   }
 
+  // Y[N, O] = X' W^T + b with W in CSR: one sample, a sparse matrix-vector product into Y; a
+  // batch, X'^T [K', N] (transposed once) times W, then transposed into Y with the bias.
+  void forward_sparse(const CsrMatrix& a, const Tensor& x, int64_t N, int64_t I, const float* b,
+                      float* y) {
+    const int64_t K = depth(I);
+    const float* xs = operand(x, N, I);
+    if (kernel_report_enabled()) {
+      char dens[32];
+      std::snprintf(dens, sizeof dens, "%.1f%%", 100.0 * a.density());
+      last_kernel_ = std::string("CSR spmm Y^T = W X^T (weight density ") + dens + ") " +
+                     active_spmm_kernel() +
+                     (retained_.empty() ? ""
+                                        : ", " + std::to_string(K) + " of " + std::to_string(I) +
+                                              " inputs retained");
+    }
+    if (N == 1) {
+      spmm(a, xs, 1, 1, y, 1);
+      if (b)
+        for (int64_t o = 0; o < out_; ++o) y[o] += b[o];
+      return;
+    }
+    float* xt = dbuf_.get(K * N);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k) xt[k * N + n] = xs[n * K + k];
+    float* yt = ytbuf_.get(out_ * N);
+    spmm(a, xt, N, N, yt, N);
+    store_transposed(yt, N, b, y);
+  }
+
   const float* weight(const Tensor& x, int64_t& N, int64_t& I) {
     const Shape& s = x.shape();
     if (s.size() < 2) fail(type(), "expects an input [N, ...] of rank >= 2, got " + shape_str(s));
@@ -295,6 +336,7 @@ class FC final : public Layer {
   static constexpr int64_t kSmallBatch = 64;   // up to this batch, weights are the GEMM's A
   FissionSetting fission_;       // inference weight format (f32: plain sgemm)
   FissionWeightCache packed_;
+  SparseWeightCache sparse_;     // pruned weights in CSR (forward_sparse)
   PackedA wpack_;                // fp32 W packed as the GEMM's A, kept while the model is frozen
   gemm::Bf16RowStrips rows12_;    // native bf16 at batches of whole 32-sample panels (row_strips)
   const float* rows12_key_ = nullptr;
