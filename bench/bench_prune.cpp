@@ -3,10 +3,13 @@
 //      (medians of repeats), and the crossover density below which the sparse kernel wins
 //      (paper: 2.5% on the GPU);
 //  (b) a pruned CaffeNet at batch 1: per-layer dense vs sparse GEMM time at Han et al.'s
-//      densities (and at the uniform conv 11% / fc 9% profile), summed, plus an end-to-end
-//      estimate (measured dense forward with the dense GEMM time swapped for the sparse one);
+//      densities (and at the uniform conv 11% / fc 9% profile), summed, an end-to-end estimate
+//      (measured dense forward with the dense GEMM time swapped for the sparse one), and the
+//      pruned model measured end to end with the engine's dense and sparse kernels
+//      (SparsePolicy off / auto: the direct sparse conv, not the GEMM of the estimate);
 //  (c) --lenet MODEL: prune a trained LeNet (Fashion-MNIST) to 50/25/10/5%, retrain, report
-//      accuracy vs density and the pruned model's per-layer dense vs sparse GEMM time.
+//      accuracy vs density, the pruned model's per-layer dense vs sparse GEMM time, and its
+//      end-to-end time with the dense and sparse kernels at batch 1 and --batch.
 //   bench_prune [--threads T] [--json PATH] [--quick] [--cputime] [--no-sweep] [--no-caffenet]
 //               [--lenet MODEL [--retrain-epochs E] [--lr LR] [--limit N] [--batch B]
 //                [--skip-first-conv] [--skip-last-fc]]
@@ -26,6 +29,7 @@
 #include "deftnn/data.h"
 #include "deftnn/gemm.h"
 #include "deftnn/io.h"
+#include "deftnn/profile.h"
 #include "deftnn/prune.h"
 #include "deftnn/rng.h"
 #include "deftnn/train.h"
@@ -285,9 +289,50 @@ void json_layers(FILE* f, const std::vector<LayerTime>& ls) {
   std::fprintf(f, "]");
 }
 
+// End to end, measured (not estimated): the unpruned model, the pruned one with the dense
+// kernels (SparsePolicy::off: the zeros multiplied like any weight) and the pruned one with the
+// sparse kernels where the policy picks them (automatic), all frozen, in alternating rounds;
+// medians of the round medians.
+struct E2E { int64_t batch = 0; double base_ms = 0, dense_ms = 0, sparse_ms = 0; };
+E2E time_e2e(Model& base, Model& pruned, int64_t batch) {
+  Shape sh{batch};
+  sh.insert(sh.end(), base.input_shape().begin(), base.input_shape().end());
+  Tensor x(sh);
+  Rng rng(5);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(rng.uniform());
+  const SparsePolicy saved = sparse_policy();
+  base.freeze(true);
+  pruned.freeze(true);
+  std::vector<double> tb, td, ts;
+  for (int r = 0; r < (g_quick ? 3 : 7); ++r) {
+    set_sparse_policy(SparsePolicy::off);
+    tb.push_back(time_ms([&] { base.forward(x); }).med);
+    td.push_back(time_ms([&] { pruned.forward(x); }).med);
+    set_sparse_policy(SparsePolicy::automatic);
+    ts.push_back(time_ms([&] { pruned.forward(x); }).med);
+  }
+  set_sparse_policy(saved);
+  base.freeze(false);
+  pruned.freeze(false);
+  return {batch, median(tb), median(td), median(ts)};
+}
+
+void print_e2e(const E2E& e) {
+  std::printf("measured end to end, batch %lld: unpruned %.3f ms; pruned, dense kernels %.3f ms "
+              "(%.2fx); pruned, sparse kernels (--sparse auto) %.3f ms (%.2fx)\n",
+              (long long)e.batch, e.base_ms, e.dense_ms, e.base_ms / e.dense_ms, e.sparse_ms,
+              e.base_ms / e.sparse_ms);
+}
+
+void json_e2e(FILE* f, const E2E& e) {
+  std::fprintf(f, "{\"batch\": %lld, \"unpruned_ms\": %.4f, \"pruned_dense_ms\": %.4f, "
+                  "\"pruned_sparse_ms\": %.4f}",
+               (long long)e.batch, e.base_ms, e.dense_ms, e.sparse_ms);
+}
+
 // ---- (b) pruned CaffeNet ----
 struct Profile { std::string name; std::vector<std::pair<std::string, double>> density; };
-struct CaffeResult { Profile p; std::vector<LayerTime> layers; Ms forward_dense; };
+struct CaffeResult { Profile p; std::vector<LayerTime> layers; Ms forward_dense; E2E e2e; };
 
 std::vector<CaffeResult> run_caffenet() {
   // Han et al. 2015, Table 4 (AlexNet): per-layer densities after pruning + retraining
@@ -313,7 +358,7 @@ std::vector<CaffeResult> run_caffenet() {
     o.layer_density = p.density;
     const PruneResult pr = prune_by_magnitude(mp, 1.0, o);
     std::printf("profile %s: %.1f%% of conv/fc weights kept\n", p.name.c_str(), 100 * pr.density());
-    CaffeResult r{p, time_layers(mp, 1), fwd};
+    CaffeResult r{p, time_layers(mp, 1), fwd, {}};
     print_layers(r.layers);
     for (int k = 0; k < 2; ++k) {
       const double f = k ? fwd.min : fwd.med;
@@ -324,6 +369,8 @@ std::vector<CaffeResult> run_caffenet() {
                   "with the dense kernel %.2f ms, with the sparse kernel %.2f ms -> %.2fx\n",
                   k ? "minima " : "medians", f, other, other + d, other + s, (other + d) / (other + s));
     }
+    r.e2e = time_e2e(m, mp, 1);
+    print_e2e(r.e2e);
     out.push_back(std::move(r));
   }
   return out;
@@ -333,6 +380,7 @@ std::vector<CaffeResult> run_caffenet() {
 struct LenetRow {
   double density, kept_density, acc_pruned, acc_retrained;
   std::vector<LayerTime> b1, bN;
+  E2E e1, eN;
 };
 
 struct LenetResult { std::string model; double acc_dense; int epochs; double lr; int64_t batch;
@@ -357,7 +405,7 @@ LenetResult run_lenet(const std::string& path, int epochs, double lr, int64_t li
   for (const double d : {0.5, 0.25, 0.10, 0.05}) {
     Model m = load_model(path);
     const PruneResult pr = prune_by_magnitude(m, d, popt);
-    LenetRow row{d, pr.density(), evaluate(m, te, 256, false).top1, 0, {}, {}};
+    LenetRow row{d, pr.density(), evaluate(m, te, 256, false).top1, 0, {}, {}, {}, {}};
     TrainConfig cfg;
     cfg.epochs = epochs;
     cfg.lr = lr;
@@ -370,6 +418,8 @@ LenetResult run_lenet(const std::string& path, int epochs, double lr, int64_t li
     std::fflush(stdout);
     row.b1 = time_layers(m, 1);
     row.bN = time_layers(m, batch);
+    row.e1 = time_e2e(m0, m, 1);
+    row.eN = time_e2e(m0, m, batch);
     res.rows.push_back(std::move(row));
   }
   for (const auto& r : res.rows) {
@@ -377,6 +427,8 @@ LenetResult run_lenet(const std::string& path, int epochs, double lr, int64_t li
     print_layers(r.b1);
     std::printf("batch %lld\n", (long long)batch);
     print_layers(r.bN);
+    print_e2e(r.e1);
+    print_e2e(r.eN);
   }
   return res;
 }
@@ -466,6 +518,8 @@ int main(int argc, char** argv) {
         std::fprintf(f, "%s\n  {\"profile\": \"%s\", \"forward_dense_ms\": %.4f, \"layers\": ",
                      i ? "," : "", cn[i].p.name.c_str(), cn[i].forward_dense.med);
         json_layers(f, cn[i].layers);
+        std::fprintf(f, ", \"end_to_end\": ");
+        json_e2e(f, cn[i].e2e);
         std::fprintf(f, "}");
       }
       std::fprintf(f, "]");
@@ -482,7 +536,11 @@ int main(int argc, char** argv) {
           json_layers(f, r.b1);
           std::fprintf(f, ", \"layers_batch\": ");
           json_layers(f, r.bN);
-          std::fprintf(f, "}");
+          std::fprintf(f, ", \"end_to_end\": [");
+          json_e2e(f, r.e1);
+          std::fprintf(f, ", ");
+          json_e2e(f, r.eN);
+          std::fprintf(f, "]}");
         }
         std::fprintf(f, "]}");
       }

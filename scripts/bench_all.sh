@@ -48,6 +48,9 @@ $PY bench/peers/fission_peers.py --deftnn build/deftnn --threads "$THREADS" --ba
 step "Synapse vector elimination per layer (50% retained)"
 build/bench/bench_sve_layers --json "$OUT/sve_layers.json"
 
+step "Magnitude-pruning baseline: dense vs CSR kernels by density, pruned CaffeNet end to end"
+build/bench/bench_prune --quick --json "$OUT/prune.json"
+
 # End-to-end elimination needs trained, optimised and refined models (hours of training: not
 # made here). Give them as "DENSE REFINED..." pairs: SVE_LENET="lenet.deft lenet-ref/refined_0.2.deft"
 # (likewise SVE_CIFARNET); one thread, batch 64, thread CPU time and wall time.

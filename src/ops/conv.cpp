@@ -229,6 +229,22 @@ inline void finish(float* y, const float* res, bool relu, int64_t n) {
     }
 }
 
+// Writes output plane o of group gi of image n from src (P values) with the bias, then the
+// fused residual and ReLU (finish): the copy out of a side-by-side GEMM result.
+struct PlaneOut {
+  float* y;
+  int64_t ystride, O, Og, P;
+  const float* b;
+  const float* res;
+  bool relu;
+  void operator()(const float* src, int64_t n, int64_t gi, int64_t o) const {
+    float* dst = y + n * ystride + (gi * Og + o) * P;
+    const float bv = b ? b[gi * Og + o] : 0.0f;
+    for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bv;
+    if (res || relu) finish(dst, res ? res + (n * O + gi * Og + o) * P : nullptr, relu, P);
+  }
+};
+
 }  // namespace
 
 void Conv::build_columns(const ConvGeom& g, bool ident, int64_t gi, const float* xg, float* col,
@@ -528,15 +544,9 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
       for (int64_t i = 0; i < nb; ++i)
         build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
       gemm(gi, L, wg, K, col, 0.0f, yb);
+      const PlaneOut out_plane{y, ystride, O, Og, P, b, res, relu};
       for (int64_t i = 0; i < nb; ++i)
-        for (int64_t o = 0; o < Og; ++o) {
-          const float* src = yb + o * L + i * P;
-          float* dst = y + (n0 + i) * ystride + (gi * Og + o) * P;
-          const float bv = b ? b[gi * Og + o] : 0.0f;
-          for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bv;
-          if (res || relu)
-            finish(dst, res ? res + ((n0 + i) * O + gi * Og + o) * P : nullptr, relu, P);
-        }
+        for (int64_t o = 0; o < Og; ++o) out_plane(yb + o * L + i * P, n0 + i, gi, o);
     }
   });
 }
@@ -585,16 +595,10 @@ void Conv::forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, c
       float* yb = nb == 1 ? y + n0 * ystride + gi * Og * P : ybuf_[t].get(Og * L);
       spmm(sp[static_cast<size_t>(gi)], B, L, L, yb, L);
       if (nb == 1 && !b && !res && !relu) continue;
+      const PlaneOut out_plane{y, ystride, O, Og, P, b, res, relu};
       auto rows = [&](int64_t lo, int64_t hi) {
-        for (int64_t q = lo; q < hi; ++q) {
-          const int64_t i = q / Og, o = q % Og;
-          const float* src = yb + o * L + i * P;
-          float* dst = y + (n0 + i) * ystride + (gi * Og + o) * P;
-          const float bv = b ? b[gi * Og + o] : 0.0f;
-          for (int64_t p = 0; p < P; ++p) dst[p] = src[p] + bv;
-          if (res || relu)
-            finish(dst, res ? res + ((n0 + i) * O + gi * Og + o) * P : nullptr, relu, P);
-        }
+        for (int64_t q = lo; q < hi; ++q)
+          out_plane(yb + q % Og * L + q / Og * P, n0 + q / Og, gi, q % Og);
       };
       const int64_t nrows = nb * Og;
       if (nrows * P >= kParallelMin && !omp_in_parallel()) {
