@@ -316,6 +316,17 @@ TEST(SparseCli, PruneWritesAModelThatRunsSparse) {
                           "DEFTNN_VERBOSE=1 "),
             0);
   EXPECT_EQ(log.find("CSR"), std::string::npos) << log;
+#ifdef DEFTNN_HAVE_ONNX
+  // ONNX out (the zeros in dense initialisers) and back in: still 5% dense in conv2.
+  const std::string onnx = dir + "/prune_out.onnx";
+  ASSERT_EQ(test::run_cli("prune " + base + " -o " + onnx + " --density 0.05 --retrain-epochs 0 --limit 64", &log), 0) << log;
+  ASSERT_EQ(test::run_cli("--sparse auto bench " + onnx + " --batch 2 --iters 1 --warmup 0", &log,
+                          "DEFTNN_VERBOSE=1 "),
+            0)
+      << log;
+  EXPECT_NE(line("conv2").find("CSR spmm (weight density 5.0%)"), std::string::npos) << log;
+  std::remove(onnx.c_str());
+#endif
   EXPECT_NE(test::run_cli("prune " + base + " -o " + out + " --layer nosuch=0.1 --limit 64", &log), 0);
   EXPECT_NE(log.find("nosuch"), std::string::npos) << log;
   EXPECT_NE(test::run_cli("prune " + dir + "/missing.deft -o " + out, &log), 0);

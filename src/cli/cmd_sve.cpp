@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "cli/common.h"
+#include "deftnn/onnx.h"
 #include "deftnn/optimize.h"
 #include "deftnn/prune.h"
 
@@ -609,8 +610,8 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   auto* c_pr = app.add_subcommand(
       "prune", "magnitude pruning (Han et al.), the baseline of synapse vector elimination: zero each "
                "conv/fc layer's smallest weights, retrain with them held at zero, save");
-  c_pr->add_option("model", pa->model, "trained model file")->required();
-  c_pr->add_option("-o,--out", pa->out, "where to save the pruned model")->required();
+  c_pr->add_option("model", pa->model, "trained model file (.deft or .onnx)")->required();
+  c_pr->add_option("-o,--out", pa->out, "where to save the pruned model (.onnx: as ONNX)")->required();
   c_pr->add_option("--density", pa->density, "fraction of each layer's weights kept")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   c_pr->add_option("--conv-density", pa->conv_density, "conv layers' density (default: --density)")
@@ -630,7 +631,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_pr->add_option("--json", pa->json_path, "write densities and accuracies as JSON");
   add_data_options(c_pr, pa->data);
   registry.add(c_pr, [pa] {
-    Model m = load_model(pa->model);
+    Model m = load_any_model(pa->model);
     PruneOptions po;
     po.per_layer = !pa->global;
     po.skip_first_conv = pa->skip_first_conv;
@@ -682,8 +683,11 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
                 100 * before.top1, 100 * after.top1, 100 * (before.top1 - after.top1), 100 * pr.density());
     char dens[32];
     std::snprintf(dens, sizeof dens, "%.6f", pr.density());
-    save_model(m, pa->out, {{"pruned_from", pa->model}, {"pruned_density", dens},
-                            {"pruned_retrain_epochs", std::to_string(pa->epochs)}});
+    if (is_onnx_path(pa->out))
+      save_any_model(m, pa->out);   // ONNX: the pruned weights as zeros in dense initialisers
+    else
+      save_model(m, pa->out, {{"pruned_from", pa->model}, {"pruned_density", dens},
+                              {"pruned_retrain_epochs", std::to_string(pa->epochs)}});
     std::printf("wrote %s (run it with the CSR kernels: deftnn --sparse auto|on|off bench %s)\n",
                 pa->out.c_str(), pa->out.c_str());
     json layers = json::array();
