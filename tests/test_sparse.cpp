@@ -312,6 +312,12 @@ TEST(SparseCli, PruneWritesAModelThatRunsSparse) {
   EXPECT_NE(line("conv2").find("CSR spmm (weight density 5.0%)"), std::string::npos) << log;
   EXPECT_NE(line("ip1").find("CSR spmm"), std::string::npos) << log;
   EXPECT_EQ(line("ip2").find("CSR"), std::string::npos) << log;
+  ASSERT_EQ(test::run_cli("info " + out, &log), 0) << log;
+  EXPECT_NE(log.find("conv2 5.0% (sparse)"), std::string::npos) << log;
+  EXPECT_NE(log.find("ip2 50.0%"), std::string::npos) << log;
+  EXPECT_EQ(log.find("ip2 50.0% (sparse)"), std::string::npos) << log;
+  ASSERT_EQ(test::run_cli("info " + base, &log), 0) << log;
+  EXPECT_EQ(log.find("pruned weights"), std::string::npos) << log;
   ASSERT_EQ(test::run_cli("--sparse off bench " + out + " --batch 2 --iters 1 --warmup 0", &log,
                           "DEFTNN_VERBOSE=1 "),
             0);

@@ -464,6 +464,26 @@ int main(int argc, char** argv) {
     } else if (c_info->parsed()) {
       Model m = open_model(info_model, parse_shape(info_input), info_classes);
       std::printf("%s", m.summary(info_batch).c_str());
+      // A pruned model: each conv / fc weight's density, and whether --sparse auto runs it on
+      // the CSR kernels.
+      std::string pruned;
+      for (const Node& n : m.nodes()) {
+        const std::string t = n.layer->type();
+        const Param* w = n.layer->param("weight");
+        if ((t != "conv" && t != "fc") || !w || w->value.numel() == 0) continue;
+        const Tensor& v = w->value;
+        const int64_t nnz = std::count_if(v.data(), v.data() + v.numel(), [](float x) { return x != 0.0f; });
+        const double d = static_cast<double>(nnz) / static_cast<double>(v.numel());
+        if (d > 0.99) continue;
+        const int64_t groups = t == "conv" ? n.layer->attrs().get_int("groups", 1) : 1;
+        char buf[128];
+        std::snprintf(buf, sizeof buf, "%s%s %.1f%%%s", pruned.empty() ? "" : ", ", n.name.c_str(), 100 * d,
+                      sparse_pays(t, d, v.dim(0) / groups) ? " (sparse)" : "");
+        pruned += buf;
+      }
+      if (!pruned.empty())
+        std::printf("pruned weights (non-zeros; '(sparse)': CSR kernels under --sparse %s): %s\n",
+                    sparse_policy_name(sparse_policy()), pruned.c_str());
     } else if (c_demo->parsed()) {
       std::printf("deftnn demo: Caffe LeNet on Fashion-MNIST (%d epochs)\n", dc.epochs);
       Dataset tr = load_data(demo_data, true, "lenet");
