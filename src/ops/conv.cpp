@@ -551,6 +551,14 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   });
 }
 
+// Whether the sparse path runs as a direct sparse conv (forward_sparse_direct): stride 1, and a
+// (padded) image small enough for 32-bit element offsets.
+bool Conv::sparse_direct(const ConvGeom& g) {
+  const int64_t Hp = std::max(g.H, g.OH + (g.kh - 1) * g.dh) + g.pt;
+  const int64_t Wp = std::max(g.W, g.OW + (g.kw - 1) * g.dw) + g.pl;
+  return g.sh == 1 && g.sw == 1 && g.C * Hp * Wp < (int64_t{1} << 31);
+}
+
 // The sparse inference path (see forward): per chunk of images side by side, the column
 // matrix (im2col of the retained rows when eliminated; a 1x1 conv's image read in place) times
 // the group's CSR weights, then bias, fused residual and ReLU on the way to the output.
@@ -564,7 +572,7 @@ void Conv::forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, c
   if (kernel_report_enabled()) {
     char dens[32];
     std::snprintf(dens, sizeof dens, "%.1f%%", 100.0 * sparse_.density());
-    const bool direct = g.sh == 1 && g.sw == 1;
+    const bool direct = sparse_direct(g);
     last_kernel_ = std::string(direct ? "direct sparse conv (no im2col: each weight reads its "
                                         "shifted input plane)"
                                : eliminated() ? "im2col of the " + std::to_string(kept_) +
@@ -573,7 +581,7 @@ void Conv::forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, c
                                               : "im2col") +
                    " + CSR spmm (weight density " + dens + ") " + active_spmm_kernel() + fused;
   }
-  if (g.sh == 1 && g.sw == 1) {
+  if (sparse_direct(g)) {
     forward_sparse_direct(sp, g, x, b, res, relu, y, ystride);
     return;
   }

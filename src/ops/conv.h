@@ -96,6 +96,7 @@ class Conv final : public Layer {
   void forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
                       const float* b, const float* res, bool relu, float* y, int64_t ystride,
                       const std::string& fused);
+  static bool sparse_direct(const ConvGeom& g);
   void forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
                              const float* b, const float* res, bool relu, float* y,
                              int64_t ystride);
