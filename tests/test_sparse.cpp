@@ -1,5 +1,5 @@
-// Sparse inference of pruned layers (deftnn/prune.h, SparsePolicy): conv (direct sparse at
-// stride 1, im2col + spmm otherwise) and fc against naive formulas on odd shapes, every ISA path
+// Sparse inference of pruned layers (deftnn/prune.h, SparsePolicy): conv (direct sparse, any
+// stride, padding, dilation, groups) and fc against naive formulas on odd shapes, every ISA path
 // and 1 / 2 threads; inside a fused model against the dense kernels; the policy's choice; and
 // `deftnn prune` on the command line.
 #include <gtest/gtest.h>
@@ -71,7 +71,7 @@ TEST(SparseInference, ConvMatchesNaiveConvOnPrunedWeights) {
   const std::vector<ConvCase> cases = {
       // N  C   H   W   O  kh kw sh sw pt pl pb pr dh dw G
       {1, 3, 7, 9, 4, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1},        // unpadded 3x3: read in place
-      {3, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},        // stride 2: im2col + spmm
+      {3, 3, 9, 7, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},        // stride 2: per-row spmm
       {1, 4, 11, 13, 6, 5, 5, 1, 1, 2, 2, 2, 2, 1, 1, 2},      // pad 2, groups 2, one image
       {3, 8, 9, 9, 12, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 4},       // groups 4, three images
       {1, 3, 11, 12, 4, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 1},      // dilation 2
@@ -80,6 +80,9 @@ TEST(SparseInference, ConvMatchesNaiveConvOnPrunedWeights) {
       {5, 17, 12, 12, 33, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 1},    // LeNet's conv2 shape, odd sizes
       {1, 7, 13, 13, 17, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     // one image, 17 channels
       {2, 3, 35, 35, 4, 11, 11, 4, 4, 0, 0, 0, 0, 1, 1, 1},    // k11 s4 (AlexNet's conv1)
+      {1, 6, 9, 8, 9, 3, 3, 2, 1, 1, 0, 1, 0, 1, 1, 3},        // strides 2 x 1, groups 3
+      {2, 2, 6, 6, 2, 3, 3, 1, 2, 1, 0, 0, 1, 1, 2, 1},        // stride 1 x 2, dilation w 2
+      {1, 4, 9, 9, 5, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1},        // 1x1 stride 2 (a downsample)
   };
   SparsePolicyGuard policy;
   KernelReportGuard report;
@@ -109,9 +112,7 @@ TEST(SparseInference, ConvMatchesNaiveConvOnPrunedWeights) {
                                  " threads " + std::to_string(nt);
         expect_close(frozen_forward(*l, x), want, what);
         EXPECT_NE(l->last_kernel().find("CSR spmm"), std::string::npos) << what << ": " << l->last_kernel();
-        if (c.sh == 1 && c.sw == 1) {
-          EXPECT_NE(l->last_kernel().find("direct sparse"), std::string::npos) << what;
-        }
+        EXPECT_NE(l->last_kernel().find("direct sparse"), std::string::npos) << what;
         // The second call reuses the CSR matrices.
         expect_close(frozen_forward(*l, x), want, what + " (again)");
         set_sparse_policy(SparsePolicy::off);

@@ -55,8 +55,8 @@ const char* active_spmm_kernel();
 // Sparse inference of pruned layers: the baseline's sparse kernel run inside the model, so that
 // a pruned network is timed end to end (§5.8), not only GEMM by GEMM. A conv or fc layer of a
 // frozen model (Model::freeze) at inference, with fp32 weights (no reduced format), keeps its
-// weights in CSR (one matrix per group, built once, like the packed weights) and runs
-// im2col + spmm (fc: spmm on X^T) instead of the dense kernels, with the same bias, fused
+// weights in CSR (one matrix per group, built once, like the packed weights) and runs a
+// direct sparse convolution (fc: spmm on X^T) instead of the dense kernels, with the same bias, fused
 // residual, ReLU and concat-slice output. The sum order differs from the dense kernels' (the
 // results agree to rounding). `automatic` (the default) runs a layer sparse where its weight
 // density is at most sparse_auto_density(kind) - the crossover measured on this machine (see

@@ -191,10 +191,10 @@ const char* sparse_policy_name(SparsePolicy p) {
 //     of the FMA peak), conv2 1.39 / 1.83 / 3.32; ip1 0.90 / 1.15 / 1.63; ip2 (10 x 500) 0.57-0.66
 //     at any density.
 //   CaffeNet, batch 1: conv2 0.77 / 1.18 / 2.57 at 40 / 25 / 10%, conv3-5 0.56-0.66 / 0.83-0.85
-//     / 1.82-2.04, conv1 (stride 4: im2col + spmm) 0.44 / 0.57 / 0.96; fc6-8 0.92-1.15 / 1.39-1.94
-//     / 4.1-4.7.
+//     / 1.82-2.04, conv1 (stride 4, phase-split copy) 0.98 / 1.28 at 25 / 10%; fc6-8 0.92-1.15
+//     / 1.39-1.94 / 4.1-4.7.
 //   CaffeNet, batch 32: conv3-5 0.54-0.65 / 1.04-1.16 / 1.68-1.82 at 30 / 15 / 8%, conv2 1.06 /
-//     2.02 / 3.41, conv1 0.53 / 0.84 / 1.09; fc6-8 0.80-0.92 / 1.50-1.64 / 2.1-2.8.
+//     2.02 / 3.41, conv1 1.75 / 2.66 at 15 / 8%; fc6-8 0.80-0.92 / 1.50-1.64 / 2.1-2.8.
 // So convs from 15% down, fc layers from 20% down with at least 64 outputs (below that the
 // transposes and the single-row-tile kernel cost more than the dense kernel's whole call).
 double sparse_auto_density(const std::string& kind) { return kind == "fc" ? 0.20 : 0.15; }

@@ -296,11 +296,12 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   // Reduced-format weights at inference only; training drops them (the weights will change).
   const bool fis = fission_.active() && !ctx.training;
   if (ctx.training) drop_packed();
-  // A pruned conv of a frozen model at inference runs im2col + CSR spmm where the sparse policy
-  // picks it for its weight density (include/deftnn/prune.h): the magnitude-pruning baseline's
-  // sparse kernel, end to end. fp32 weights only (a reduced format is a dense one).
+  // A pruned conv of a frozen model at inference runs a direct sparse conv (CSR spmm on the
+  // image, forward_sparse_direct) where the sparse policy picks it for its weight density
+  // (include/deftnn/prune.h): the magnitude-pruning baseline's sparse kernel, end to end. fp32
+  // weights only (a reduced format is a dense one).
   const std::vector<CsrMatrix>* sp =
-      !fis && !ctx.training && ctx.frozen
+      !fis && !ctx.training && ctx.frozen && sparse_direct(g)
           ? sparse_.get("conv", w, groups_, out_ / groups_, depth(g))
           : nullptr;
   // 3x3 stride-1 inference of a frozen model: Winograd F(2x2, 3x3) where the policy picks it
@@ -551,96 +552,54 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   });
 }
 
-// Whether the sparse path runs as a direct sparse conv (forward_sparse_direct): stride 1, and a
-// (padded) image small enough for 32-bit element offsets.
+// Whether the sparse path can run this geometry (forward_sparse_direct): a (padded) image small
+// enough for 32-bit element offsets; a bigger one runs the dense kernels.
 bool Conv::sparse_direct(const ConvGeom& g) {
-  const int64_t Hp = std::max(g.H, g.OH + (g.kh - 1) * g.dh) + g.pt;
-  const int64_t Wp = std::max(g.W, g.OW + (g.kw - 1) * g.dw) + g.pl;
-  return g.sh == 1 && g.sw == 1 && g.C * Hp * Wp < (int64_t{1} << 31);
+  const int64_t Hp = std::max(g.H, (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1) + g.pt;
+  const int64_t Wp = std::max(g.W, (g.OW - 1) * g.sw + (g.kw - 1) * g.dw + 1) + g.pl + g.sw;
+  return g.C * Hp * Wp < (int64_t{1} << 31);
 }
 
-// The sparse inference path (see forward): per chunk of images side by side, the column
-// matrix (im2col of the retained rows when eliminated; a 1x1 conv's image read in place) times
-// the group's CSR weights, then bias, fused residual and ReLU on the way to the output.
+// The sparse inference path (see forward): the kernel report, then the direct sparse conv.
 void Conv::forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
                           const float* b, const float* res, bool relu, float* y, int64_t ystride,
                           const std::string& fused) {
-  const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
-  const int64_t K = depth(g), P = g.cols(), HW = g.H * g.W;
-  const bool ident = !eliminated() && g.identity();
-  const float* xd = x.data();
   if (kernel_report_enabled()) {
     char dens[32];
     std::snprintf(dens, sizeof dens, "%.1f%%", 100.0 * sparse_.density());
-    const bool direct = sparse_direct(g);
-    last_kernel_ = std::string(direct ? "direct sparse conv (no im2col: each weight reads its "
-                                        "shifted input plane)"
-                               : eliminated() ? "im2col of the " + std::to_string(kept_) +
-                                                    " retained rows"
-                               : ident        ? "1x1, no im2col"
-                                              : "im2col") +
+    last_kernel_ = std::string("direct sparse conv (no im2col: each weight reads its shifted "
+                               "input plane)") +
+                   (eliminated() ? ", " + std::to_string(kept_) + " retained rows" : "") +
                    " + CSR spmm (weight density " + dens + ") " + active_spmm_kernel() + fused;
   }
-  if (sparse_direct(g)) {
-    forward_sparse_direct(sp, g, x, b, res, relu, y, ystride);
-    return;
-  }
-  const int used = plan_threads(N, 2.0 * O * P * K * sparse_.density());
-  const int64_t chunk = plan_chunk(g, K, N, used);
-  if (static_cast<int>(col_.size()) < used) col_.resize(used);
-  if (static_cast<int>(ybuf_.size()) < used) ybuf_.resize(used);
-  for_chunks(N, chunk, used, [&](int64_t n0, int64_t n1, int t) {
-    const int64_t nb = n1 - n0, L = nb * P;
-    for (int64_t gi = 0; gi < groups_; ++gi) {
-      const float* B = xd + (n0 * C + gi * g.C) * HW;
-      if (nb > 1 || !ident) {
-        float* col = col_[t].get(K * L);
-        for (int64_t i = 0; i < nb; ++i)
-          build_columns(g, ident, gi, xd + ((n0 + i) * C + gi * g.C) * HW, col + i * P, L);
-        B = col;
-      }
-      // One image: straight into its output planes; several: side by side, then copied out.
-      float* yb = nb == 1 ? y + n0 * ystride + gi * Og * P : ybuf_[t].get(Og * L);
-      spmm(sp[static_cast<size_t>(gi)], B, L, L, yb, L);
-      if (nb == 1 && !b && !res && !relu) continue;
-      const PlaneOut out_plane{y, ystride, O, Og, P, b, res, relu};
-      auto rows = [&](int64_t lo, int64_t hi) {
-        for (int64_t q = lo; q < hi; ++q)
-          out_plane(yb + q % Og * L + q / Og * P, n0 + q / Og, gi, q % Og);
-      };
-      const int64_t nrows = nb * Og;
-      if (nrows * P >= kParallelMin && !omp_in_parallel()) {
-#pragma omp parallel
-        {
-          const auto [lo, hi] = thread_share(nrows, omp_get_thread_num(), omp_get_num_threads());
-          if (lo < hi) rows(lo, hi);
-        }
-      } else {
-        rows(0, nrows);
-      }
-    }
-  });
+  forward_sparse_direct(sp, g, x, b, res, relu, y, ystride);
 }
 
-// Stride 1: no column matrix. Output row oh, column ow of the image padded to Hp x Wp (Hp =
-// OH + (kh - 1) dh, Wp = OW + (kw - 1) dw) reads, for weight (c, i, j), element
-// c * plane + (oh + i dh) * Wp + ow + j dw: the output computed Wp columns wide ("wide rows",
-// the last kw - 1 columns of each discarded) is a CSR spmm whose B row for the weight starts at
-// offset c * plane + i dh Wp + j dw of the padded image (Park et al. 2017, direct sparse
-// convolution). An unpadded image is read in place; else each thread pads a copy. Threads over
-// images, or over each image's output channels at batch 1.
+// No column matrix. Weight (c, i, j) multiplies, for output (oh, ow), the padded input at row
+// oh sh + i dh and column ow sw + j dw. The image is copied padded and split by column phase
+// (sw phases of Wq columns per row: element (c, r, ph, m) is padded column m sw + ph), so that
+// along ow the weight reads consecutive floats of one phase from c * plane + i dh (sw Wq) +
+// ((j dw) % sw) Wq + (j dw) / sw: the CSR column index becomes that element offset and each
+// output row is a CSR spmm of OW columns (Park et al. 2017, direct sparse convolution). At
+// stride 1 an unpadded image is read in place, and the output is computed Wp columns wide
+// across rows ("wide rows", the last kw - 1 columns of each discarded): one spmm per image.
+// Threads over images, or over each image's output channels when there are too few images.
 void Conv::forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeom& g,
                                  const Tensor& x, const float* b, const float* res, bool relu,
                                  float* y, int64_t ystride) {
   const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
   const int64_t P = g.cols(), HW = g.H * g.W;
-  const int64_t Hp = g.OH + (g.kh - 1) * g.dh, Wp = g.OW + (g.kw - 1) * g.dw;
-  // In place: no padding, and the image is exactly the padded extent.
-  const bool in_place = g.pt == 0 && g.pl == 0 && Wp == g.W && Hp <= g.H;
-  const int64_t plane = in_place ? HW : Hp * Wp;
-  const int64_t Nw = (g.OH - 1) * Wp + g.OW;   // wide output columns (through the last valid)
+  const int64_t sw = g.sw;
+  const int64_t Hp = (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+  const int64_t Wq = ((g.OW - 1) * sw + (g.kw - 1) * g.dw + 1 + sw - 1) / sw;   // per phase
+  const int64_t row = sw * Wq;                                                     // a padded row
+  const bool wide = g.sh == 1 && sw == 1;
+  // In place: stride 1, no padding, and the image is exactly the padded extent.
+  const bool in_place = wide && g.pt == 0 && g.pl == 0 && Wq == g.W && Hp <= g.H;
+  const int64_t plane = in_place ? HW : Hp * row;
+  const int64_t Nw = (g.OH - 1) * Wq + g.OW;   // wide rows: output columns through the last
   // The CSR matrices with element offsets for column indices, once per geometry.
-  if (sparse_off_.size() != sp.size() || sparse_off_plane_ != plane || sparse_off_wp_ != Wp ||
+  if (sparse_off_.size() != sp.size() || sparse_off_plane_ != plane || sparse_off_wp_ != row ||
       sparse_off_gen_ != sparse_.generation()) {
     sparse_off_ = sp;
     const int64_t taps = g.kh * g.kw;
@@ -648,10 +607,11 @@ void Conv::forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeo
       for (int32_t& c : sparse_off_[gi].col_idx) {
         const int64_t r = eliminated() ? retained_by_group_[gi][static_cast<size_t>(c)] : c;
         const int64_t ch = r / taps, i = r / g.kw % g.kh, j = r % g.kw;
-        c = static_cast<int32_t>(ch * plane + i * g.dh * Wp + j * g.dw);
+        const int64_t col = j * g.dw;
+        c = static_cast<int32_t>(ch * plane + i * g.dh * row + col % sw * Wq + col / sw);
       }
     sparse_off_plane_ = plane;
-    sparse_off_wp_ = Wp;
+    sparse_off_wp_ = row;
     sparse_off_gen_ = sparse_.generation();
   }
   const gemm::SpmmRowsFn kernel = gemm::spmm_rows_kernel(active_isa());
@@ -664,31 +624,33 @@ void Conv::forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeo
   const int used = static_cast<int>(std::min<int64_t>(nt, units));
   if (static_cast<int>(col_.size()) < used) col_.resize(used);
   if (static_cast<int>(ybuf_.size()) < used) ybuf_.resize(used);
-  // The padded copy of image n, group gi into d (C x Hp x Wp, zeros around).
+  // The padded, phase-split copy of image n, group gi into d (C x Hp x sw x Wq, zeros around).
   auto pad_copy = [&](int64_t n, int64_t gi, float* d) {
     const float* xg = x.data() + (n * C + gi * g.C) * HW;
     for (int64_t c = 0; c < g.C; ++c)
       for (int64_t r = 0; r < Hp; ++r) {
-        float* dr = d + (c * Hp + r) * Wp;
+        float* dr = d + (c * Hp + r) * row;
         const int64_t ih = r - g.pt;
         if (ih < 0 || ih >= g.H) {
-          std::fill(dr, dr + Wp, 0.0f);
+          std::fill(dr, dr + row, 0.0f);
           continue;
         }
         const float* sr = xg + (c * g.H + ih) * g.W;
-        for (int64_t w = 0; w < Wp; ++w) {
-          const int64_t iw = w - g.pl;
-          dr[w] = iw >= 0 && iw < g.W ? sr[iw] : 0.0f;
-        }
+        for (int64_t ph = 0; ph < sw; ++ph)
+          for (int64_t m = 0; m < Wq; ++m) {
+            const int64_t iw = m * sw + ph - g.pl;
+            dr[ph * Wq + m] = iw >= 0 && iw < g.W ? sr[iw] : 0.0f;
+          }
       }
   };
+  const int64_t copy_floats = g.C * Hp * row;
   // At batch < threads, every unit of an image shares one padded copy, made before.
   std::vector<float> shared_pad;
   if (!in_place && chunks > 1) {
-    shared_pad.resize(static_cast<size_t>(N * groups_ * g.C * Hp * Wp));
+    shared_pad.resize(static_cast<size_t>(N * groups_ * copy_floats));
     for (int64_t n = 0; n < N; ++n)
       for (int64_t gi = 0; gi < groups_; ++gi)
-        pad_copy(n, gi, shared_pad.data() + (n * groups_ + gi) * g.C * Hp * Wp);
+        pad_copy(n, gi, shared_pad.data() + (n * groups_ + gi) * copy_floats);
   }
 #pragma omp parallel for num_threads(used) schedule(dynamic, 1) if (used > 1)
   for (int64_t u = 0; u < units; ++u) {
@@ -699,23 +661,32 @@ void Conv::forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeo
     if (in_place) {
       src = x.data() + (n * C + gi * g.C) * HW;
     } else if (chunks > 1) {
-      src = shared_pad.data() + (n * groups_ + gi) * g.C * Hp * Wp;
+      src = shared_pad.data() + (n * groups_ + gi) * copy_floats;
     } else {
-      float* d = col_[t].get(g.C * Hp * Wp);
+      float* d = col_[t].get(copy_floats);
       pad_copy(n, gi, d);
       src = d;
     }
     const CsrMatrix& a = sparse_off_[static_cast<size_t>(gi)];
-    float* wide = ybuf_[t].get((o1 - o0) * Nw);
-    kernel(a.row_ptr.data() + o0, a.col_idx.data(), a.values.data(), 0, o1 - o0, src, 1, Nw,
-           wide, Nw);
-    for (int64_t o = o0; o < o1; ++o) {
-      const float* wr = wide + (o - o0) * Nw;
-      float* dst = y + n * ystride + (gi * Og + o) * P;
-      const float bv = b ? b[gi * Og + o] : 0.0f;
+    const int64_t* rp = a.row_ptr.data() + o0;
+    float* plane0 = y + n * ystride + (gi * Og + o0) * P;   // output plane o0
+    const PlaneOut out_plane{y, ystride, O, Og, P, b, res, relu};
+    if (wide) {
+      float* wbuf = ybuf_[t].get((o1 - o0) * Nw);
+      kernel(rp, a.col_idx.data(), a.values.data(), 0, o1 - o0, src, 1, Nw, wbuf, Nw);
+      for (int64_t o = o0; o < o1; ++o) {
+        // Gather the valid columns of each wide row in place (dst index <= source index).
+        float* wr = wbuf + (o - o0) * Nw;
+        for (int64_t oh = 1; oh < g.OH; ++oh)
+          std::memmove(wr + oh * g.OW, wr + oh * Wq, sizeof(float) * static_cast<size_t>(g.OW));
+        out_plane(wr, n, gi, o);
+      }
+    } else {
+      // One spmm per output row, straight into the output planes (rows P apart).
       for (int64_t oh = 0; oh < g.OH; ++oh)
-        for (int64_t ow = 0; ow < g.OW; ++ow) dst[oh * g.OW + ow] = wr[oh * Wp + ow] + bv;
-      if (res || relu) finish(dst, res ? res + (n * O + gi * Og + o) * P : nullptr, relu, P);
+        kernel(rp, a.col_idx.data(), a.values.data(), 0, o1 - o0, src + oh * g.sh * row, 1,
+               g.OW, plane0 + oh * g.OW, P);
+      for (int64_t o = o0; o < o1; ++o) out_plane(plane0 + (o - o0) * P, n, gi, o);
     }
   }
 }
