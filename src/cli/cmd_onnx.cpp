@@ -31,6 +31,9 @@ void do_run(const RunArgs& a) {
   if (Shape(x.shape().begin() + 1, x.shape().end()) != want)
     throw Error("--input '" + a.input + "' is " + shape_str(x.shape()) + " but the model takes [N] + " +
                 shape_str(want));
+  // An inference session (Model::freeze): the kernels bench times - Winograd, fused output
+  // passes, the sparse kernels of pruned layers - not the training path's.
+  m.freeze(true);
   const auto t0 = std::chrono::steady_clock::now();
   const Tensor& y = m.forward(x);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
