@@ -228,16 +228,20 @@ TEST(SparseInference, FusedModelMatchesDense) {
   EXPECT_NEAR(pr.density(), 0.1, 0.01);
   SparsePolicyGuard policy;
   KernelReportGuard report;
-  set_kernel_report_enabled(false);
+  set_kernel_report_enabled(true);
   for (int64_t batch : {1, 3}) {
     const Tensor x = random_tensor({batch, 4, 9, 10}, 21 + batch);
     m.freeze(false);
     const Tensor want = m.forward(x).clone();
     m.freeze(true);
-    set_sparse_policy(SparsePolicy::automatic);   // density 10%: sparse
+    set_sparse_policy(SparsePolicy::on);
     EXPECT_GT(m.fused_nodes(), 0);
     const Tensor got = m.forward(x).clone();
     expect_close(got, want, "batch " + std::to_string(batch));
+    for (const Node& n : m.nodes())
+      if (n.layer->type() == "conv" || n.layer->type() == "fc") {
+        EXPECT_NE(n.layer->last_kernel().find("CSR spmm"), std::string::npos) << n.name;
+      }
     m.freeze(false);
   }
 }
@@ -247,7 +251,7 @@ TEST(SparseInference, PolicyPicksByDensity) {
   KernelReportGuard report;
   set_kernel_report_enabled(true);
   auto l = make_layer("conv", Attrs().set("out_channels", 8).set("kernel", 3));
-  const Tensor x = random_tensor({2, 6, 9, 9}, 1);
+  const Tensor x = random_tensor({2, 32, 9, 9}, 1);   // K = 288
   l->infer({x.shape()});
   Rng rng(2);
   l->init_params(rng);
@@ -263,13 +267,31 @@ TEST(SparseInference, PolicyPicksByDensity) {
   ASSERT_LT(cut, 1.0);
   set_sparse_policy(SparsePolicy::automatic);
   EXPECT_FALSE(ran_sparse()) << "a dense layer";
-  prune_randomly(w, cut / 3, 4);
+  prune_randomly(w, cut / 3, 4);   // ~14 non-zeros per output
   EXPECT_TRUE(ran_sparse()) << "density well under the crossover";
   set_sparse_policy(SparsePolicy::off);
   EXPECT_FALSE(ran_sparse());
   w = dense.clone();
   set_sparse_policy(SparsePolicy::on);
   EXPECT_TRUE(ran_sparse()) << "on: even a dense layer";
+  // Under 8 non-zeros per output the layer writes more than it multiplies: dense under auto
+  // (a 1x1 conv of 16 channels at 5%), sparse under on.
+  {
+    auto p = make_layer("conv", Attrs().set("out_channels", 8).set("kernel", 1));
+    const Tensor x16 = random_tensor({1, 16, 7, 7}, 2);
+    p->infer({x16.shape()});
+    Rng r3(3);
+    p->init_params(r3);
+    prune_randomly(p->param("weight")->value, 0.05, 5);
+    set_sparse_policy(SparsePolicy::automatic);
+    frozen_forward(*p, x16);
+    EXPECT_EQ(p->last_kernel().find("CSR"), std::string::npos) << p->last_kernel();
+    set_sparse_policy(SparsePolicy::on);
+    p->invalidate();
+    frozen_forward(*p, x16);
+    EXPECT_NE(p->last_kernel().find("CSR"), std::string::npos) << p->last_kernel();
+  }
+  set_sparse_policy(SparsePolicy::on);
   // Training never runs sparse, frozen or not.
   Tensor y;
   RunContext train;

@@ -72,9 +72,10 @@ const char* sparse_policy_name(SparsePolicy p);
 // The density (non-zeros / weights) at or below which `automatic` runs a layer of this kind
 // ("conv" or "fc") sparse.
 double sparse_auto_density(const std::string& kind);
-// Whether the policy runs a layer of this kind, weight density and output rows (per group)
-// sparse: automatic also wants an fc layer of at least 64 outputs.
-bool sparse_pays(const std::string& kind, double density, int64_t rows);
+// Whether the policy runs a layer of this kind, weight density, output rows and depth (K per
+// group) sparse: automatic also wants 8 non-zeros per output on average (density * depth) and
+// an fc layer of at least 64 outputs.
+bool sparse_pays(const std::string& kind, double density, int64_t rows, int64_t depth);
 
 // ---------------------------------------------------------------------------------------------
 // Magnitude pruning

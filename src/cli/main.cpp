@@ -478,7 +478,7 @@ int main(int argc, char** argv) {
         const int64_t groups = t == "conv" ? n.layer->attrs().get_int("groups", 1) : 1;
         char buf[128];
         std::snprintf(buf, sizeof buf, "%s%s %.1f%%%s", pruned.empty() ? "" : ", ", n.name.c_str(), 100 * d,
-                      sparse_pays(t, d, v.dim(0) / groups) ? " (sparse)" : "");
+                      sparse_pays(t, d, v.dim(0) / groups, v.numel() / v.dim(0)) ? " (sparse)" : "");
         pruned += buf;
       }
       if (!pruned.empty())

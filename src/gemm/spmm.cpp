@@ -197,14 +197,19 @@ const char* sparse_policy_name(SparsePolicy p) {
 //     2.02 / 3.41, conv1 1.75 / 2.66 at 15 / 8%; fc6-8 0.80-0.92 / 1.50-1.64 / 2.1-2.8.
 // So convs from 15% down, fc layers from 20% down with at least 64 outputs (below that the
 // transposes and the single-row-tile kernel cost more than the dense kernel's whole call).
+// And at least 8 non-zeros per output on average: with fewer, writing the output is the work,
+// and the sparse kernel's separate output pass loses. SqueezeNet pruned to 10%, batch 1: its
+// first conv (K = 27, 2.7 non-zeros an output) 0.38x, the 16 -> 64 expand1x1 convs (1.6)
+// 0.47-0.57x, the 64-channel squeeze (6.4) 0.79x; from 12.8 (squeeze of 128) 1.07-1.36x.
 double sparse_auto_density(const std::string& kind) { return kind == "fc" ? 0.20 : 0.15; }
 
-bool sparse_pays(const std::string& kind, double density, int64_t rows) {
+bool sparse_pays(const std::string& kind, double density, int64_t rows, int64_t depth) {
   switch (sparse_policy()) {
     case SparsePolicy::off: return false;
     case SparsePolicy::on: return true;
     case SparsePolicy::automatic:
-      return density <= sparse_auto_density(kind) && (kind != "fc" || rows >= 64);
+      return density <= sparse_auto_density(kind) && density * static_cast<double>(depth) >= 8.0 &&
+             (kind != "fc" || rows >= 64);
   }
   return false;
 }

@@ -15,7 +15,7 @@ const std::vector<CsrMatrix>* SparseWeightCache::get(const std::string& kind, co
     size_ = n;
     density_ = n > 0 ? static_cast<double>(nnz) / static_cast<double>(n) : 1.0;
   }
-  if (n == 0 || !sparse_pays(kind, density_, rows)) return nullptr;
+  if (n == 0 || !sparse_pays(kind, density_, rows, K)) return nullptr;
   if (mats_.empty()) {
     ++generation_;
     for (int64_t gi = 0; gi < groups; ++gi)
