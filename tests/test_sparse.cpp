@@ -83,6 +83,8 @@ TEST(SparseInference, ConvMatchesNaiveConvOnPrunedWeights) {
       {1, 6, 9, 8, 9, 3, 3, 2, 1, 1, 0, 1, 0, 1, 1, 3},        // strides 2 x 1, groups 3
       {2, 2, 6, 6, 2, 3, 3, 1, 2, 1, 0, 0, 1, 1, 2, 1},        // stride 1 x 2, dilation w 2
       {1, 4, 9, 9, 5, 1, 1, 2, 2, 0, 0, 0, 0, 1, 1, 1},        // 1x1 stride 2 (a downsample)
+      {2, 5, 3, 3, 6, 3, 3, 1, 1, 0, 0, 0, 0, 1, 1, 1},        // one output pixel: an SpMV
+      {1, 3, 5, 2, 4, 3, 2, 2, 2, 0, 0, 0, 0, 1, 1, 1},        // strided, one output column
   };
   SparsePolicyGuard policy;
   KernelReportGuard report;
