@@ -297,7 +297,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   const bool fis = fission_.active() && !ctx.training;
   if (ctx.training) drop_packed();
   // A pruned conv of a frozen model at inference runs a direct sparse conv (CSR spmm on the
-  // image, forward_sparse_direct) where the sparse policy picks it for its weight density
+  // image, forward_sparse) where the sparse policy picks it for its weight density
   // (include/deftnn/prune.h): the magnitude-pruning baseline's sparse kernel, end to end. fp32
   // weights only (a reduced format is a dense one).
   const std::vector<CsrMatrix>* sp =
@@ -552,7 +552,7 @@ void Conv::forward(const std::vector<const Tensor*>& in, Tensor& out, const RunC
   });
 }
 
-// Whether the sparse path can run this geometry (forward_sparse_direct): a (padded) image small
+// Whether the sparse path can run this geometry (forward_sparse): a (padded) image small
 // enough for 32-bit element offsets; a bigger one runs the dense kernels.
 bool Conv::sparse_direct(const ConvGeom& g) {
   const int64_t Hp = std::max(g.H, (g.OH - 1) * g.sh + (g.kh - 1) * g.dh + 1) + g.pt;
@@ -560,7 +560,16 @@ bool Conv::sparse_direct(const ConvGeom& g) {
   return g.C * Hp * Wp < (int64_t{1} << 31);
 }
 
-// The sparse inference path (see forward): the kernel report, then the direct sparse conv.
+// The sparse inference path (see forward), a direct sparse convolution without a column
+// matrix. Weight (c, i, j) multiplies, for output (oh, ow), the padded input at row
+// oh sh + i dh and column ow sw + j dw. The image is copied padded and split by column phase
+// (sw phases of Wq columns per row: element (c, r, ph, m) is padded column m sw + ph), so that
+// along ow the weight reads consecutive floats of one phase from c * plane + i dh (sw Wq) +
+// ((j dw) % sw) Wq + (j dw) / sw: the CSR column index becomes that element offset and each
+// output row is a CSR spmm of OW columns (Park et al. 2017, direct sparse convolution). At
+// stride 1 an unpadded image is read in place, and the output is computed the padded width
+// (Wq) wide across rows ("wide rows", the last kw - 1 columns of each discarded): one spmm per
+// image. Threads over images, or over each image's output channels when there are too few.
 void Conv::forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
                           const float* b, const float* res, bool relu, float* y, int64_t ystride,
                           const std::string& fused) {
@@ -572,21 +581,6 @@ void Conv::forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, c
                    (eliminated() ? ", " + std::to_string(kept_) + " retained rows" : "") +
                    " + CSR spmm (weight density " + dens + ") " + active_spmm_kernel() + fused;
   }
-  forward_sparse_direct(sp, g, x, b, res, relu, y, ystride);
-}
-
-// No column matrix. Weight (c, i, j) multiplies, for output (oh, ow), the padded input at row
-// oh sh + i dh and column ow sw + j dw. The image is copied padded and split by column phase
-// (sw phases of Wq columns per row: element (c, r, ph, m) is padded column m sw + ph), so that
-// along ow the weight reads consecutive floats of one phase from c * plane + i dh (sw Wq) +
-// ((j dw) % sw) Wq + (j dw) / sw: the CSR column index becomes that element offset and each
-// output row is a CSR spmm of OW columns (Park et al. 2017, direct sparse convolution). At
-// stride 1 an unpadded image is read in place, and the output is computed Wp columns wide
-// across rows ("wide rows", the last kw - 1 columns of each discarded): one spmm per image.
-// Threads over images, or over each image's output channels when there are too few images.
-void Conv::forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeom& g,
-                                 const Tensor& x, const float* b, const float* res, bool relu,
-                                 float* y, int64_t ystride) {
   const int64_t N = x.dim(0), C = x.dim(1), O = out_, Og = O / groups_;
   const int64_t P = g.cols(), HW = g.H * g.W;
   const int64_t sw = g.sw;
@@ -599,7 +593,7 @@ void Conv::forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeo
   const int64_t plane = in_place ? HW : Hp * row;
   const int64_t Nw = (g.OH - 1) * Wq + g.OW;   // wide rows: output columns through the last
   // The CSR matrices with element offsets for column indices, once per geometry.
-  if (sparse_off_.size() != sp.size() || sparse_off_plane_ != plane || sparse_off_wp_ != row ||
+  if (sparse_off_.size() != sp.size() || sparse_off_plane_ != plane || sparse_off_row_ != row ||
       sparse_off_gen_ != sparse_.generation()) {
     sparse_off_ = sp;
     const int64_t taps = g.kh * g.kw;
@@ -611,7 +605,7 @@ void Conv::forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeo
         c = static_cast<int32_t>(ch * plane + i * g.dh * row + col % sw * Wq + col / sw);
       }
     sparse_off_plane_ = plane;
-    sparse_off_wp_ = row;
+    sparse_off_row_ = row;
     sparse_off_gen_ = sparse_.generation();
   }
   const gemm::SpmmRowsFn kernel = gemm::spmm_rows_kernel(active_isa());

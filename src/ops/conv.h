@@ -91,19 +91,16 @@ class Conv final : public Layer {
   std::vector<float> wide_w_;
   const float* wide_key_ = nullptr;
   FissionSetting wide_setting_;
-  // Pruned weights in CSR for the sparse inference path (see forward_sparse).
+  // Pruned weights in CSR for the sparse inference path (forward_sparse: a direct sparse conv).
   SparseWeightCache sparse_;
+  static bool sparse_direct(const ConvGeom& g);
   void forward_sparse(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
                       const float* b, const float* res, bool relu, float* y, int64_t ystride,
                       const std::string& fused);
-  static bool sparse_direct(const ConvGeom& g);
-  void forward_sparse_direct(const std::vector<CsrMatrix>& sp, const ConvGeom& g, const Tensor& x,
-                             const float* b, const float* res, bool relu, float* y,
-                             int64_t ystride);
-  // sparse_'s matrices with element offsets into the (padded) image for column indices, for
-  // the direct sparse conv; made again when the geometry or the matrices change.
+  // sparse_'s matrices with element offsets into the (padded) image for column indices; made
+  // again when the geometry or the matrices change.
   std::vector<CsrMatrix> sparse_off_;
-  int64_t sparse_off_plane_ = 0, sparse_off_wp_ = 0;
+  int64_t sparse_off_plane_ = 0, sparse_off_row_ = 0;
   uint64_t sparse_off_gen_ = 0;
   void drop_packed() {
     sparse_off_.clear();
