@@ -72,6 +72,8 @@ const char* sparse_policy_name(SparsePolicy p);
 // The density (non-zeros / weights) at or below which `automatic` runs a layer of this kind
 // ("conv" or "fc") sparse.
 double sparse_auto_density(const std::string& kind);
+// Non-zeros / n of w[0..n) (1 for n == 0): a weight tensor's density.
+double weight_density(const float* w, int64_t n);
 // Whether the policy runs a layer of this kind, weight density, output rows and depth (K per
 // group) sparse: automatic also wants 8 non-zeros per output on average (density * depth) and
 // an fc layer of at least 64 outputs.

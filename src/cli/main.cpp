@@ -472,8 +472,7 @@ int main(int argc, char** argv) {
         const Param* w = n.layer->param("weight");
         if ((t != "conv" && t != "fc") || !w || w->value.numel() == 0) continue;
         const Tensor& v = w->value;
-        const int64_t nnz = std::count_if(v.data(), v.data() + v.numel(), [](float x) { return x != 0.0f; });
-        const double d = static_cast<double>(nnz) / static_cast<double>(v.numel());
+        const double d = weight_density(v.data(), v.numel());
         if (d > 0.99) continue;
         const int64_t groups = t == "conv" ? n.layer->attrs().get_int("groups", 1) : 1;
         char buf[128];

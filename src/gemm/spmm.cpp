@@ -201,6 +201,12 @@ const char* sparse_policy_name(SparsePolicy p) {
 // and the sparse kernel's separate output pass loses. SqueezeNet pruned to 10%, batch 1: its
 // first conv (K = 27, 2.7 non-zeros an output) 0.38x, the 16 -> 64 expand1x1 convs (1.6)
 // 0.47-0.57x, the 64-channel squeeze (6.4) 0.79x; from 12.8 (squeeze of 128) 1.07-1.36x.
+double weight_density(const float* w, int64_t n) {
+  if (n <= 0) return 1.0;
+  const int64_t nnz = std::count_if(w, w + n, [](float v) { return v != 0.0f; });
+  return static_cast<double>(nnz) / static_cast<double>(n);
+}
+
 double sparse_auto_density(const std::string& kind) { return kind == "fc" ? 0.20 : 0.15; }
 
 bool sparse_pays(const std::string& kind, double density, int64_t rows, int64_t depth) {
