@@ -3,9 +3,10 @@
 //   ratio      = eliminated layer time / dense layer time (reorganisation included; goal <= 0.55)
 //   reorg %    = share of the eliminated layer's time spent building the reduced operand
 //                (im2col of the retained rows for conv; gathering X's retained columns for fc),
-//                timed alone on one thread as a materialised operand. An upper bound for conv:
-//                the layer itself builds no operand (fission_conv's tile reads the retained rows
-//                straight from the padded image copy, which the dense layer makes too)
+//                timed alone on one thread as a materialised operand. An upper bound: neither
+//                layer builds that operand (fission_conv's tile reads the retained rows straight
+//                from the padded image copy, which the dense layer makes too; fc's GEMM packing
+//                step reads X's retained columns through the index, sgemm_gather)
 //   vs copy    = (full im2col + copying the retained rows into a new buffer) / im2col of only the
 //                retained rows: how much faster the in-kernel reorganisation is (paper: >= 1.4x)
 //   wino ms    = the dense layer as Winograd F(2x2, 3x3) where it applies (3x3: conv3, conv4, conv5),

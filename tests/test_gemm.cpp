@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -250,6 +251,102 @@ TEST_F(GemmTest, PackedAMatchesReference) {
     }
   }
   EXPECT_THROW(PackedA(false, 0, 5, nullptr, 5), Error);
+}
+
+// sgemm_gather / sgemm_packed_gather (synapse vector elimination's operand, gathered by the
+// packing step) against sgemm_ref on matrices gathered by hand: every ISA, 1-3 threads, all
+// transposes, several KC blocks (the index is cut with them), GEMV shapes, and three kinds of
+// index: in place but for a few swapped rows (what the pairwise reorder leaves), a random
+// subset in random order (no runs), and reversed.
+TEST_F(GemmTest, GatheredOperandsMatchReferenceOnTheRetainedRows) {
+  auto make_index = [](int kind, int64_t K, int64_t full, std::mt19937& rng) {
+    std::vector<int64_t> all(full);
+    for (int64_t i = 0; i < full; ++i) all[i] = i;
+    std::vector<int64_t> idx;
+    if (kind == 0) {   // identity on the first K, a few entries swapped for discarded ones
+      idx.assign(all.begin(), all.begin() + K);
+      for (int64_t t = 0; t < std::min<int64_t>(3, full - K); ++t) idx[(t * 7) % K] = K + t;
+    } else if (kind == 1) {
+      std::shuffle(all.begin(), all.end(), rng);
+      idx.assign(all.begin(), all.begin() + K);
+    } else {
+      for (int64_t k = 0; k < K; ++k) idx.push_back(full - 1 - k);
+    }
+    return idx;
+  };
+  for (Isa isa : supported_isas()) {
+    set_active_isa(isa);
+    for (int64_t kc_override : {int64_t{0}, int64_t{16}}) {
+      gemm::set_blocking_override(kc_override, 0, 0);
+      for (int threads : {1, 2, 3}) {
+        omp_set_num_threads(threads);
+        uint32_t seed = 500;
+        for (const Case& c0 : {Case{false, true, 37, 32, 61, 1.0f, 0.0f, 0},
+                               Case{false, true, 500, 17, 255, 1.0f, 1.0f, 0},
+                               Case{false, false, 7, 65, 33, -0.5f, 0.0f, 2},
+                               Case{false, false, 63, 1, 40, 1.0f, 0.0f, 0},
+                               Case{false, false, 1, 31, 17, 2.0f, 1.0f, 1}}) {
+          for (int combo = 0; combo < 4; ++combo) {
+            Case c = c0;
+            c.ta = combo & 1;
+            c.tb = combo & 2;
+            const int kind = (combo + static_cast<int>(seed)) % 3;
+            std::mt19937 rng(seed++);
+            std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+            const int64_t KF = c.K + 5;   // the stored matrices are 5 deeper than K
+            const std::vector<int64_t> ai = make_index(kind, c.K, KF, rng);
+            const std::vector<int64_t> bi = make_index((kind + 1) % 3, c.K, KF, rng);
+            // Stored (wider) matrices, and the gathered ones the reference multiplies.
+            const int64_t lda = (c.ta ? c.M : KF) + c.pad, ldb = (c.tb ? KF : c.N) + c.pad;
+            std::vector<float> A((c.ta ? KF : c.M) * lda), B((c.tb ? c.N : KF) * ldb);
+            for (auto& x : A) x = u(rng);
+            for (auto& x : B) x = u(rng);
+            std::vector<float> Ag(c.M * c.K), Bg(c.K * c.N);
+            for (int64_t i = 0; i < c.M; ++i)
+              for (int64_t k = 0; k < c.K; ++k)
+                Ag[i * c.K + k] = c.ta ? A[ai[k] * lda + i] : A[i * lda + ai[k]];
+            for (int64_t k = 0; k < c.K; ++k)
+              for (int64_t j = 0; j < c.N; ++j)
+                Bg[k * c.N + j] = c.tb ? B[j * ldb + bi[k]] : B[bi[k] * ldb + j];
+            const int64_t ldc = c.N + c.pad;
+            std::vector<float> C0(c.M * ldc);
+            for (auto& x : C0) x = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : u(rng);
+            std::vector<float> R = C0, C = C0, P = C0;
+            sgemm_ref(false, false, c.M, c.N, c.K, c.alpha, Ag.data(), c.K, Bg.data(), c.N, c.beta,
+                      R.data(), ldc);
+            sgemm_gather(c.ta, c.tb, c.M, c.N, c.K, c.alpha, A.data(), lda, ai.data(), B.data(),
+                         ldb, bi.data(), c.beta, C.data(), ldc);
+            // Packed weights (A gathered by hand, as a truncated layer's weights are) with B
+            // gathered in the packing step.
+            const PackedA pa(false, c.M, c.K, Ag.data(), c.K);
+            sgemm_packed_gather(pa, c.tb, c.N, c.alpha, B.data(), ldb, bi.data(), c.beta, P.data(),
+                                ldc);
+            const double tol = 4e-7 * std::sqrt(static_cast<double>(c.K)) + 2e-7;
+            const double bound = std::fabs(c.alpha) * c.K + 2.0 * std::fabs(c.beta);
+            for (int64_t i = 0; i < c.M; ++i)
+              for (int64_t j = 0; j < c.N; ++j) {
+                ASSERT_NEAR(C[i * ldc + j], R[i * ldc + j], tol * bound)
+                    << describe(c, isa, threads) << " kind=" << kind << " kc=" << kc_override
+                    << " at " << i << "," << j;
+                ASSERT_NEAR(P[i * ldc + j], R[i * ldc + j], tol * bound)
+                    << "packed " << describe(c, isa, threads) << " kind=" << kind
+                    << " kc=" << kc_override << " at " << i << "," << j;
+              }
+          }
+        }
+      }
+    }
+  }
+  // An index outside the stored matrix (where its extent is known) is an error, not a read.
+  std::vector<float> A(4 * 6, 1.0f), B(6 * 4, 1.0f), C(16);
+  const std::vector<int64_t> bad{0, 1, 6};
+  EXPECT_THROW(sgemm_gather(false, false, 4, 4, 3, 1.0f, A.data(), 6, bad.data(), B.data(), 4,
+                            nullptr, 0.0f, C.data(), 4),
+               Error);
+  const std::vector<int64_t> neg{0, -1, 2};
+  EXPECT_THROW(sgemm_gather(false, false, 4, 4, 3, 1.0f, A.data(), 6, nullptr, B.data(), 4,
+                            neg.data(), 0.0f, C.data(), 4),
+               Error);
 }
 
 // K is cut into equal KC blocks no deeper than the limit, covering K exactly.

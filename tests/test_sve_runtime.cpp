@@ -37,10 +37,12 @@ Tensor rand_tensor(const Shape& s, Rng& rng, float lo = -1.0f, float hi = 1.0f) 
   return t;
 }
 
-Tensor forward(Layer& l, const Tensor& x) {
+Tensor forward(Layer& l, const Tensor& x, bool frozen = false) {
   l.infer({x.shape()});
   Tensor out;
-  l.forward({&x}, out, RunContext{});
+  RunContext ctx;
+  ctx.frozen = frozen;
+  l.forward({&x}, out, ctx);
   return out;
 }
 
@@ -220,7 +222,10 @@ TEST(SveRuntimeConv, BadRetainedListsNameTheProblem) {
 
 TEST(SveRuntimeFc, TruncatedEqualsNaiveGemmOnGatheredColumns) {
   Rng rng(21);
-  for (int64_t N : {1, 7, 33}) {
+  // Batch 1 (GEMV), up to 64 (weights as the GEMM's A, packed per call or, frozen, once) and
+  // above (X as A): the retained columns gathered by each path's packing step.
+  for (int64_t N : {1, 7, 33, 70})
+  for (bool frozen : {false, true}) {
     const int64_t I = 24, O = 9;
     for (int64_t keep : {int64_t{1}, int64_t{11}, I}) {
       const std::vector<int64_t> ret = random_retained(1, I, keep, rng);
@@ -230,7 +235,7 @@ TEST(SveRuntimeFc, TruncatedEqualsNaiveGemmOnGatheredColumns) {
       ASSERT_EQ(l->param("weight")->value.shape(), (Shape{O, keep}));
       l->param("weight")->value = rand_tensor({O, keep}, rng);
       l->param("bias")->value = rand_tensor({O}, rng);
-      const Tensor y = forward(*l, x);
+      const Tensor y = forward(*l, x, frozen);
       const Tensor& w = l->param("weight")->value;
       for (int64_t n = 0; n < N; ++n)
         for (int64_t o = 0; o < O; ++o) {

@@ -74,6 +74,18 @@ class PackedA {
 void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
                   int64_t ldb, float beta, float* C, int64_t ldc);
 
+// Synapse vector elimination's GEMM (paper §4.1.1): the same products with op(A)'s columns and
+// op(B)'s rows (the K dimension) picked from wider stored matrices by an index of K entries
+// (null: the identity): op(A)(i, k) = A(i, akidx[k]) (A^T(i, akidx[k]) when transposed) and
+// op(B)(k, j) = B(bkidx[k], j), the leading dimensions those of the stored matrices. The gather
+// happens in the packing step that builds the GEMM operand, not as a separate pass over the
+// input. The caller keeps every index inside its stored matrix.
+void sgemm_gather(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const int64_t* akidx, const float* B, int64_t ldb,
+                  const int64_t* bkidx, float beta, float* C, int64_t ldc);
+void sgemm_packed_gather(const PackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
+                         int64_t ldb, const int64_t* bkidx, float beta, float* C, int64_t ldc);
+
 // The naive reference: triple loop in double accumulation. Tests compare sgemm against it.
 void sgemm_ref(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,

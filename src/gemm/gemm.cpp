@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "deftnn/error.h"
 #include "deftnn/gemm.h"
@@ -51,6 +52,10 @@ struct Problem {
   float beta;
   float* C;
   int64_t ldc;
+  // Synapse vector elimination: op(A)'s column k is stored column akidx[k], op(B)'s row k is
+  // stored row bkidx[k] (null: the identity). Gathered by the packing step (pack.h).
+  const int64_t* akidx = nullptr;
+  const int64_t* bkidx = nullptr;
 };
 
 int64_t config_kc(const GemmConfig& cfg) { return g_kc_override ? g_kc_override : cfg.kc; }
@@ -96,7 +101,7 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
   const int64_t nc_pad_max = round_up(std::min(NC, p.N), NR);
   // KC blocks of equal depth (block_kc); shallower where the strided-A kernel will read A in
   // place (the condition of the split_m loop below), whose B panel must stay in L1.
-  const bool a_in_place = split_m && !prepacked && !p.ta && cfg.ukernel_lda &&
+  const bool a_in_place = split_m && !prepacked && !p.ta && !p.akidx && cfg.ukernel_lda &&
                           ceil_div(std::min(NC, p.N), NR) <= 8;
   int64_t kc_limit = config_kc(cfg);
   if (a_in_place && cfg.kc_lda > 0 && g_kc_override == 0) kc_limit = std::min(kc_limit, cfg.kc_lda);
@@ -118,6 +123,16 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
   const int64_t max_unit_strips = std::max<int64_t>(1, MC / MR);
   const int64_t max_unit_panels = std::max<int64_t>(1, (int64_t{1} << 17) / (kc_max * NR));
   const int64_t kblocks = ceil_div(p.K, KC);
+  // Where the packer reads op(A) rows from i0 / op(B) columns from j0, K block from pc: with an
+  // index the block's first k is in the index (pack.h), not in the pointer.
+  auto a_src = [&p](int64_t i0, int64_t pc) {
+    const int64_t k0 = p.akidx ? 0 : pc;
+    return p.ta ? p.A + k0 * p.lda + i0 : p.A + i0 * p.lda + k0;
+  };
+  auto b_src = [&p](int64_t j0, int64_t pc) {
+    const int64_t k0 = p.bkidx ? 0 : pc;
+    return p.tb ? p.B + j0 * p.ldb + k0 : p.B + k0 * p.ldb + j0;
+  };
 
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
@@ -142,8 +157,8 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
           if (!b_ready) {
             for (int64_t b = 0; b < kblocks; ++b) {
               const int64_t pc = b * KC, kc = std::min(KC, p.K - pc);
-              const float* bsrc = p.tb ? p.B + jc * p.ldb + pc : p.B + pc * p.ldb + jc;
-              pack_b(p.tb, kc, nc, bsrc, p.ldb, NR, 0, panels, whole + pc * nc_pad);
+              pack_b(p.tb, kc, nc, b_src(jc, pc), p.ldb, NR, 0, panels, whole + pc * nc_pad,
+                     p.bkidx ? p.bkidx + pc : nullptr);
             }
             b_ready = true;
           }
@@ -154,7 +169,7 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
             const float* ablock;
             if (prepacked) {
               ablock = prepacked + pc * m_pad + i0 * kc;
-            } else if (!p.ta && panels <= 8 && cfg.ukernel_lda) {
+            } else if (!p.ta && !p.akidx && panels <= 8 && cfg.ukernel_lda) {
               // Few panels (N <= 8 NR: fc at batch 64, conv3-5 at batch 1): each row of A is
               // used by few tiles, so the ISA's strided-A kernel reads a row-major A in place
               // instead of packing it (fc6's A comes from DRAM: the pack was a latency-bound
@@ -162,8 +177,8 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
               // unchanged; with many panels, as 1024^3, packing is faster).
               ablock = nullptr;
             } else {
-              const float* asrc = p.ta ? p.A + pc * p.lda + i0 : p.A + i0 * p.lda + pc;
-              pack_a(p.ta, mrows, kc, asrc, p.lda, MR, abuf);
+              pack_a(p.ta, mrows, kc, a_src(i0, pc), p.lda, MR, abuf,
+                     p.akidx ? p.akidx + pc : nullptr);
               ablock = abuf;
             }
             const float* bp = whole + pc * nc_pad;
@@ -192,8 +207,8 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
           if (!a_ready) {
             for (int64_t b = 0; b < kblocks; ++b) {
               const int64_t pc = b * KC, kc = std::min(KC, p.K - pc);
-              const float* asrc = p.ta ? p.A + pc * p.lda : p.A + pc;
-              pack_a(p.ta, p.M, kc, asrc, p.lda, MR, whole + pc * a_rows);
+              pack_a(p.ta, p.M, kc, a_src(0, pc), p.lda, MR, whole + pc * a_rows,
+                     p.akidx ? p.akidx + pc : nullptr);
             }
             a_ready = true;
           }
@@ -202,13 +217,15 @@ void blocked(const Problem& p, const GemmConfig& cfg, int nt, const float* prepa
             const int64_t kc = std::min(KC, p.K - pc);
             // Panels q0..q1 of this block, i.e. columns jc + q0 * NR on, land at bbuf.
             const int64_t j0 = jc + q0 * NR;
-            const float* bsrc = p.tb ? p.B + j0 * p.ldb + pc : p.B + pc * p.ldb + j0;
+            const float* bsrc = b_src(j0, pc);
             // A row-major op(B) is read in place by the ISA's strided-B kernel when it has one:
             // each panel is used by every strip of this unit once, so packing it was a copy
             // for one pass (15-16% of the time of CaffeNet conv1/conv2's shapes on 2 threads;
             // reading in place runs them 1.05-1.17x faster, conv5's shape unchanged).
-            const bool direct_b = !p.tb && cfg.ukernel_ldb;
-            if (!direct_b) pack_b(p.tb, kc, nc - q0 * NR, bsrc, p.ldb, NR, 0, q1 - q0, bbuf);
+            const bool direct_b = !p.tb && !p.bkidx && cfg.ukernel_ldb;
+            if (!direct_b)
+              pack_b(p.tb, kc, nc - q0 * NR, bsrc, p.ldb, NR, 0, q1 - q0, bbuf,
+                     p.bkidx ? p.bkidx + pc : nullptr);
             const float beta = pc == 0 ? p.beta : 1.0f;
             for (int64_t ic = 0; ic < p.M; ic += MC) {
               const int64_t mc = std::min(MC, p.M - ic);
@@ -302,39 +319,100 @@ void set_blocking_override(int64_t kc, int64_t mc, int64_t nc) {
 
 }  // namespace gemm
 
-void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
-           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
-           int64_t ldc) {
+namespace {
+
+// Argument checks shared by sgemm and sgemm_gather; a gathered operand's leading dimension is
+// that of its stored (wider) matrix, checked against the index instead of K.
+void check_sgemm(const char* who, bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                 int64_t lda, const int64_t* akidx, int64_t ldb, const int64_t* bkidx,
+                 int64_t ldc) {
   check(M >= 0 && N >= 0 && K >= 0,
-        "sgemm: negative size M=" + std::to_string(M) + " N=" + std::to_string(N) +
+        std::string(who) + ": negative size M=" + std::to_string(M) + " N=" + std::to_string(N) +
             " K=" + std::to_string(K));
-  check(lda >= std::max<int64_t>(1, trans_a ? M : K) && ldb >= std::max<int64_t>(1, trans_b ? K : N) &&
+  check(lda >= std::max<int64_t>(1, trans_a ? M : (akidx ? 1 : K)) &&
+            ldb >= std::max<int64_t>(1, trans_b ? (bkidx ? 1 : K) : N) &&
             ldc >= std::max<int64_t>(1, N),
-        "sgemm: leading dimension too small (M=" + std::to_string(M) + " N=" + std::to_string(N) +
-            " K=" + std::to_string(K) + " lda=" + std::to_string(lda) + " ldb=" +
-            std::to_string(ldb) + " ldc=" + std::to_string(ldc) + ")");
-  if (M == 0 || N == 0) return;
-  if (K == 0 || alpha == 0.0f) {
-    gemm::scale_c(M, N, beta, C, ldc);
+        std::string(who) + ": leading dimension too small (M=" + std::to_string(M) + " N=" +
+            std::to_string(N) + " K=" + std::to_string(K) + " lda=" + std::to_string(lda) +
+            " ldb=" + std::to_string(ldb) + " ldc=" + std::to_string(ldc) + ")");
+  // Where the stored matrix's extent along K is its leading dimension, the index must stay in it.
+  auto check_index = [&](const int64_t* idx, int64_t extent, const char* which) {
+    if (!idx) return;
+    for (int64_t k = 0; k < K; ++k)
+      if (idx[k] < 0 || (extent > 0 && idx[k] >= extent))
+        check(false, std::string(who) + ": " + which + " index " + std::to_string(idx[k]) +
+                         " at k=" + std::to_string(k) + " outside the stored matrix");
+  };
+  check_index(akidx, trans_a ? 0 : lda, "A");
+  check_index(bkidx, trans_b ? ldb : 0, "B");
+}
+
+void run_sgemm(const gemm::Problem& p) {
+  if (p.M == 0 || p.N == 0) return;
+  if (p.K == 0 || p.alpha == 0.0f) {
+    gemm::scale_c(p.M, p.N, p.beta, p.C, p.ldc);
     return;
   }
   const gemm::GemmConfig& cfg = gemm::gemm_config(active_isa());
-  if (N == 1) {
+  if ((p.N == 1 || p.M == 1) && (p.akidx || p.bkidx)) {
+    // The GEMV kernels read their vector and matrix in place: gather the indexed operands
+    // (a vector of K, or a matrix the GEMV streams once anyway) and run the plain path.
+    std::vector<float> ga, gb;
+    gemm::Problem q = p;
+    if (p.akidx) {
+      ga.resize(static_cast<size_t>(p.M * p.K));
+      for (int64_t i = 0; i < p.M; ++i)
+        for (int64_t k = 0; k < p.K; ++k)
+          ga[i * p.K + k] = p.ta ? p.A[p.akidx[k] * p.lda + i] : p.A[i * p.lda + p.akidx[k]];
+      q.A = ga.data();
+      q.lda = p.K;
+      q.ta = false;
+      q.akidx = nullptr;
+    }
+    if (p.bkidx) {
+      gb.resize(static_cast<size_t>(p.K * p.N));
+      for (int64_t k = 0; k < p.K; ++k)
+        for (int64_t j = 0; j < p.N; ++j)
+          gb[k * p.N + j] = p.tb ? p.B[j * p.ldb + p.bkidx[k]] : p.B[p.bkidx[k] * p.ldb + j];
+      q.B = gb.data();
+      q.ldb = p.N;
+      q.tb = false;
+      q.bkidx = nullptr;
+    }
+    return run_sgemm(q);
+  }
+  if (p.N == 1) {
     // C[:, 0] = op(A) op(B)[:, 0]. op(A) rows are A's rows (n form) or A's columns (t form).
-    const float* x = B;
-    const int64_t incx = trans_b ? 1 : ldb;
-    gemm::gemv(cfg, trans_a, M, K, alpha, A, lda, x, incx, beta, C, ldc);
+    const int64_t incx = p.tb ? 1 : p.ldb;
+    gemm::gemv(cfg, p.ta, p.M, p.K, p.alpha, p.A, p.lda, p.B, incx, p.beta, p.C, p.ldc);
     return;
   }
-  if (M == 1) {
+  if (p.M == 1) {
     // C[0, :]^T = op(B)^T op(A)[0, :]^T.
-    const float* x = A;
-    const int64_t incx = trans_a ? lda : 1;
-    gemm::gemv(cfg, !trans_b, N, K, alpha, B, ldb, x, incx, beta, C, 1);
+    const int64_t incx = p.ta ? p.lda : 1;
+    gemm::gemv(cfg, !p.tb, p.N, p.K, p.alpha, p.B, p.ldb, p.A, incx, p.beta, p.C, 1);
     return;
   }
+  gemm::blocked(p, cfg, gemm::team_size(2.0 * static_cast<double>(p.M) * p.N * p.K));
+}
+
+}  // namespace
+
+void sgemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
+           int64_t ldc) {
+  check_sgemm("sgemm", trans_a, trans_b, M, N, K, lda, nullptr, ldb, nullptr, ldc);
+  run_sgemm(gemm::Problem{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
+}
+
+void sgemm_gather(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                  const float* A, int64_t lda, const int64_t* akidx, const float* B, int64_t ldb,
+                  const int64_t* bkidx, float beta, float* C, int64_t ldc) {
+  check_sgemm("sgemm_gather", trans_a, trans_b, M, N, K, lda, akidx, ldb, bkidx, ldc);
   gemm::Problem p{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
-  gemm::blocked(p, cfg, gemm::team_size(2.0 * static_cast<double>(M) * N * K));
+  p.akidx = akidx;
+  p.bkidx = bkidx;
+  run_sgemm(p);
 }
 
 PackedA::PackedA(bool trans_a, int64_t M, int64_t K, const float* A, int64_t lda) {
@@ -371,6 +449,23 @@ void sgemm_packed(const PackedA& a, bool trans_b, int64_t N, float alpha, const 
     return;
   }
   gemm::Problem p{false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc};
+  gemm::blocked(p, gemm::gemm_config(a.isa()), gemm::team_size(2.0 * static_cast<double>(M) * N * K),
+                a.data(), a.kc(), a.m_pad());
+}
+
+void sgemm_packed_gather(const PackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
+                         int64_t ldb, const int64_t* bkidx, float beta, float* C, int64_t ldc) {
+  if (!bkidx) return sgemm_packed(a, trans_b, N, alpha, B, ldb, beta, C, ldc);
+  check(!a.empty(), "sgemm_packed_gather: empty PackedA");
+  const int64_t M = a.rows(), K = a.depth();
+  check_sgemm("sgemm_packed_gather", false, trans_b, M, N, K, K, nullptr, ldb, bkidx, ldc);
+  if (N == 0) return;
+  if (alpha == 0.0f) {
+    gemm::scale_c(M, N, beta, C, ldc);
+    return;
+  }
+  gemm::Problem p{false, trans_b, M, N, K, alpha, nullptr, 0, B, ldb, beta, C, ldc};
+  p.bkidx = bkidx;
   gemm::blocked(p, gemm::gemm_config(a.isa()), gemm::team_size(2.0 * static_cast<double>(M) * N * K),
                 a.data(), a.kc(), a.m_pad());
 }

@@ -168,10 +168,81 @@ void pack_b_generic(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_
   }
 }
 
+// Index runs: [k, k + len) with kidx[k + t] == kidx[k] + t, so that a block whose retained
+// rows are mostly in place (the pairwise swap of §4.1.1 moves only misplaced ones) is packed by
+// the contiguous code above, run by run.
+template <class Fn>
+void for_each_run(int64_t kc, const int64_t* kidx, Fn&& fn) {
+  for (int64_t k = 0; k < kc;) {
+    int64_t e = k + 1;
+    while (e < kc && kidx[e] == kidx[e - 1] + 1) ++e;
+    fn(k, e - k, kidx[k]);
+    k = e;
+  }
+}
+
+template <int MR>
+void pack_a_idx(bool trans_a, int64_t mc, int64_t kc, const float* a, int64_t lda,
+                const int64_t* kidx, float* dst) {
+  for (int64_t i0 = 0; i0 < mc; i0 += MR) {
+    const int m = static_cast<int>(std::min<int64_t>(MR, mc - i0));
+    const float* src = trans_a ? a + i0 : a + i0 * lda;
+    float* d = dst + i0 * kc;
+    for_each_run(kc, kidx, [&](int64_t k, int64_t len, int64_t r) {
+      pack_a_strip<MR>(trans_a, m, len, trans_a ? src + r * lda : src + r, lda, d + k * MR);
+    });
+  }
+}
+
+template <int NR>
+void pack_b_idx(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb,
+                const int64_t* kidx, int64_t p0, int64_t p1, float* dst) {
+  for (int64_t p = p0; p < p1; ++p) {
+    const int64_t j0 = p * NR;
+    const int n = static_cast<int>(std::min<int64_t>(NR, nc - j0));
+    const float* src = trans_b ? b + j0 * ldb : b + j0;
+    float* d = dst + j0 * kc;
+    for_each_run(kc, kidx, [&](int64_t k, int64_t len, int64_t r) {
+      pack_b_panel<NR>(trans_b, n, len, trans_b ? src + r : src + r * ldb, ldb, d + k * NR);
+    });
+  }
+}
+
+void pack_a_idx_generic(bool trans_a, int64_t mc, int64_t kc, const float* a, int64_t lda,
+                        const int64_t* kidx, int mr, float* dst) {
+  for (int64_t i0 = 0; i0 < mc; i0 += mr) {
+    float* d = dst + i0 * kc;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int i = 0; i < mr; ++i) {
+        const int64_t r = i0 + i;
+        d[k * mr + i] = r < mc ? (trans_a ? a[kidx[k] * lda + r] : a[r * lda + kidx[k]]) : 0.0f;
+      }
+  }
+}
+
+void pack_b_idx_generic(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb,
+                        const int64_t* kidx, int nr, int64_t p0, int64_t p1, float* dst) {
+  for (int64_t p = p0; p < p1; ++p) {
+    float* d = dst + p * nr * kc;
+    for (int64_t k = 0; k < kc; ++k)
+      for (int j = 0; j < nr; ++j) {
+        const int64_t c = p * nr + j;
+        d[k * nr + j] = c < nc ? (trans_b ? b[c * ldb + kidx[k]] : b[kidx[k] * ldb + c]) : 0.0f;
+      }
+  }
+}
+
 }  // namespace
 
 void pack_a(bool trans_a, int64_t mc, int64_t kc, const float* a, int64_t lda, int mr,
-            float* dst) {
+            float* dst, const int64_t* kidx) {
+  if (kidx) {
+    switch (mr) {
+      case 6: return pack_a_idx<6>(trans_a, mc, kc, a, lda, kidx, dst);
+      case 12: return pack_a_idx<12>(trans_a, mc, kc, a, lda, kidx, dst);
+      default: return pack_a_idx_generic(trans_a, mc, kc, a, lda, kidx, mr, dst);
+    }
+  }
   switch (mr) {
     case 6: return pack_a_t<6>(trans_a, mc, kc, a, lda, dst);
     case 8: return pack_a_t<8>(trans_a, mc, kc, a, lda, dst);
@@ -183,7 +254,15 @@ void pack_a(bool trans_a, int64_t mc, int64_t kc, const float* a, int64_t lda, i
 }
 
 void pack_b(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb, int nr,
-            int64_t p0, int64_t p1, float* dst) {
+            int64_t p0, int64_t p1, float* dst, const int64_t* kidx) {
+  if (kidx) {
+    switch (nr) {
+      case 8: return pack_b_idx<8>(trans_b, kc, nc, b, ldb, kidx, p0, p1, dst);
+      case 16: return pack_b_idx<16>(trans_b, kc, nc, b, ldb, kidx, p0, p1, dst);
+      case 32: return pack_b_idx<32>(trans_b, kc, nc, b, ldb, kidx, p0, p1, dst);
+      default: return pack_b_idx_generic(trans_b, kc, nc, b, ldb, kidx, nr, p0, p1, dst);
+    }
+  }
   switch (nr) {
     case 8: return pack_b_t<8>(trans_b, kc, nc, b, ldb, p0, p1, dst);
     case 16: return pack_b_t<16>(trans_b, kc, nc, b, ldb, p0, p1, dst);

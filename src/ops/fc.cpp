@@ -3,9 +3,12 @@
 // Synapse vector elimination (paper §4.1.1): with the attribute `retained` (K' distinct input
 // indices in [0, I)) the weight is the truncated, scaled [O, K'] matrix whose column p
 // multiplies input feature retained[p], and Y = X' * W'^T + b where X' [N, K'] holds only the
-// retained columns of X. X' is built by one read of those columns (N * K' floats, 1/O of the
-// weight traffic; the GEMM's own packing step lives in src/gemm and is not touched). Backward
-// uses the same index; discarded input features get a zero gradient.
+// retained columns of X. The fp32 forward never builds X': the GEMM's packing step reads the
+// retained columns of X through the index (sgemm_gather / sgemm_packed_gather, gemm/pack.h), as
+// im2col does for convolution. (A separate gather pass cost a frozen LeNet ip1 with 792 of 800
+// inputs retained ~20% over the dense layer at batch 32.) The fission formats and backward
+// still gather X' (N * K' floats, 1/O of the weight traffic); discarded input features get a
+// zero gradient.
 //
 // Near-compute data fission (issue 4): with the attribute `format` (see ops/fission_weights.h) an
 // inference forward packs the (possibly truncated) weight W [O, K] once in that format and
@@ -143,14 +146,15 @@ class FC final : public Layer {
         if (wpack_.empty() || wpack_.isa() != active_isa() || wpack_.rows() != out_ ||
             wpack_.depth() != K)
           wpack_ = PackedA(false, out_, K, w, K);
-        sgemm_packed(wpack_, true, N, 1.0f, operand(x, N, I), K, 0.0f, yt, N);
+        sgemm_packed_gather(wpack_, true, N, 1.0f, x.data(), I, kidx(), 0.0f, yt, N);
       } else {
-        sgemm(false, true, out_, N, K, 1.0f, w, K, operand(x, N, I), K, 0.0f, yt, N);
+        sgemm_gather(false, true, out_, N, K, 1.0f, w, K, nullptr, x.data(), I, kidx(), 0.0f, yt,
+                     N);
       }
       store_transposed(yt, N, bp ? bp->value.data() : nullptr, y);
       return;
     }
-    sgemm(false, true, N, out_, K, 1.0f, operand(x, N, I), K, w, K, beta, y, out_);
+    sgemm_gather(false, true, N, out_, K, 1.0f, x.data(), I, kidx(), w, K, nullptr, beta, y, out_);
   }
 
   void backward(const std::vector<const Tensor*>& in, const Tensor&, const Tensor& dout,
@@ -311,7 +315,10 @@ class FC final : public Layer {
     return retained_.empty() ? I : static_cast<int64_t>(retained_.size());
   }
 
-  // The GEMM's left operand: X itself, or X' [N, K'] = the retained columns of X.
+  // The index of X's retained columns for sgemm_gather (null when dense).
+  const int64_t* kidx() const { return retained_.empty() ? nullptr : retained_.data(); }
+
+  // X itself, or X' [N, K'] = the retained columns of X, gathered (fission and backward).
   const float* operand(const Tensor& x, int64_t N, int64_t I) {
     if (retained_.empty()) return x.data();
     const int64_t K = depth(I);
