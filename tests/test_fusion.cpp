@@ -90,7 +90,32 @@ Model grouped_net() {
   return m;
 }
 
-void expect_fused_equals_unfused(Model& m, int expect_skipped, const std::string& what) {
+// Fully connected layers: the ReLU after an fc fuses (GEMV at batch 1, weights as A up to 64,
+// X as A above, a reduced weight format, an eliminated fc);
+// a leaky ReLU, an fc read twice and an Add after an fc (no residual fusion for fc) do not.
+Model fc_net() {
+  Model m({4, 5, 5});
+  int a = m.add("a", "fc", Attrs().set("out_features", 90));
+  int ar = m.add("a_relu", "relu", Attrs(), {a});
+  std::vector<int64_t> kept;
+  for (int64_t i = 89; i >= 0; i -= 2) kept.push_back(i);
+  int b = m.add("b", "fc", Attrs().set("out_features", 80).set("retained", kept), {ar});
+  int br = m.add("b_relu", "relu", Attrs(), {b});
+  int c = m.add("c", "fc", Attrs().set("out_features", 64).set("format", "deft16"), {br});
+  int cr = m.add("c_relu", "relu", Attrs(), {c});
+  int d = m.add("d", "fc", Attrs().set("out_features", 70), {cr});
+  int dr = m.add("d_relu", "relu", Attrs(), {d});
+  int e = m.add("e", "fc", Attrs().set("out_features", 20), {dr});
+  int el = m.add("e_leaky", "relu", Attrs().set("negative_slope", 0.1), {e});
+  int f = m.add("f", "fc", Attrs().set("out_features", 20), {el});
+  int g = m.add("g", "add", Attrs(), {f, e});   // fc then add: not fused
+  m.add("h", "fc", Attrs().set("out_features", 9), {g});
+  m.add("h_relu", "relu", Attrs());
+  return m;
+}
+
+void expect_fused_equals_unfused(Model& m, int expect_skipped, const std::string& what,
+                                 std::vector<int64_t> batches = {1, 2, 5}) {
   m.init_params(3);
   // Non-zero biases, so that the bias path is exercised.
   for (Node& n : m.nodes())
@@ -110,7 +135,7 @@ void expect_fused_equals_unfused(Model& m, int expect_skipped, const std::string
   set_winograd_policy(WinogradPolicy::off);
   for (Isa isa : isas) {
     set_active_isa(isa);
-    for (int64_t batch : {1, 2, 5}) {
+    for (int64_t batch : batches) {
       SCOPED_TRACE(what + " isa " + isa_name(isa) + " batch " + std::to_string(batch));
       Shape s{batch};
       s.insert(s.end(), m.input_shape().begin(), m.input_shape().end());
@@ -171,6 +196,46 @@ TEST(Fusion, GroupedConvsMatchUnfusedExactly) {
   Model m = grouped_net();
   // a_relu, b_relu, add + relu, cat.
   expect_fused_equals_unfused(m, 5, "grouped");
+}
+
+TEST(Fusion, FullyConnectedReluMatchesUnfusedExactly) {
+  Model m = fc_net();
+  expect_fused_equals_unfused(m, 5, "fc", {1, 2, 5, 33, 70});
+}
+
+// A pruned fc run by the CSR kernel (frozen only, so compared with the frozen model unfused):
+// the fused ReLU in its transposing store / after its SpMV.
+TEST(Fusion, SparseFullyConnectedReluMatchesUnfusedExactly) {
+  Model m({100});
+  m.add("d", "fc", Attrs().set("out_features", 70));
+  m.add("d_relu", "relu", Attrs());
+  m.init_params(5);
+  Layer& d = *m.nodes()[0].layer;
+  Tensor& w = d.param("weight")->value;
+  for (int64_t o = 0; o < 70; ++o)   // 10% density, 10 non-zeros a row: the auto policy's CSR
+    for (int64_t k = 0; k < 100; ++k)
+      if ((k * 7 + o) % 10 != 0) w[o * 100 + k] = 0.0f;
+  Rng r(2);
+  for (int64_t i = 0; i < 70; ++i) d.param("bias")->value[i] = static_cast<float>(r.normal());
+  m.freeze(true);
+  set_kernel_report_enabled(true);
+  for (int64_t batch : {1, 3, 40}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    const Tensor x = random_tensor({batch, 100}, 9);
+    m.set_fusion(true);
+    const Tensor fused = m.forward(x).clone();
+    EXPECT_EQ(m.fused_nodes(), 1);
+    EXPECT_NE(d.last_kernel().find("CSR"), std::string::npos) << d.last_kernel();
+    EXPECT_NE(d.last_kernel().find("ReLU fused"), std::string::npos) << d.last_kernel();
+    m.set_fusion(false);
+    const Tensor plain = m.forward(x).clone();
+    ASSERT_EQ(fused.shape(), plain.shape());
+    EXPECT_EQ(std::memcmp(fused.data(), plain.data(), sizeof(float) * static_cast<size_t>(plain.numel())), 0);
+    int negatives = 0;
+    for (int64_t i = 0; i < fused.numel(); ++i) negatives += fused[i] < 0.0f;
+    EXPECT_EQ(negatives, 0);
+  }
+  set_kernel_report_enabled(false);
 }
 
 TEST(Fusion, NeverAppliesInTraining) {

@@ -112,9 +112,12 @@ class Layer {
   virtual void backward(const std::vector<const Tensor*>& in, const Tensor& out, const Tensor& dout,
                         const std::vector<Tensor*>& din, const RunContext& ctx) = 0;
 
-  // Whether forward honours RunContext::fused (conv: bias, residual add and ReLU in its output
-  // pass, output into a concat's channel slice).
-  virtual bool accepts_fused_output() const { return false; }
+  // Which parts of RunContext::fused forward honours (FuseCap bits; 0: none, the graph never
+  // passes it). conv: all (bias, residual add and ReLU in its output pass, output into a concat's
+  // channel slice); fc: the ReLU.
+  enum FuseCap : unsigned { kFuseRelu = 1, kFuseResidual = 2, kFuseSlice = 4 };
+  virtual unsigned fused_output_caps() const { return 0; }
+  bool accepts_fused_output() const { return fused_output_caps() != 0; }
 
   // Caffe-style fillers for the learnable parameters (xavier / gaussian per layer attrs).
   virtual void init_params(Rng& rng) { (void)rng; }

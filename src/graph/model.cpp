@@ -271,15 +271,17 @@ void Model::make_fuse_plan() {
   ++uses[nv - 1];
   auto sole_user = [&](int v) { return uses[v] == 1 ? user[v] : -1; };
   for (size_t i = 0; i < nn; ++i) {
-    if (!nodes_[i].layer->accepts_fused_output() || p.skip[i]) continue;
+    const unsigned caps = nodes_[i].layer->fused_output_caps();
+    if (!caps || p.skip[i]) continue;
     const int v = static_cast<int>(i) + 1;
     int last = v;
     const int j = sole_user(v);
-    if (j >= 0 && plain_relu(nodes_[j])) {
+    if (j >= 0 && (caps & Layer::kFuseRelu) && plain_relu(nodes_[j])) {
       p.relu[i] = 1;
       p.skip[j] = 1;
       last = j + 1;
-    } else if (j >= 0 && nodes_[j].layer->type() == "add" && nodes_[j].inputs.size() == 2 &&
+    } else if (j >= 0 && (caps & Layer::kFuseResidual) && nodes_[j].layer->type() == "add" &&
+               nodes_[j].inputs.size() == 2 &&
                nodes_[j].inputs[0] != nodes_[j].inputs[1]) {
       const int other = nodes_[j].inputs[0] == v ? nodes_[j].inputs[1] : nodes_[j].inputs[0];
       if (other < v) {   // computed before the conv runs
@@ -287,7 +289,7 @@ void Model::make_fuse_plan() {
         p.skip[j] = 1;
         last = j + 1;
         const int r = sole_user(last);
-        if (r >= 0 && plain_relu(nodes_[r])) {
+        if (r >= 0 && (caps & Layer::kFuseRelu) && plain_relu(nodes_[r])) {
           p.relu[i] = 1;
           p.skip[r] = 1;
           last = r + 1;
@@ -309,7 +311,8 @@ void Model::make_fuse_plan() {
     for (int v : c.inputs) {
       int prod = -1;
       for (size_t i = 0; i < nn && prod < 0; ++i)
-        if (nodes_[i].layer->accepts_fused_output() && !p.skip[i] && p.out_value[i] == v)
+        if ((nodes_[i].layer->fused_output_caps() & Layer::kFuseSlice) && !p.skip[i] &&
+            p.out_value[i] == v)
           prod = static_cast<int>(i);
       if (prod < 0 || uses[v] != 1 || !seen.insert(v).second) {
         producers.clear();

@@ -33,7 +33,7 @@ class Conv final : public Layer {
   void init_params(Rng& rng) override;
   int64_t flops(const std::vector<Shape>& inputs, const Shape& output) const override;
   void invalidate() override { drop_packed(); }
-  bool accepts_fused_output() const override { return true; }
+  unsigned fused_output_caps() const override { return kFuseRelu | kFuseResidual | kFuseSlice; }
   const FissionSetting& fission() const { return fission_; }
 
   // The per-group geometry for an input [N, C, H, W]; validates and throws naming the layer.

@@ -88,7 +88,25 @@ class FC final : public Layer {
     rows12_key_ = nullptr;
   }
 
+  // A ReLU that follows the layer runs in its output pass (Model's fusion plan, inference of a
+  // frozen model): in the transposing store of the small-batch and sparse paths, else over Y
+  // right after the GEMM while it is in cache. Same float operations as the relu layer.
+  unsigned fused_output_caps() const override { return kFuseRelu; }
+
   void forward(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) override {
+    relu_out_ = ctx.fused && ctx.fused->relu;
+    relu_done_ = false;
+    forward_unfused(in, out, ctx);
+    if (relu_out_ && kernel_report_enabled()) last_kernel_ += ", ReLU fused";
+    if (relu_out_ && !relu_done_) {
+      float* y = out.data();
+      const int64_t n = out.numel();
+#pragma omp parallel for schedule(static) if (n >= kParallelMin && !omp_in_parallel())
+      for (int64_t i = 0; i < n; ++i) y[i] = relu0(y[i]);
+    }
+  }
+
+  void forward_unfused(const std::vector<const Tensor*>& in, Tensor& out, const RunContext& ctx) {
     const Tensor& x = input(type(), in, 0);
     int64_t N, I;
     const float* w = weight(x, N, I);
@@ -258,15 +276,26 @@ class FC final : public Layer {
   }
 
   // y [N, O] = yt^T + bias, from yt [O, N] (bias may be null).
-  void store_transposed(const float* yt, int64_t N, const float* b, float* y) const {
+  // The relu layer's operation with slope 0 (a negative v gives -0, NaN stays NaN).
+  static float relu0(float v) {
+    const float z = 0.0f * v;
+    return v > 0.0f ? v : z;
+  }
+
+  // Y[n, o] = Yt[o, n] + b[o], and the fused ReLU if there is one.
+  void store_transposed(const float* yt, int64_t N, const float* b, float* y) {
     const int64_t O = out_;
+    const bool relu = relu_out_;
     constexpr int64_t kB = 32;   // transpose in tiles
 #pragma omp parallel for schedule(static) if (N * O >= kParallelMin && !omp_in_parallel())
     for (int64_t n0 = 0; n0 < N; n0 += kB)
       for (int64_t o0 = 0; o0 < O; o0 += kB)
         for (int64_t n = n0; n < std::min(N, n0 + kB); ++n)
-          for (int64_t o = o0; o < std::min(O, o0 + kB); ++o)
-            y[n * O + o] = yt[o * N + n] + (b ? b[o] : 0.0f);
+          for (int64_t o = o0; o < std::min(O, o0 + kB); ++o) {
+            const float v = yt[o * N + n] + (b ? b[o] : 0.0f);
+            y[n * O + o] = relu ? relu0(v) : v;
+          }
+    relu_done_ = relu;
   }
 
   // Y[N, O] = X' W^T + b with W in CSR: one sample, a sparse matrix-vector product into Y; a
@@ -339,6 +368,8 @@ class FC final : public Layer {
   std::string filler_;
   double weight_std_ = 0.01, bias_value_ = 0.0;
   std::vector<int64_t> retained_;   // elimination: K' input features (empty: dense)
+  bool relu_out_ = false;    // this call's output gets the fused ReLU
+  bool relu_done_ = false;   // ... and store_transposed applied it
   Scratch xbuf_, dbuf_, ytbuf_;
   static constexpr int64_t kSmallBatch = 64;   // up to this batch, weights are the GEMM's A
   FissionSetting fission_;       // inference weight format (f32: plain sgemm)
