@@ -83,6 +83,12 @@ TEST(AttrsStr, ReadableSortedDump) {
   b.set("alpha", 0.0001).set("k", 1.0).set("weight_filler", "msra");
   EXPECT_EQ(b.str(), "alpha=0.0001 k=1.0 weight_filler=msra");
   EXPECT_EQ(Attrs().str(), "");
+  // A long list (an eliminated layer's `retained`) is cut for summaries, with its length.
+  Attrs c;
+  c.set("retained", std::vector<int64_t>{9, 8, 7, 6, 5, 4});
+  EXPECT_EQ(c.str(5), "retained=[9, 8, 7, ... (6 values)]");
+  EXPECT_EQ(c.str(6), "retained=[9, 8, 7, 6, 5, 4]");
+  EXPECT_EQ(c.str(), "retained=[9, 8, 7, 6, 5, 4]");
 }
 
 TEST(AttrsRegistry, LayerTypesAndFactory) {

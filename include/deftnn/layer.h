@@ -45,7 +45,9 @@ class Attrs {
   const std::map<std::string, AttrValue>& items() const { return items_; }
   // Throws Error naming the first key not in `allowed` (catches typos in model files).
   void check_keys(const std::string& layer_type, const std::vector<std::string>& allowed) const;
-  std::string str() const;  // "kernel=[5, 5] stride=1"
+  // "kernel=[5, 5] stride=1"; a list longer than max_list shows its first max_list - 2 values
+  // and its length ("retained=[0, 3, 4, ... (152 values)]").
+  std::string str(size_t max_list = SIZE_MAX) const;
 
  private:
   std::map<std::string, AttrValue> items_;

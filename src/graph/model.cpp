@@ -536,7 +536,7 @@ std::string Model::summary(int64_t batch) const {
     total_f += f;
     os << std::left << std::setw(12) << printable(n.name) << std::setw(10) << n.layer->type() << std::setw(22)
        << shape_str(shapes[i + 1]) << std::right << std::setw(12) << p << std::setw(14)
-       << std::fixed << std::setprecision(2) << f / 1e6 << "  " << n.layer->attrs().str() << "\n";
+       << std::fixed << std::setprecision(2) << f / 1e6 << "  " << n.layer->attrs().str(10) << "\n";
   }
   os << "total: " << total_p << " parameters, " << std::fixed << std::setprecision(2)
      << total_f / 1e6 << " MFLOPs per forward at batch " << batch << "\n";

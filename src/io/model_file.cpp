@@ -503,7 +503,7 @@ Model build_model(const FileRec& rec, const std::vector<unsigned char>& buf, con
     } catch (const Error& e) {
       fail(path, where + ": " + e.what());
     } catch (const std::bad_alloc&) {
-      fail(path, where + ": the '" + n.type + "' layer's attributes (" + n.attrs.str() +
+      fail(path, where + ": the '" + n.type + "' layer's attributes (" + n.attrs.str(10) +
                      ") need more memory than is available");
     }
     std::vector<Param>& ps = m.nodes().back().layer->params();

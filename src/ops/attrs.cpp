@@ -1,6 +1,7 @@
 // Attrs: typed key/value hyper-parameters of a layer, and Layer::param.
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <sstream>
 
 #include "deftnn/error.h"
@@ -27,15 +28,19 @@ std::string float_str(double d) {
   return s;
 }
 
-std::string value_str(const AttrValue& v, bool quote = true) {
+// max_list: a longer list shows its first max_list - 2 values and its length.
+std::string value_str(const AttrValue& v, bool quote = true, size_t max_list = SIZE_MAX) {
   std::ostringstream os;
   switch (v.index()) {
     case 0: os << std::get<int64_t>(v); break;
     case 1: os << float_str(std::get<double>(v)); break;
     case 2: {
       const auto& l = std::get<std::vector<int64_t>>(v);
+      const bool cut = l.size() > max_list && max_list >= 3;
+      const size_t shown = cut ? max_list - 2 : l.size();
       os << '[';
-      for (size_t i = 0; i < l.size(); ++i) os << (i ? ", " : "") << l[i];
+      for (size_t i = 0; i < shown; ++i) os << (i ? ", " : "") << l[i];
+      if (cut) os << ", ... (" << l.size() << " values)";
       os << ']';
       break;
     }
@@ -117,11 +122,11 @@ void Attrs::check_keys(const std::string& layer_type, const std::vector<std::str
   }
 }
 
-std::string Attrs::str() const {
+std::string Attrs::str(size_t max_list) const {
   std::string s;
   for (const auto& [key, v] : items_) {
     if (!s.empty()) s += ' ';
-    s += key + "=" + value_str(v, false);
+    s += key + "=" + value_str(v, false, max_list);
   }
   return s;
 }
