@@ -131,9 +131,12 @@ class FissionPackedA {
 // beta == 0: C is write-only. Runs a.isa()'s kernels; OpenMP over omp_get_max_threads().
 // N == 1 and small N are the GEMV path (same kernels, one narrow B panel, strips streamed by all
 // threads, dynamic schedule). Native bf16 rounds B to bf16 (nearest even) on every call.
+// bkidx (synapse vector elimination, optional): row k of op(B) is row bkidx[k] of the stored
+// op(B) (as sgemm_gather): an fc's retained input columns are read by the packing step, X' is
+// never built. (Deft-8's prescale test then covers B's rows/columns up to the largest index.)
 void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
                   int64_t ldb, float beta, float* C, int64_t ldc,
-                  FissionMode mode = FissionMode::fission);
+                  FissionMode mode = FissionMode::fission, const int64_t* bkidx = nullptr);
 
 // A convolution as a fission GEMM whose B operand is never materialised: C[M x N] = alpha *
 // widen(A) * B + beta * C with B[K x N] the column matrix (im2col) of `images` images side by

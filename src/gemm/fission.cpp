@@ -718,30 +718,40 @@ ConvPath conv_path(const FissionPackedA& a, const FissionConvShape& g, FissionMo
 }  // namespace gemm
 
 void fission_gemm(const FissionPackedA& a, bool trans_b, int64_t N, float alpha, const float* B,
-                  int64_t ldb, float beta, float* C, int64_t ldc, FissionMode mode) {
+                  int64_t ldb, float beta, float* C, int64_t ldc, FissionMode mode,
+                  const int64_t* bkidx) {
   check(!a.empty(), "fission_gemm: empty FissionPackedA");
   const int64_t M = a.rows(), K = a.depth();
-  gemm::check_packed_call("fission_gemm", M, N, K, trans_b, ldb, ldc);
+  // The stored op(B)'s depth: K, or up to the largest index.
+  int64_t KB = K;
+  if (bkidx) {
+    KB = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      check(bkidx[k] >= 0, "fission_gemm: negative B row index at k=" + std::to_string(k));
+      KB = std::max(KB, bkidx[k] + 1);
+    }
+  }
+  gemm::check_packed_call("fission_gemm", M, N, KB, trans_b, ldb, ldc);
   if (N == 0) return;
   if (alpha == 0.0f) {
     gemm::scale_c(M, N, beta, C, ldc);
     return;
   }
-  const float bscale = gemm::deft8_prescale(a, mode, B, trans_b ? N : K, trans_b ? K : N, ldb);
+  const float bscale = gemm::deft8_prescale(a, mode, B, trans_b ? N : KB, trans_b ? KB : N, ldb);
   auto pack = [&](int64_t j0, int64_t nq, bool native, uint8_t* dst) {
     const float* bsrc = trans_b ? B + j0 * ldb : B + j0;
     if (native) {
       uint16_t* d16 = reinterpret_cast<uint16_t*>(dst);
-      if (!trans_b) {
+      if (!trans_b && !bkidx) {
         pack_bf16_pairs(bsrc, ldb, K, nq, d16);
       } else {
         float* tmp = static_cast<float*>(gemm::t_tmp.get(K * nq * 4));
-        gemm::pack_b(true, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, tmp);
+        gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, tmp, bkidx);
         pack_bf16_pairs(tmp, nq, K, nq, d16);
       }
     } else {
       float* df = reinterpret_cast<float*>(dst);
-      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, df);
+      gemm::pack_b(trans_b, K, nq, bsrc, ldb, static_cast<int>(nq), 0, 1, df, bkidx);
       if (bscale != 0.0f)
         for (int64_t i = 0; i < K * nq; ++i) df[i] *= bscale;   // exact: a power of two, no overflow
     }

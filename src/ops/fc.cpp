@@ -5,10 +5,10 @@
 // multiplies input feature retained[p], and Y = X' * W'^T + b where X' [N, K'] holds only the
 // retained columns of X. The fp32 forward never builds X': the GEMM's packing step reads the
 // retained columns of X through the index (sgemm_gather / sgemm_packed_gather, gemm/pack.h), as
-// im2col does for convolution. (A separate gather pass cost a frozen LeNet ip1 with 792 of 800
-// inputs retained ~20% over the dense layer at batch 32.) The fission formats and backward
-// still gather X' (N * K' floats, 1/O of the weight traffic); discarded input features get a
-// zero gradient.
+// im2col does for convolution; so does the fission GEMM's (fission_gemm's bkidx). (A separate
+// gather pass cost a frozen LeNet ip1 with 792 of 800 inputs retained ~20% over the dense layer
+// at batch 32.) The native bf16 row-strip kernel and backward still gather X' (N * K' floats,
+// 1/O of the weight traffic); discarded input features get a zero gradient.
 //
 // Near-compute data fission (issue 4): with the attribute `format` (see ops/fission_weights.h) an
 // inference forward packs the (possibly truncated) weight W [O, K] once in that format and
@@ -246,8 +246,9 @@ class FC final : public Layer {
   void forward_fission(const Tensor& x, int64_t N, int64_t I, const float* w, const float* b,
                        float* y) {
     const int64_t K = depth(I), O = out_;
-    const float* X = operand(x, N, I);
     if (row_strips(N)) {
+      // (Its K-pair packer reads X' [N, K'] rows: the one path that still gathers them first.)
+      const float* X = operand(x, N, I);
       if (rows12_.empty() || rows12_key_ != w || !(rows12_setting_ == fission_) ||
           rows12_.rows() != O || rows12_.depth() != K) {
         rows12_ = gemm::Bf16RowStrips(w, O, K, fission_.rounding);
@@ -267,11 +268,11 @@ class FC final : public Layer {
         std::copy(b, b + O, y);
         beta = 1.0f;
       }
-      fission_gemm(a, true, 1, 1.0f, X, K, beta, y, 1, fission_.mode);
+      fission_gemm(a, true, 1, 1.0f, x.data(), I, beta, y, 1, fission_.mode, kidx());
       return;
     }
     float* yt = ytbuf_.get(O * N);
-    fission_gemm(a, true, N, 1.0f, X, K, 0.0f, yt, N, fission_.mode);
+    fission_gemm(a, true, N, 1.0f, x.data(), I, 0.0f, yt, N, fission_.mode, kidx());
     store_transposed(yt, N, b, y);
   }
 
