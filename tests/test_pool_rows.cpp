@@ -116,8 +116,10 @@ TEST(PoolRows, Rows2K2S2EqualsScalarFormulaBitForBit) {
 // mode's extra window included.
 TEST(PoolRows, Maxpool2x2InferenceEqualsTrainingEveryIsa) {
   test::IsaGuard guard;
+  // Even planes under 64 wide (one run of row pairs: LeNet's 24x24 and 8x8) and wider ones.
   for (const Shape& s : {Shape{1, 3, 17, 17}, Shape{2, 5, 8, 255}, Shape{1, 1, 2, 2},
-                         Shape{1, 2, 56, 56}, Shape{1, 1, 3, 65}}) {
+                         Shape{1, 2, 56, 56}, Shape{1, 1, 3, 65}, Shape{3, 7, 24, 24},
+                         Shape{5, 3, 8, 8}, Shape{2, 3, 6, 62}, Shape{1, 2, 64, 64}}) {
     const Tensor x = test::random_tensor(s, 11);
     for (int64_t pad : {0, 1}) {
       Attrs a;
