@@ -12,6 +12,7 @@
 #include "deftnn/layer.h"
 #include "ops/lrn_rows.h"
 #include "ops/pool_rows.h"
+#include "ops/transpose_rows.h"
 #include "test_util.h"
 
 namespace deftnn {
@@ -224,6 +225,45 @@ TEST(LrnRows, LayerInferenceEqualsTrainingPath) {
   l->forward({&x}, yi, RunContext{false, nullptr});
   for (int64_t i = 0; i < x.numel(); ++i)
     ASSERT_NEAR(yi[i], yt[i], 2e-6 * std::max(1.0f, std::fabs(yt[i]))) << i;
+}
+
+
+// fc's transposing store (ops/transpose_rows.h): the AVX-512 16 x 16 register transpose against
+// the portable loop, bit for bit, on odd O and N (block edges), sub-ranges of features, with and
+// without bias and the fused ReLU; values include -0, +0, NaN and infinities. And the portable
+// loop against the formula itself.
+TEST(TransposeRows, Avx512EqualsPortableBitForBit) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int64_t O : {1, 7, 16, 17, 33, 255})
+    for (int64_t N : {1, 2, 15, 16, 31, 40}) {
+      std::vector<float> yt(O * N), b(O);
+      uint32_t s = static_cast<uint32_t>(O * 131 + N);
+      for (auto& v : yt) {
+        s = s * 1664525u + 1013904223u;
+        const uint32_t r = s >> 24;
+        v = r < 8 ? -0.0f : r < 12 ? 0.0f : r < 14 ? nan : r < 16 ? -inf
+                  : (static_cast<float>(s >> 9 & 0xFFFF) - 32768.0f) / 1024.0f;
+      }
+      for (int64_t o = 0; o < O; ++o) b[o] = o % 5 == 0 ? -0.0f : static_cast<float>(o % 7) - 3.0f;
+      for (bool bias : {false, true})
+        for (bool relu : {false, true}) {
+          const int64_t o0 = O > 2 ? 1 : 0, o1 = O;   // a sub-range, as a thread's share
+          std::vector<float> want(N * O, 7.0f), got(N * O, 7.0f);
+          ops::transpose_bias__portable(yt.data(), O, N, bias ? b.data() : nullptr, relu, want.data(), o0, o1);
+          for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = 0; o < O; ++o) {
+              const float v = o < o0 ? 7.0f : yt[o * N + n] + (bias ? b[o] : 0.0f);
+              const float e = o >= o0 && relu ? (v > 0.0f ? v : 0.0f * v) : v;
+              ASSERT_EQ(bits(want[n * O + o]), bits(e)) << "portable O=" << O << " N=" << N;
+            }
+          if (detected_isa() < Isa::avx512) continue;
+          ops::transpose_bias__avx512(yt.data(), O, N, bias ? b.data() : nullptr, relu, got.data(), o0, o1);
+          for (int64_t i = 0; i < N * O; ++i)
+            ASSERT_EQ(bits(got[i]), bits(want[i]))
+                << "O=" << O << " N=" << N << " bias " << bias << " relu " << relu << " at " << i;
+        }
+    }
 }
 
 }  // namespace

@@ -27,6 +27,7 @@
 #include "ops/common.h"
 #include "ops/fission_weights.h"
 #include "ops/sparse_weights.h"
+#include "ops/transpose_rows.h"
 #include "ops/layers.h"
 
 namespace deftnn::ops {
@@ -283,19 +284,15 @@ class FC final : public Layer {
     return v > 0.0f ? v : z;
   }
 
-  // Y[n, o] = Yt[o, n] + b[o], and the fused ReLU if there is one.
+  // Y[n, o] = Yt[o, n] + b[o], and the fused ReLU if there is one (ops/transpose_rows.h).
   void store_transposed(const float* yt, int64_t N, const float* b, float* y) {
     const int64_t O = out_;
     const bool relu = relu_out_;
-    constexpr int64_t kB = 32;   // transpose in tiles
+    const Isa isa = active_isa();
+    const int64_t blocks = (O + 15) / 16;   // 16 output features a block
 #pragma omp parallel for schedule(static) if (N * O >= kParallelMin && !omp_in_parallel())
-    for (int64_t n0 = 0; n0 < N; n0 += kB)
-      for (int64_t o0 = 0; o0 < O; o0 += kB)
-        for (int64_t n = n0; n < std::min(N, n0 + kB); ++n)
-          for (int64_t o = o0; o < std::min(O, o0 + kB); ++o) {
-            const float v = yt[o * N + n] + (b ? b[o] : 0.0f);
-            y[n * O + o] = relu ? relu0(v) : v;
-          }
+    for (int64_t q = 0; q < blocks; ++q)
+      transpose_bias(isa, yt, O, N, b, relu, y, 16 * q, std::min(O, 16 * q + 16));
     relu_done_ = relu;
   }
 
