@@ -79,6 +79,22 @@ inline std::pair<int64_t, int64_t> thread_share(int64_t n, int t, int nt) {
   return {cut(t), cut(t + 1)};
 }
 
+// The relu layer's operation with slope 0, as every fused ReLU applies it: v > 0 ? v : 0 * v
+// (a negative v gives -0, NaN stays NaN), so that a fused output is bitwise the separate layer's.
+inline float relu0(float v) {
+  const float z = 0.0f * v;
+  return v > 0.0f ? v : z;
+}
+
+// The fused output pass (RunContext::fused) on n consecutive outputs: v = y (+ residual)
+// (ReLU), with the float operations of the separate add and relu layers.
+inline void finish(float* y, const float* res, bool relu, int64_t n) {
+  if (res)
+    for (int64_t p = 0; p < n; ++p) y[p] += res[p];
+  if (relu)
+    for (int64_t p = 0; p < n; ++p) y[p] = relu0(y[p]);
+}
+
 // Runs body(begin, end) over [0, n): split across the threads when n is large and not already
 // inside a parallel region, else in one call, with shares cut on cache lines.
 template <class Body>

@@ -217,18 +217,6 @@ inline void columns(const ConvGeom& g, bool ident, const float* xg, float* col, 
     std::memcpy(col + r * ld, xg + r * P, sizeof(float) * static_cast<size_t>(P));
 }
 
-// The fused output pass (RunContext::fused) on n consecutive outputs: v = y (+ residual)
-// (ReLU), with the float operations of the separate add and relu layers.
-inline void finish(float* y, const float* res, bool relu, int64_t n) {
-  if (res)
-    for (int64_t p = 0; p < n; ++p) y[p] += res[p];
-  if (relu)
-    for (int64_t p = 0; p < n; ++p) {
-      const float v = y[p], z = 0.0f * v;   // relu: v > 0 ? v : slope * v, slope 0
-      y[p] = v > 0.0f ? v : z;
-    }
-}
-
 // Writes output plane o of group gi of image n from src (P values) with the bias, then the
 // fused residual and ReLU (finish): the copy out of a side-by-side GEMM result.
 struct PlaneOut {

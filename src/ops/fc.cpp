@@ -101,9 +101,8 @@ class FC final : public Layer {
     if (relu_out_ && kernel_report_enabled()) last_kernel_ += ", ReLU fused";
     if (relu_out_ && !relu_done_) {
       float* y = out.data();
-      const int64_t n = out.numel();
-#pragma omp parallel for schedule(static) if (n >= kParallelMin && !omp_in_parallel())
-      for (int64_t i = 0; i < n; ++i) y[i] = relu0(y[i]);
+      parallel_ranges(out.numel(),
+                      [&](int64_t lo, int64_t hi) { finish(y + lo, nullptr, true, hi - lo); });
     }
   }
 
@@ -278,12 +277,6 @@ class FC final : public Layer {
   }
 
   // y [N, O] = yt^T + bias, from yt [O, N] (bias may be null).
-  // The relu layer's operation with slope 0 (a negative v gives -0, NaN stays NaN).
-  static float relu0(float v) {
-    const float z = 0.0f * v;
-    return v > 0.0f ? v : z;
-  }
-
   // Y[n, o] = Yt[o, n] + b[o], and the fused ReLU if there is one (ops/transpose_rows.h).
   void store_transposed(const float* yt, int64_t N, const float* b, float* y) {
     const int64_t O = out_;

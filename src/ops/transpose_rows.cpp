@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "ops/common.h"
+
 namespace deftnn::ops {
 
 void transpose_bias__portable(const float* yt, int64_t O, int64_t N, const float* b, bool relu,
@@ -13,8 +15,7 @@ void transpose_bias__portable(const float* yt, int64_t O, int64_t N, const float
       for (int64_t n = n0; n < std::min(N, n0 + kB); ++n)
         for (int64_t o = oo; o < std::min(o1, oo + kB); ++o) {
           const float v = yt[o * N + n] + (b ? b[o] : 0.0f);
-          const float z = 0.0f * v;
-          y[n * O + o] = relu ? (v > 0.0f ? v : z) : v;
+          y[n * O + o] = relu ? relu0(v) : v;
         }
 }
 
