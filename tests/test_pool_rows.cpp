@@ -253,7 +253,7 @@ TEST(TransposeRows, Avx512EqualsPortableBitForBit) {
           ops::transpose_bias__portable(yt.data(), O, N, bias ? b.data() : nullptr, relu, want.data(), o0, o1);
           for (int64_t n = 0; n < N; ++n)
             for (int64_t o = 0; o < O; ++o) {
-              const float v = o < o0 ? 7.0f : yt[o * N + n] + (bias ? b[o] : 0.0f);
+              const float v = o < o0 ? 7.0f : bias ? yt[o * N + n] + b[o] : yt[o * N + n];
               const float e = o >= o0 && relu ? (v > 0.0f ? v : 0.0f * v) : v;
               ASSERT_EQ(bits(want[n * O + o]), bits(e)) << "portable O=" << O << " N=" << N;
             }

@@ -310,9 +310,8 @@ class FC final : public Layer {
         for (int64_t o = 0; o < out_; ++o) y[o] += b[o];
       return;
     }
-    float* xt = dbuf_.get(K * N);
-    for (int64_t n = 0; n < N; ++n)
-      for (int64_t k = 0; k < K; ++k) xt[k * N + n] = xs[n * K + k];
+    float* xt = dbuf_.get(K * N);   // X'^T [K', N]
+    transpose_bias(active_isa(), xs, N, K, nullptr, false, xt, 0, N);
     float* yt = ytbuf_.get(out_ * N);
     spmm(a, xt, N, N, yt, N);
     store_transposed(yt, N, b, y);

@@ -14,7 +14,7 @@ void transpose_bias__portable(const float* yt, int64_t O, int64_t N, const float
     for (int64_t oo = o0; oo < o1; oo += kB)
       for (int64_t n = n0; n < std::min(N, n0 + kB); ++n)
         for (int64_t o = oo; o < std::min(o1, oo + kB); ++o) {
-          const float v = yt[o * N + n] + (b ? b[o] : 0.0f);
+          const float v = b ? yt[o * N + n] + b[o] : yt[o * N + n];
           y[n * O + o] = relu ? relu0(v) : v;
         }
 }

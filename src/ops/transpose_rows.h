@@ -1,8 +1,9 @@
 // The fully connected layer's transposing store: at small batch fc computes Y^T = W X^T (the
 // weights as the GEMM's A operand, see fc.cpp) and stores Y. For output features [o0, o1):
-//   y[n * O + o] = yt[o * N + n] + (b ? b[o] : 0.0f), n < N,
+//   y[n * O + o] = b ? yt[o * N + n] + b[o] : yt[o * N + n], n < N,
 // then, with relu, the relu layer's operation (v > 0 ? v : 0 * v), so that the fused ReLU is
-// bitwise the separate layer. Per ISA: the portable loop is the reference; the AVX-512 version
+// bitwise the separate layer. Without bias and ReLU a plain transpose (fc's sparse path
+// transposes X with it). Per ISA: the portable loop is the reference; the AVX-512 version
 // transposes 16 x 16 blocks in registers. The scalar loop was 6-13% of LeNet's ip1 at batch 32
 // (500 x 32), twice that when its loads and stores aliased at 4 KiB (address layout dependent:
 // the first model a process ran was 1.3x slower than the next one).

@@ -49,7 +49,6 @@ void transpose_bias__avx512(const float* yt, int64_t O, int64_t N, const float* 
   for (int64_t o = o0; o < o1; o += 16) {
     const int no = static_cast<int>(std::min<int64_t>(16, o1 - o));
     const __mmask16 ko = simd::tail_mask(no);
-    // + 0.0f without a bias, as the reference (-0 + 0 = +0).
     const __m512 bias = b ? _mm512_maskz_loadu_ps(ko, b + o) : zero;
     for (int64_t n = 0; n < N; n += 16) {
       const int nn = static_cast<int>(std::min<int64_t>(16, N - n));
@@ -59,7 +58,7 @@ void transpose_bias__avx512(const float* yt, int64_t O, int64_t N, const float* 
         r[i] = i < no ? _mm512_maskz_loadu_ps(kn, yt + (o + i) * N + n) : zero;
       transpose16(r);
       for (int j = 0; j < nn; ++j) {
-        __m512 v = _mm512_add_ps(r[j], bias);
+        __m512 v = b ? _mm512_add_ps(r[j], bias) : r[j];
         if (relu) {
           const __mmask16 pos = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
           v = _mm512_mask_blend_ps(pos, _mm512_mul_ps(zero, v), v);
