@@ -11,6 +11,7 @@
 #include "deftnn/error.h"
 #include "deftnn/gemm.h"
 #include "deftnn/prune.h"
+#include "gemm/policy_names.h"
 
 namespace deftnn {
 
@@ -168,21 +169,10 @@ SparsePolicy sparse_policy() { return sparse_policy_ref(); }
 void set_sparse_policy(SparsePolicy p) { sparse_policy_ref() = p; }
 
 SparsePolicy sparse_policy_from_name(const std::string& name) {
-  if (name == "auto") return SparsePolicy::automatic;
-  if (name == "off") return SparsePolicy::off;
-  if (name == "on") return SparsePolicy::on;
-  throw Error("DEFTNN_SPARSE / --sparse: unknown policy '" + name +
-              "' (expected auto, off or on)");
+  return gemm::policy_from_name<SparsePolicy>(name, "DEFTNN_SPARSE / --sparse");
 }
 
-const char* sparse_policy_name(SparsePolicy p) {
-  switch (p) {
-    case SparsePolicy::automatic: return "auto";
-    case SparsePolicy::off: return "off";
-    case SparsePolicy::on: return "on";
-  }
-  return "?";
-}
+const char* sparse_policy_name(SparsePolicy p) { return gemm::policy_name(p, "?"); }
 
 // Where the sparse kernels beat the engine's dense ones (direct tiles, Winograd, packed sgemm)
 // in the model, magnitude-pruned zoo networks, 2 threads, Zen 5, alternated (dense / sparse

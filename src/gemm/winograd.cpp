@@ -14,6 +14,7 @@
 #include "deftnn/tensor.h"
 #include "gemm/buffer.h"
 #include "gemm/pack.h"
+#include "gemm/policy_names.h"
 #include "gemm/ukernel.h"
 
 namespace deftnn::gemm {
@@ -319,20 +320,9 @@ WinogradPolicy winograd_policy() { return gemm::policy(); }
 void set_winograd_policy(WinogradPolicy p) { gemm::policy() = p; }
 
 WinogradPolicy winograd_policy_from_name(const std::string& name) {
-  if (name == "auto") return WinogradPolicy::automatic;
-  if (name == "off") return WinogradPolicy::off;
-  if (name == "on") return WinogradPolicy::on;
-  throw Error("DEFTNN_WINOGRAD / --winograd: unknown policy '" + name +
-              "' (expected auto, off or on)");
+  return gemm::policy_from_name<WinogradPolicy>(name, "DEFTNN_WINOGRAD / --winograd");
 }
 
-const char* winograd_policy_name(WinogradPolicy p) {
-  switch (p) {
-    case WinogradPolicy::automatic: return "auto";
-    case WinogradPolicy::off: return "off";
-    case WinogradPolicy::on: return "on";
-  }
-  return "auto";
-}
+const char* winograd_policy_name(WinogradPolicy p) { return gemm::policy_name(p, "auto"); }
 
 }  // namespace deftnn

@@ -1,0 +1,31 @@
+// The names of the engine's auto / off / on kernel policies (WinogradPolicy, SparsePolicy: enums
+// with the members automatic, off, on), parsed from an environment variable or a flag and
+// printed, in one place.
+#pragma once
+#include <string>
+
+#include "deftnn/error.h"
+
+namespace deftnn::gemm {
+
+// `where` names the variable and flag in the error ("DEFTNN_SPARSE / --sparse").
+template <class Policy>
+Policy policy_from_name(const std::string& name, const char* where) {
+  if (name == "auto") return Policy::automatic;
+  if (name == "off") return Policy::off;
+  if (name == "on") return Policy::on;
+  throw Error(std::string(where) + ": unknown policy '" + name + "' (expected auto, off or on)");
+}
+
+// `unknown`: the name of a value outside the enum.
+template <class Policy>
+const char* policy_name(Policy p, const char* unknown) {
+  switch (p) {
+    case Policy::automatic: return "auto";
+    case Policy::off: return "off";
+    case Policy::on: return "on";
+  }
+  return unknown;
+}
+
+}  // namespace deftnn::gemm
