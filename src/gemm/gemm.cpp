@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
-#include <vector>
 
 #include "deftnn/error.h"
 #include "deftnn/gemm.h"
@@ -36,6 +35,7 @@ thread_local Buffer t_pack_b;           // a thread's whole copy of op(B)'s bloc
 thread_local Buffer t_pack_a_private;   // a thread's own rows of op(A) (rows split)
 thread_local Buffer t_pack_b_private;   // a thread's own panels of op(B) (columns split)
 thread_local Buffer t_vec;      // GEMV: contiguous x / y copies
+thread_local Buffer t_gather_a, t_gather_b;   // sgemm_gather's GEMV shapes: gathered operands
 
 
 
@@ -361,24 +361,23 @@ void run_sgemm(const gemm::Problem& p) {
   if ((p.N == 1 || p.M == 1) && (p.akidx || p.bkidx)) {
     // The GEMV kernels read their vector and matrix in place: gather the indexed operands
     // (a vector of K, or a matrix the GEMV streams once anyway) and run the plain path.
-    std::vector<float> ga, gb;
     gemm::Problem q = p;
     if (p.akidx) {
-      ga.resize(static_cast<size_t>(p.M * p.K));
+      float* ga = gemm::t_gather_a.get(p.M * p.K);
       for (int64_t i = 0; i < p.M; ++i)
         for (int64_t k = 0; k < p.K; ++k)
           ga[i * p.K + k] = p.ta ? p.A[p.akidx[k] * p.lda + i] : p.A[i * p.lda + p.akidx[k]];
-      q.A = ga.data();
+      q.A = ga;
       q.lda = p.K;
       q.ta = false;
       q.akidx = nullptr;
     }
     if (p.bkidx) {
-      gb.resize(static_cast<size_t>(p.K * p.N));
+      float* gb = gemm::t_gather_b.get(p.K * p.N);
       for (int64_t k = 0; k < p.K; ++k)
         for (int64_t j = 0; j < p.N; ++j)
           gb[k * p.N + j] = p.tb ? p.B[j * p.ldb + p.bkidx[k]] : p.B[p.bkidx[k] * p.ldb + j];
-      q.B = gb.data();
+      q.B = gb;
       q.ldb = p.N;
       q.tb = false;
       q.bkidx = nullptr;
