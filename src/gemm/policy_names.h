@@ -1,7 +1,8 @@
-// The names of the engine's auto / off / on kernel policies (WinogradPolicy, SparsePolicy: enums
-// with the members automatic, off, on), parsed from an environment variable or a flag and
-// printed, in one place.
+// The engine's auto / off / on kernel policies (WinogradPolicy, SparsePolicy: enums with the
+// members automatic, off, on): the process-wide setting read from its environment variable, and
+// the names parsed from that variable or a flag and printed, in one place.
 #pragma once
+#include <cstdlib>
 #include <string>
 
 #include "deftnn/error.h"
@@ -26,6 +27,18 @@ const char* policy_name(Policy p, const char* unknown) {
     case Policy::on: return "on";
   }
   return unknown;
+}
+
+// The process-wide setting of Policy: from the environment variable env on first use (unset or
+// empty: automatic; a bad name throws naming `where`), then whatever the setter stored. One per
+// Policy type, so each policy passes its own env on every call.
+template <class Policy>
+Policy& process_policy(const char* env, const char* where) {
+  static Policy p = [&] {
+    const char* e = std::getenv(env);
+    return e && *e ? policy_from_name<Policy>(e, where) : Policy::automatic;
+  }();
+  return p;
 }
 
 }  // namespace deftnn::gemm

@@ -5,7 +5,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <limits>
 
 #include "deftnn/error.h"
@@ -155,13 +154,8 @@ void spmm_ref(const CsrMatrix& a, const float* B, int64_t ldb, int64_t N, float*
 }
 
 namespace {
-SparsePolicy initial_sparse_policy() {
-  const char* e = std::getenv("DEFTNN_SPARSE");
-  return e && *e ? sparse_policy_from_name(e) : SparsePolicy::automatic;
-}
 SparsePolicy& sparse_policy_ref() {
-  static SparsePolicy p = initial_sparse_policy();
-  return p;
+  return gemm::process_policy<SparsePolicy>("DEFTNN_SPARSE", "DEFTNN_SPARSE / --sparse");
 }
 }  // namespace
 

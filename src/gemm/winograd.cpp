@@ -5,7 +5,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,13 +73,8 @@ WinogradWeights& WinogradWeights::operator=(WinogradWeights&& o) noexcept {
 WinogradWeights::~WinogradWeights() { aligned_free(data_); }
 
 namespace {
-WinogradPolicy initial_policy() {
-  const char* e = std::getenv("DEFTNN_WINOGRAD");
-  return e && *e ? winograd_policy_from_name(e) : WinogradPolicy::automatic;
-}
 WinogradPolicy& policy() {
-  static WinogradPolicy p = initial_policy();
-  return p;
+  return process_policy<WinogradPolicy>("DEFTNN_WINOGRAD", "DEFTNN_WINOGRAD / --winograd");
 }
 }  // namespace
 
