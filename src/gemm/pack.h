@@ -23,4 +23,10 @@ void pack_a(bool trans_a, int64_t mc, int64_t kc, const float* a, int64_t lda, i
 void pack_b(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb, int nr,
             int64_t p0, int64_t p1, float* dst, const int64_t* kidx = nullptr);
 
+// Rows [0, kc) of one 32-wide panel of a transposed op(B) with a row index: d[k * 32 + j] =
+// b[j * ldb + kidx[k]] for j < n, else 0; each row two gathers from the stored rows, one lane
+// per column, no transpose (src/gemm/pack_avx512.cpp; AVX-512 CPUs only, 31 * ldb < 2^29).
+void pack_b_idx_t32_rows__avx512(int64_t kc, int n, const float* b, int64_t ldb,
+                                 const int64_t* kidx, float* d);
+
 }  // namespace deftnn::gemm
