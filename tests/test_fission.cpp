@@ -611,6 +611,11 @@ TEST_F(FissionTest, ConvBuildsPanelsFromTheImageEveryIsaFormatMode) {
                                                              // of images: pixel tile
       {100, 228, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     // K = 2052: strips >= 128 KiB, each
                                                               // thread its own, the next prefetched
+      {20, 1, 28, 28, 5, 5, 1, 1, 0, 0, 0, 0, 1, 1, 2},      // LeNet's conv1: pixel tile on two
+                                                             // 24-wide rows per chunk
+      {13, 2, 23, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},      // two 21-wide rows, odd OH: the last
+                                                             // row alone
+      {9, 3, 19, 36, 3, 3, 1, 2, 0, 0, 1, 0, 1, 1, 1},       // 17 wide (column stride 2), 17 rows
   };
   for (Isa isa : supported_isas()) {
     set_active_isa(isa);

@@ -144,6 +144,14 @@ void fission_tile_direct__avx512(Format, int64_t, const void*, const float*, con
 void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
                                     const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
                                     float alpha, float beta, const TileRows* rows);
+// The pixel-vector tile over two output rows: columns j < len0 read b0[rowoff[k] + j], the
+// others b1[rowoff[k] + j - len0] (the next row's start); C's n columns consecutive, as the
+// two rows' outputs are. Rows of 17-24 columns ran one row per chunk in 2 vectors, 53-75%
+// full (LeNet's 24-wide conv1: 24 of 32 lanes); two rows make 3 vectors, 71-100% full.
+void fission_tile_direct_px2__avx512(int64_t K, const float* a, const float* b0, const float* b1,
+                                     int len0, const int64_t* rowoff, float* c, int64_t ldc,
+                                     int m, int n, float alpha, float beta,
+                                     const TileRows* rows);
 
 // d[m] = s[m] * scale for m0 <= m < m1 and 0 for the other m < wp (one padded row of
 // fission_conv's stride-1 copy; s is read only inside [m0, m1)).

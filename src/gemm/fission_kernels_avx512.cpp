@@ -290,7 +290,8 @@ constexpr int64_t kPxAhead = 128;
 // consecutive B columns loaded from the image, C rows stored as they are (no transpose).
 template <int MRT, int NV>
 void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, float* c,
-             int64_t ldc, int m, int n, float alpha, float beta, const TileRows* rows, bool pf) {
+             int64_t ldc, int m, int n, float alpha, float beta, const TileRows* rows, bool pf,
+             const float* b1 = nullptr, int len0 = 0) {
   __m512 acc[MRT][NV];
 #pragma GCC unroll 12
   for (int i = 0; i < MRT; ++i)
@@ -299,6 +300,14 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
   __mmask16 mask[NV];
 #pragma GCC unroll 4
   for (int v = 0; v < NV; ++v) mask[v] = simd::tail_mask(n - 16 * v);
+  // Two rows (b1): columns j < len0 from b, the others from b1 at j - len0; a vector whose
+  // lanes straddle len0 is two masked loads (a masked-off lane is never read).
+  __mmask16 m0[NV], m1[NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    m0[v] = b1 ? static_cast<__mmask16>(mask[v] & simd::tail_mask(len0 - 16 * v)) : mask[v];
+    m1[v] = static_cast<__mmask16>(mask[v] & ~m0[v]);
+  }
   for (int64_t k = 0; k < K; ++k) {
     const float* br = b + off[k];
     if (pf) {   // this row's columns a few chunks ahead (see fission_tile_direct_px__avx512)
@@ -308,7 +317,13 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
     }
     __m512 bv[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(mask[v], br + 16 * v);
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_maskz_loadu_ps(m0[v], br + 16 * v);
+    if (b1) {
+      const float* br1 = b1 + off[k] - len0;
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v)
+        if (m1[v]) bv[v] = _mm512_mask_loadu_ps(bv[v], m1[v], br1 + 16 * v);
+    }
     const float* ak = a + k * MR;
 #pragma GCC unroll 12
     for (int i = 0; i < MRT; ++i) {
@@ -343,9 +358,29 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
 
 }  // namespace
 
+namespace {
+void tile_direct_px(int64_t K, const float* a, const float* b, const int64_t* rowoff, float* c,
+                    int64_t ldc, int m, int n, float alpha, float beta, const TileRows* rows,
+                    const float* b1, int len0);
+}  // namespace
+
 void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
                                     const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
                                     float alpha, float beta, const TileRows* rows) {
+  tile_direct_px(K, a, b, rowoff, c, ldc, m, n, alpha, beta, rows, nullptr, 0);
+}
+
+void fission_tile_direct_px2__avx512(int64_t K, const float* a, const float* b0, const float* b1,
+                                     int len0, const int64_t* rowoff, float* c, int64_t ldc,
+                                     int m, int n, float alpha, float beta,
+                                     const TileRows* rows) {
+  tile_direct_px(K, a, b0, rowoff, c, ldc, m, n, alpha, beta, rows, b1, len0);
+}
+
+namespace {
+void tile_direct_px(int64_t K, const float* a, const float* b, const int64_t* rowoff, float* c,
+                    int64_t ldc, int m, int n, float alpha, float beta, const TileRows* rows,
+                    const float* b1, int len0) {
   // The C lines of the next chunk (the next n columns of these rows), which the chunk-major
   // walk writes after every strip of this chunk: fetched now, the stores find them in cache
   // instead of waiting for each line from DRAM (a batch-16 layer's output does not fit L3).
@@ -369,7 +404,8 @@ void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
     float* ci = c + i0 * ldc;
     const float* ai = a + i0;
     const bool pf = i0 == 0;
-#define DEFTNN_TILE_PX(R, V) tile_px<R, V>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, pf)
+#define DEFTNN_TILE_PX(R, V) \
+  tile_px<R, V>(K, ai, b, rowoff, ci, ldc, mi, n, alpha, beta, rp, pf, b1, len0)
     if (nv == 3) {
       if (mrt == 8) DEFTNN_TILE_PX(8, 3);
       else DEFTNN_TILE_PX(4, 3);
@@ -386,6 +422,7 @@ void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
     i0 += mrt;
   }
 }
+}  // namespace
 
 }  // namespace deftnn::gemm
 
