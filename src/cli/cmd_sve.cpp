@@ -178,7 +178,7 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
     std::vector<std::string> layer_thresholds;
     int epochs = 1;
     double lr = 0.001;
-    int64_t batch = 32, align = 8, ft_batch = 64;
+    int64_t batch = 32, align = OptimizeOptions{}.align, ft_batch = 64;
     int iters = 30, max_eval = 24;
     int64_t refit = 0;
     DataOptions data;
@@ -198,7 +198,8 @@ void register_sve_commands(CLI::App& app, Registry& registry) {
   c_opt->add_option("--finetune-batch", oa->ft_batch, "fine-tuning batch size")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   c_opt->add_option("--batch", oa->batch, "batch size of the timings")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   c_opt->add_option("--iters", oa->iters, "timed iterations per measurement")->capture_default_str()->check(CLI::Range(1, 100000));
-  c_opt->add_option("--align", oa->align, "round retained counts up to a multiple of this")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  c_opt->add_option("--align", oa->align, "round retained counts up to a multiple of this (16: an fc's truncated weight rows stay "
+                    "vector-aligned for the batch-1 GEMV)")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   c_opt->add_option("--max-evaluated", oa->max_eval, "composed configurations evaluated for the frontier")->capture_default_str()->check(CLI::Range(2, 100000));
   c_opt->add_option("--refit", oa->refit, "least-squares refit of each candidate's kept columns on the first N training "
                                           "images (0: the paper's K/(K-D) scale)")->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
