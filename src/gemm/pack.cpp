@@ -183,8 +183,8 @@ void for_each_run(int64_t kc, const int64_t* kidx, Fn&& fn) {
   }
 }
 
-// pack_b_idx_t32_rows__avx512 can run: an AVX-512 CPU, lane offsets 31 * ldb scaled by 4
-// within 32 bits.
+// pack_b_idx_t32_rows__avx512 can run: an AVX-512 CPU, and its lane offsets (up to 15 * ldb
+// elements, scaled by 4) within a signed 32-bit index.
 bool gather_t32(int64_t ldb) {
   static const bool avx512 = detected_isa() >= Isa::avx512;
   return avx512 && ldb < (int64_t{1} << 24);

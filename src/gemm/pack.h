@@ -25,7 +25,8 @@ void pack_b(bool trans_b, int64_t kc, int64_t nc, const float* b, int64_t ldb, i
 
 // Rows [0, kc) of one 32-wide panel of a transposed op(B) with a row index: d[k * 32 + j] =
 // b[j * ldb + kidx[k]] for j < n, else 0; each row two gathers from the stored rows, one lane
-// per column, no transpose (src/gemm/pack_avx512.cpp; AVX-512 CPUs only, 31 * ldb < 2^29).
+// per column, no transpose (src/gemm/pack_avx512.cpp; AVX-512 CPUs only; the lane offsets,
+// up to 15 * ldb elements scaled by 4, must fit a signed 32-bit index).
 void pack_b_idx_t32_rows__avx512(int64_t kc, int n, const float* b, int64_t ldb,
                                  const int64_t* kidx, float* d);
 
