@@ -1120,16 +1120,24 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
     const int64_t per_row = px ? (vecs + 2) / 3 : (row_len + NR - 1) / NR;
     // Short rows (fp32 or channel-pair tiles, not one long row): chunks of 12 run on into the
     // next output row (two segments), instead of cutting each row (13 = 7 + 6).
-    bool split = !one_row && !px && g.OW < 32 && g.OH > 1 &&
-                 (pair_words || a.format() == Format::f32);
+    // The pixel tile on rows of 17-24 columns: chunks of two whole rows (3 vectors, 71-100%
+    // full, instead of 2 per row, 53-75%), an odd last row alone. LeNet's conv1 (24 wide, K =
+    // 25, 20 channels) in the model at batch 32, 2 threads, old and new builds alternated:
+    // 0.195-0.200 -> 0.156-0.177 ms on a busy machine, 0.129-0.139 -> 0.117-0.120 on a quiet one.
+    const bool px_pairs = px && !one_row && g.OW > 16 && g.OW <= 24 && g.OH > 1;
+    bool split = px_pairs || (!one_row && !px && g.OW < 32 && g.OH > 1 &&
+                              (pair_words || a.format() == Format::f32));
+    const int64_t split_nr = px_pairs ? 2 * g.OW : NR;   // a split chunk's columns
     // The split chunks in column order: emit(t, r, c, take, extra) for a chunk of image t from
-    // row r, column c: take columns there, then extra (0, or 12 - take) from row r + 1.
+    // row r, column c: take columns there, then extra (0, or split_nr - take) from row r + 1.
     auto walk_split = [&](auto&& emit) {
       for (int64_t t = 0; t < g.images; ++t)
         for (int64_t r = 0, c = 0; r < g.OH;) {
-          const int64_t take = std::min<int64_t>(NR, g.OW - c);
-          const int64_t extra =
-              take < NR && c + take == g.OW && r + 1 < g.OH && NR - take <= g.OW ? NR - take : 0;
+          const int64_t take = std::min<int64_t>(split_nr, g.OW - c);
+          const int64_t extra = take < split_nr && c + take == g.OW && r + 1 < g.OH &&
+                                        split_nr - take <= g.OW
+                                    ? split_nr - take
+                                    : 0;
           emit(t, r, c, take, extra);
           if (extra > 0) {
             ++r;
@@ -1143,13 +1151,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
           }
         }
     };
-    // The pixel tile on rows of 17-24 columns: chunks of two whole rows (3 vectors, 71-100%
-    // full, instead of 2 per row, 53-75%), an odd last row alone. LeNet's conv1 (24 wide, K =
-    // 25, 20 channels) in the model at batch 32, 2 threads, old and new builds alternated:
-    // 0.195-0.200 -> 0.156-0.177 ms (a busy machine; the layer is ~0.13 ms on a quiet one).
-    const bool px_pairs = px && !one_row && g.OW > 16 && g.OW <= 24 && g.OH > 1;
     int64_t nchunks = g.images * rows_per_image * per_row;
-    if (px_pairs) nchunks = g.images * ((g.OH + 1) / 2);
     if (split) {
       // Where two segments cannot fill a chunk, the row's remainder is a narrow chunk of its
       // own (OW = 7: 7 + 5, then 2 alone). A tile of 2 columns streams its 32 rows of A from
@@ -1170,15 +1172,7 @@ void fission_conv(const FissionPackedA& a, const FissionConvShape& g, const floa
         gemm::t_chunks.get(nchunks * static_cast<int64_t>(sizeof(gemm::DirectChunk))));
     int64_t q = 0;
     const int64_t rstride = g.sh * sw * Wp;   // elements between output rows' B
-    if (px_pairs) {
-      for (int64_t t = 0; t < g.images; ++t)
-        for (int64_t r = 0; r < g.OH; r += 2) {
-          const bool two = r + 1 < g.OH;
-          chunks[q++] = {t * img_b + r * rstride, t * P + r * g.OW,
-                         static_cast<int>(two ? 2 * g.OW : g.OW), static_cast<int>(g.OW),
-                         two ? t * img_b + (r + 1) * rstride : 0};
-        }
-    } else if (split) {
+    if (split) {
       walk_split([&](int64_t t, int64_t r, int64_t c, int64_t take, int64_t extra) {
         chunks[q++] = {t * img_b + r * rstride + c, t * P + r * g.OW + c,
                        static_cast<int>(take + extra), static_cast<int>(take),
