@@ -356,28 +356,7 @@ void tile_px(int64_t K, const float* a, const float* b, const int64_t* off, floa
   }
 }
 
-}  // namespace
-
-namespace {
-void tile_direct_px(int64_t K, const float* a, const float* b, const int64_t* rowoff, float* c,
-                    int64_t ldc, int m, int n, float alpha, float beta, const TileRows* rows,
-                    const float* b1, int len0);
-}  // namespace
-
-void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
-                                    const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
-                                    float alpha, float beta, const TileRows* rows) {
-  tile_direct_px(K, a, b, rowoff, c, ldc, m, n, alpha, beta, rows, nullptr, 0);
-}
-
-void fission_tile_direct_px2__avx512(int64_t K, const float* a, const float* b0, const float* b1,
-                                     int len0, const int64_t* rowoff, float* c, int64_t ldc,
-                                     int m, int n, float alpha, float beta,
-                                     const TileRows* rows) {
-  tile_direct_px(K, a, b0, rowoff, c, ldc, m, n, alpha, beta, rows, b1, len0);
-}
-
-namespace {
+// fission_tile_direct_px__avx512 and, with b1, its two-row form.
 void tile_direct_px(int64_t K, const float* a, const float* b, const int64_t* rowoff, float* c,
                     int64_t ldc, int m, int n, float alpha, float beta, const TileRows* rows,
                     const float* b1, int len0) {
@@ -422,7 +401,21 @@ void tile_direct_px(int64_t K, const float* a, const float* b, const int64_t* ro
     i0 += mrt;
   }
 }
+
 }  // namespace
+
+void fission_tile_direct_px__avx512(int64_t K, const float* a, const float* b,
+                                    const int64_t* rowoff, float* c, int64_t ldc, int m, int n,
+                                    float alpha, float beta, const TileRows* rows) {
+  tile_direct_px(K, a, b, rowoff, c, ldc, m, n, alpha, beta, rows, nullptr, 0);
+}
+
+void fission_tile_direct_px2__avx512(int64_t K, const float* a, const float* b0, const float* b1,
+                                     int len0, const int64_t* rowoff, float* c, int64_t ldc,
+                                     int m, int n, float alpha, float beta,
+                                     const TileRows* rows) {
+  tile_direct_px(K, a, b0, rowoff, c, ldc, m, n, alpha, beta, rows, b1, len0);
+}
 
 }  // namespace deftnn::gemm
 

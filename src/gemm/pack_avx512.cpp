@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "gemm/pack.h"
+#include "gemm/simd_util.h"
 
 namespace deftnn::gemm {
 
@@ -11,9 +12,7 @@ void pack_b_idx_t32_rows__avx512(int64_t kc, int n, const float* b, int64_t ldb,
                                  const int64_t* kidx, float* d) {
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512i vidx = _mm512_mullo_epi32(lane, _mm512_set1_epi32(static_cast<int>(ldb)));
-  const __mmask16 m0 = n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
-  const __mmask16 m1 =
-      n >= 32 ? 0xFFFF : n <= 16 ? 0 : static_cast<__mmask16>((1u << (n - 16)) - 1);
+  const __mmask16 m0 = simd::tail_mask(n), m1 = simd::tail_mask(n - 16);
   const float* hi = b + 16 * ldb;
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t k = 0; k < kc; ++k) {
